@@ -1,0 +1,73 @@
+/**
+ * Every setting of pollcast, read once from the environment through `effect/Config`.
+ * Defaults live here and nowhere else; an invalid value stops start-up with a message naming it.
+ */
+import { Config, Context, Duration, Layer, LogLevel, Option, Redacted } from "effect"
+
+export interface Settings {
+  readonly host: string
+  readonly port: number
+  /** An external PostgreSQL; when absent an embedded server is started in `dataDir`. */
+  readonly databaseUrl: Option.Option<Redacted.Redacted>
+  readonly dataDir: string
+  readonly embeddedPostgresPort: number
+  readonly databasePoolSize: number
+  readonly pollInterval: Duration.Duration
+  readonly pollBatchSize: number
+  readonly heartbeatInterval: Duration.Duration
+  /** The reconnection delay sent to clients in the SSE `retry:` field. */
+  readonly sseRetry: Duration.Duration
+  readonly maxBodyBytes: number
+  /** Messages a client may fall behind before it is disconnected (it resumes with Last-Event-ID). */
+  readonly clientBuffer: number
+  readonly shutdownTimeout: Duration.Duration
+  readonly logLevel: LogLevel.LogLevel
+}
+
+const positiveDuration = (name: string, fallback: Duration.DurationInput) =>
+  Config.duration(name).pipe(
+    Config.withDefault(Duration.decode(fallback)),
+    Config.validate({
+      message: `must be a positive duration such as "1 second" or "250 millis"`,
+      validation: (duration) => Duration.greaterThan(duration, Duration.zero)
+    })
+  )
+
+const integerBetween = (name: string, fallback: number, min: number, max: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({
+      message: `must be a whole number from ${min} to ${max}`,
+      validation: (value) => value >= min && value <= max
+    })
+  )
+
+const nonEmpty = (name: string, fallback: string) =>
+  Config.string(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: "must not be empty", validation: (value) => value.length > 0 })
+  )
+
+export const settings: Config.Config<Settings> = Config.all({
+  host: nonEmpty("HOST", "0.0.0.0"),
+  port: Config.port("PORT").pipe(Config.withDefault(8080)),
+  databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
+    Config.map(Option.filter((url) => Redacted.value(url).trim() !== ""))
+  ),
+  dataDir: nonEmpty("DATA_DIR", "./.pollcast"),
+  embeddedPostgresPort: Config.port("EMBEDDED_POSTGRES_PORT").pipe(Config.withDefault(54329)),
+  databasePoolSize: integerBetween("DATABASE_POOL_SIZE", 10, 2, 1000),
+  pollInterval: positiveDuration("POLL_INTERVAL", "1 second"),
+  pollBatchSize: integerBetween("POLL_BATCH_SIZE", 500, 1, 10_000),
+  heartbeatInterval: positiveDuration("HEARTBEAT_INTERVAL", "15 seconds"),
+  sseRetry: positiveDuration("SSE_RETRY", "2 seconds"),
+  maxBodyBytes: integerBetween("MAX_BODY_BYTES", 16_384, 1, 1_048_576),
+  clientBuffer: integerBetween("CLIENT_BUFFER", 2_000, 1, 1_000_000),
+  shutdownTimeout: positiveDuration("SHUTDOWN_TIMEOUT", "5 seconds"),
+  logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+})
+
+export class AppConfig extends Context.Tag("pollcast/AppConfig")<AppConfig, Settings>() {
+  /** Reads the settings from the current ConfigProvider (the environment, unless a test sets another). */
+  static readonly layer = Layer.effect(AppConfig, settings)
+}

@@ -1,0 +1,85 @@
+/**
+ * The SqlClient the service runs on: the PostgreSQL at DATABASE_URL, or else an embedded one kept
+ * in DATA_DIR and started (and stopped) with the layer. Migrations run once the client is up.
+ */
+import { NodeContext } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
+import { PgClient, PgMigrator } from "@effect/sql-pg"
+import { Context, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import * as Path from "node:path"
+import { AppConfig } from "./Config.js"
+import * as EmbeddedPostgres from "./EmbeddedPostgres.js"
+import createMessages from "./migrations/00001_create_messages.js"
+
+export const databaseName = "pollcast"
+
+/** A client for the database at `url`, pooled, with at most `maxConnections`. */
+export const client = (url: Redacted.Redacted, maxConnections: number) =>
+  PgClient.layer({
+    url,
+    maxConnections,
+    applicationName: "pollcast",
+    connectTimeout: Duration.seconds(5),
+    idleTimeout: Duration.seconds(30)
+  })
+
+/** Creates `name` on the server unless it exists; runs on a connection to its `postgres` database. */
+export const ensureDatabase = (adminUrl: Redacted.Redacted, name: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const existing = yield* sql`SELECT 1 FROM pg_database WHERE datname = ${name}`
+    if (existing.length === 0) {
+      yield* sql`CREATE DATABASE ${sql(name)}`
+    }
+  }).pipe(Effect.provide(client(adminUrl, 1)))
+
+/**
+ * Brings the schema up to date. Several nodes may start at once on a new database: the Migrator
+ * serialises them with a table lock, but two can both try to create its bookkeeping table, so a
+ * failed attempt is retried (and then finds the work done).
+ */
+export const migrate = PgMigrator.run({
+  loader: PgMigrator.fromRecord({ "00001_create_messages": createMessages })
+}).pipe(
+  Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }),
+  Effect.tap((applied) =>
+    Effect.forEach(applied, ([id, name]) => Effect.logInfo(`Applied migration ${id}_${name}`), { discard: true })
+  ),
+  Effect.provide(NodeContext.layer)
+)
+
+/** Where the database is: DATABASE_URL, or an embedded server started for as long as the layer lives. */
+class DatabaseUrl extends Context.Tag("pollcast/DatabaseUrl")<DatabaseUrl, Redacted.Redacted>() {}
+
+const embedded = Layer.scoped(
+  DatabaseUrl,
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    const server = yield* EmbeddedPostgres.start({
+      dataDir: Path.join(config.dataDir, "postgres"),
+      port: config.embeddedPostgresPort
+    })
+    yield* ensureDatabase(server.url("postgres"), databaseName)
+    yield* Effect.logInfo(
+      `Other programs can reach the embedded database at ${Redacted.value(server.url(databaseName))}`
+    )
+    return server.url(databaseName)
+  })
+)
+
+const databaseUrl = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) =>
+    Option.match(config.databaseUrl, {
+      onNone: () => embedded,
+      onSome: (url) => Layer.succeed(DatabaseUrl, url)
+    }))
+)
+
+// Provided by databaseUrl, the pool is closed before an embedded server is stopped.
+export const layer = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    const url = yield* DatabaseUrl
+    return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(client(url, config.databasePoolSize)))
+  })
+).pipe(Layer.provide(databaseUrl))

@@ -1,0 +1,61 @@
+/**
+ * The HTTP server: every route, JSON errors, and a shutdown that stops accepting connections, ends
+ * the event streams, and gives in-flight requests SHUTDOWN_TIMEOUT to finish before cutting them.
+ */
+import { HttpRouter, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Deferred, Effect, Layer } from "effect"
+import * as NodeHttp from "node:http"
+import { AppConfig } from "./Config.js"
+import { EventStream } from "./EventStream.js"
+import * as Events from "./Http/Events.js"
+import * as Health from "./Http/Health.js"
+import { internalError, NotFound } from "./Http/HttpErrors.js"
+import * as Messages from "./Http/Messages.js"
+
+export const app = Effect.gen(function*() {
+  const router = HttpRouter.concatAll(yield* Messages.routes, yield* Events.routes, yield* Health.routes)
+  return router.pipe(
+    Effect.catchTag("RouteNotFound", (notFound) =>
+      new NotFound({ message: `No route for ${notFound.request.method} ${notFound.request.url}` })),
+    Effect.catchAllDefect((defect) =>
+      Effect.logError("Request failed unexpectedly", defect).pipe(Effect.as(internalError)))
+  )
+})
+
+const serveUntilShutdown = (server: NodeHttp.Server) =>
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    const eventStream = yield* EventStream
+    yield* HttpServer.serveEffect(yield* app)
+    // Registered after serving, so it runs first on shutdown, while requests are still handled.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const allClosed = yield* Deferred.make<void>()
+        yield* Effect.sync(() => server.close(() => Deferred.unsafeDone(allClosed, Effect.void)))
+        yield* Effect.logInfo("Shutting down: refusing new connections, ending event streams")
+        yield* eventStream.drain
+        const finished = yield* Deferred.await(allClosed).pipe(Effect.timeoutTo({
+          duration: config.shutdownTimeout,
+          onSuccess: () => true,
+          onTimeout: () => false
+        }))
+        if (!finished) {
+          yield* Effect.logWarning("Requests still open after SHUTDOWN_TIMEOUT; closing their connections")
+          server.closeAllConnections()
+        }
+      })
+    )
+    yield* HttpServer.logAddress
+  })
+
+export const layer = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    const server = NodeHttp.createServer()
+    return Layer.scopedDiscard(serveUntilShutdown(server)).pipe(
+      Layer.provide(NodeHttpServer.layer(() => server, { port: config.port, host: config.host }))
+    )
+  })
+)
+

@@ -1,0 +1,57 @@
+/**
+ * `GET /healthz` (the process answers), `GET /readyz` (the database answers and the poller has
+ * polled recently, else 503) and `GET /stats` (figures for operators and benchmarks).
+ */
+import { HttpRouter, HttpServerResponse } from "@effect/platform"
+import { Clock, Duration, Effect } from "effect"
+import { Broadcast } from "../Broadcast.js"
+import { AppConfig } from "../Config.js"
+import { EventStream } from "../EventStream.js"
+import { MessageRepo } from "../MessageRepo.js"
+import { Poller } from "../Poller.js"
+
+export const routes = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const repo = yield* MessageRepo
+  const poller = yield* Poller
+  const broadcast = yield* Broadcast
+  const eventStream = yield* EventStream
+  // A poll is overdue once three intervals have passed without one, plus room for a slow query.
+  const stalePollAfter = Duration.toMillis(Duration.sum(Duration.times(config.pollInterval, 3), Duration.seconds(5)))
+
+  const readiness = Effect.gen(function*() {
+    const database = yield* repo.ping.pipe(
+      Effect.timeout("2 seconds"),
+      Effect.match({ onFailure: () => false, onSuccess: () => true })
+    )
+    const status = yield* poller.status
+    const now = yield* Clock.currentTimeMillis
+    const lastPollMillisAgo = now - status.lastSuccessAt
+    const polling = lastPollMillisAgo <= stalePollAfter
+    const ready = database && polling
+    return HttpServerResponse.unsafeJson({
+      status: ready ? "ready" : "unavailable",
+      database: database ? "reachable" : "unreachable",
+      poller: polling ? "polling" : "overdue",
+      lastPollMillisAgo
+    }, { status: ready ? 200 : 503 })
+  })
+
+  const stats = Effect.gen(function*() {
+    const status = yield* poller.status
+    return HttpServerResponse.unsafeJson({
+      clients: yield* eventStream.connections,
+      subscribers: yield* broadcast.subscribers,
+      position: yield* broadcast.position,
+      polls: status.polls,
+      lastPollAt: new Date(status.lastSuccessAt).toISOString(),
+      consecutivePollFailures: status.consecutiveFailures
+    })
+  })
+
+  return HttpRouter.empty.pipe(
+    HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))),
+    HttpRouter.get("/readyz", readiness),
+    HttpRouter.get("/stats", stats)
+  )
+})

@@ -1,0 +1,96 @@
+/**
+ * `POST /messages` stores a message; `GET /messages` pages through the stored ones in delivery order.
+ */
+import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Effect, Option, Schema } from "effect"
+import { AppConfig } from "../Config.js"
+import { beginning, encodeMessage, MessageId, NewMessage } from "../Message.js"
+import { MessageRepo } from "../MessageRepo.js"
+import { InvalidRequest, PayloadTooLarge, ServiceUnavailable } from "./HttpErrors.js"
+import { ChannelsParam, channelsOf, LimitParam } from "./Params.js"
+
+/**
+ * The largest request body read. JSON escaping can make a body of MAX_BODY_BYTES take six times as
+ * many bytes (`\u0001` for one byte), and channel and author add some more.
+ */
+export const maxRequestBytes = (maxBodyBytes: number) => 6 * maxBodyBytes + 2048
+
+const HistoryParams = Schema.Struct({
+  channel: Schema.optional(ChannelsParam),
+  after: Schema.optional(MessageId),
+  before: Schema.optional(MessageId),
+  limit: Schema.optionalWith(LimitParam(500), { default: () => 100 })
+})
+
+const databaseUnavailable = () => new ServiceUnavailable({ message: "The database is unavailable; try again shortly" })
+
+export const routes = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const repo = yield* MessageRepo
+  const requestLimit = maxRequestBytes(config.maxBodyBytes)
+  const decodeNewMessage = Schema.decodeUnknown(NewMessage(config.maxBodyBytes), { onExcessProperty: "error" })
+
+  const readBody = Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    // A declared length over the limit is refused before a byte of the body is read.
+    if (Number(request.headers["content-length"] ?? 0) > requestLimit) {
+      return yield* new PayloadTooLarge({ limit: requestLimit })
+    }
+    return yield* request.text.pipe(
+      HttpIncomingMessage.withMaxBodySize(Option.some(requestLimit)),
+      Effect.catchTag("RequestError", (error) =>
+        Effect.fail(
+          String(error.cause).includes("maxBytes exceeded")
+            ? new PayloadTooLarge({ limit: requestLimit })
+            : new InvalidRequest({ message: "The request body could not be read" })
+        ))
+    )
+  })
+
+  const publish = Effect.gen(function*() {
+    const text = yield* readBody
+    const json = yield* Effect.try({
+      try: (): unknown => JSON.parse(text),
+      catch: (error) =>
+        new InvalidRequest({
+          message: `The request body must be a JSON object such as {"body": "hello"}: ${
+            error instanceof Error ? error.message : String(error)
+          }`
+        })
+    })
+    const input = yield* decodeNewMessage(json).pipe(
+      Effect.mapError((error) => InvalidRequest.fromParseError(error, "The request body"))
+    )
+    const message = yield* repo.insert(input).pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
+    return HttpServerResponse.unsafeJson(encodeMessage(message), { status: 201 })
+  })
+
+  const history = Effect.gen(function*() {
+    const params = yield* HttpServerRequest.schemaSearchParams(HistoryParams).pipe(
+      Effect.mapError((error) => InvalidRequest.fromParseError(error, "The query"))
+    )
+    if (params.after !== undefined && params.before !== undefined) {
+      return yield* new InvalidRequest({ field: "before", message: "before: give either after or before, not both" })
+    }
+    const page = yield* repo.history({
+      channels: channelsOf(params.channel),
+      after: params.after,
+      before: params.before,
+      limit: params.limit
+    }).pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
+    const first = page.messages[0]
+    const last = page.messages[page.messages.length - 1]
+    const forward = params.after !== undefined
+    return HttpServerResponse.unsafeJson({
+      messages: page.messages.map((message) => encodeMessage(message)),
+      next: forward && page.more && last !== undefined ? last.id : null,
+      previous: !forward && page.more && first !== undefined ? first.id : null,
+      lastEventId: last?.id ?? params.after ?? beginning
+    })
+  })
+
+  return HttpRouter.empty.pipe(
+    HttpRouter.post("/messages", publish),
+    HttpRouter.get("/messages", history)
+  )
+})

@@ -1,0 +1,31 @@
+/**
+ * Query parameters shared by the routes, as schemas: a failure names the parameter at fault.
+ */
+import { Schema } from "effect"
+import { Channel } from "../Message.js"
+import type { Channels } from "../MessageRepo.js"
+
+export const maxChannelsPerRequest = 100
+
+/** `channel=a&channel=b`: one or more channel names (none: every channel). */
+export const ChannelsParam = Schema.Union(Schema.String, Schema.Array(Schema.String)).pipe(
+  Schema.transform(Schema.Array(Schema.String), {
+    strict: true,
+    decode: (value) => (typeof value === "string" ? [value] : value),
+    encode: (value) => value
+  }),
+  Schema.compose(Schema.Array(Channel)),
+  Schema.maxItems(maxChannelsPerRequest, {
+    message: () => `at most ${maxChannelsPerRequest} channels may be named at once`
+  })
+)
+
+export const channelsOf = (channels: ReadonlyArray<Channel> | undefined): Channels =>
+  channels === undefined || channels.length === 0 ? "all" : [channels[0]!, ...channels.slice(1)]
+
+export const LimitParam = (max: number) =>
+  Schema.NumberFromString.pipe(
+    Schema.int(),
+    Schema.between(1, max),
+    Schema.annotations({ message: () => ({ message: `must be a whole number from 1 to ${max}`, override: true }) })
+  )

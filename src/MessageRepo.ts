@@ -1,0 +1,173 @@
+/**
+ * The only module that speaks SQL: stores messages and reads them back in delivery order.
+ *
+ * Delivery order is (txid, id): the inserting transaction's id, then the row's sequence number.
+ * Reading `WHERE id > last_seen` loses rows, because sequence values are taken before commit: a
+ * transaction holding id 41 can commit after id 42 was read. So every read here sees only *final*
+ * rows, those whose transaction is older than `pg_snapshot_xmin(pg_current_snapshot())`: every
+ * transaction below that horizon has ended, and every transaction still to write a row will get a
+ * larger txid. The final rows, in (txid, id) order, form an append-only log that every node reads
+ * alike. The cost: an open write transaction anywhere on the server holds the horizon back, delaying
+ * (never losing) rows committed after it began, until it ends.
+ */
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Context, Data, Effect, Layer, Schema } from "effect"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import {
+  type Channel,
+  beginning,
+  Message,
+  type MessageId,
+  messageId,
+  messageIdParts,
+  type NewMessage
+} from "./Message.js"
+
+export class DatabaseError extends Data.TaggedError("DatabaseError")<{ readonly cause: SqlError.SqlError }> {
+  override get message() {
+    return `The database is unavailable: ${this.cause.message}`
+  }
+}
+
+/** Which channels a read covers. */
+export type Channels = "all" | NonEmptyReadonlyArray<Channel>
+
+export interface HistoryRequest {
+  readonly channels: Channels
+  /** Messages after this one, oldest first; or */
+  readonly after?: MessageId | undefined
+  /** the messages just before this one; with neither, the newest messages. */
+  readonly before?: MessageId | undefined
+  readonly limit: number
+}
+
+export interface HistoryPage {
+  /** In delivery order. */
+  readonly messages: ReadonlyArray<Message>
+  /** Whether more messages lie beyond the page, in the direction it was read. */
+  readonly more: boolean
+}
+
+export interface ReplayRequest {
+  readonly channels: Channels
+  readonly after: MessageId
+  /** A position the poller has published, so every row up to it is final. */
+  readonly through: MessageId
+  readonly limit: number
+}
+
+export class MessageRepo extends Context.Tag("pollcast/MessageRepo")<MessageRepo, {
+  readonly insert: (message: NewMessage) => Effect.Effect<Message, DatabaseError>
+  /** The poller's query: final rows after `after`, every channel, in delivery order. */
+  readonly poll: (after: MessageId, limit: number) => Effect.Effect<ReadonlyArray<Message>, DatabaseError>
+  /** The position of the newest final row, where a poller starting now begins. */
+  readonly head: Effect.Effect<MessageId, DatabaseError>
+  /** Rows in (after, through], for a client resuming from `after`. */
+  readonly replay: (request: ReplayRequest) => Effect.Effect<ReadonlyArray<Message>, DatabaseError>
+  readonly history: (request: HistoryRequest) => Effect.Effect<HistoryPage, DatabaseError>
+  readonly ping: Effect.Effect<void, DatabaseError>
+}>() {}
+
+const Row = Schema.Struct({
+  id: Schema.String,
+  txid: Schema.String,
+  channel: Schema.String,
+  author: Schema.String,
+  body: Schema.String,
+  created_at: Schema.DateFromSelf
+})
+type Row = typeof Row.Type
+
+const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
+
+// The database's constraints hold what the Message schema would check, so rows skip re-validation.
+const toMessage = (row: Row) =>
+  new Message({
+    id: messageId(row.txid, row.id),
+    channel: row.channel as Channel,
+    author: row.author,
+    body: row.body,
+    createdAt: row.created_at
+  }, true)
+
+const columns = "id, txid, channel, author, body, created_at"
+
+export const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+
+  const rows = <E, R>(query: Effect.Effect<ReadonlyArray<unknown>, E, R>) =>
+    query.pipe(Effect.flatMap(decodeRows), Effect.map((decoded) => decoded.map(toMessage)), Effect.orDieWith((error) => error))
+
+  const position = (id: MessageId) => {
+    const { seq, txid } = messageIdParts(id)
+    return sql`(${txid}::xid8, ${seq}::bigint)`
+  }
+  const channelFilter = (channels: Channels) =>
+    channels === "all" ? sql`TRUE` : sql.in("channel", channels)
+  const finalRows = sql`txid < pg_snapshot_xmin(pg_current_snapshot())`
+
+  const databaseError = <A, R>(effect: Effect.Effect<A, SqlError.SqlError | DatabaseError, R>) =>
+    Effect.catchTag(effect, "SqlError", (cause) => Effect.fail(new DatabaseError({ cause })))
+
+  return MessageRepo.of({
+    insert: (message) =>
+      rows(
+        sql`INSERT INTO messages ${sql.insert({ channel: message.channel, author: message.author, body: message.body })}
+            RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError((cause) => new DatabaseError({ cause })))
+      ).pipe(Effect.map((inserted) => inserted[0]!), Effect.withSpan("MessageRepo.insert")),
+
+    // One index range scan on messages_delivery_order, whatever the number of channels or clients.
+    poll: (after, limit) =>
+      rows(
+        sql`SELECT ${sql.literal(columns)} FROM messages
+            WHERE (txid, id) > ${position(after)} AND ${finalRows}
+            ORDER BY txid, id
+            LIMIT ${limit}`
+      ).pipe(databaseError, Effect.withSpan("MessageRepo.poll")),
+
+    head: sql<{ readonly txid: string; readonly id: string }>`
+      SELECT txid::text AS txid, id::text AS id FROM messages
+      WHERE ${finalRows}
+      ORDER BY txid DESC, id DESC
+      LIMIT 1`.pipe(
+      Effect.map((found) => (found[0] === undefined ? beginning : messageId(found[0].txid, found[0].id))),
+      databaseError,
+      Effect.withSpan("MessageRepo.head")
+    ),
+
+    replay: ({ after, channels, limit, through }) =>
+      rows(
+        sql`SELECT ${sql.literal(columns)} FROM messages
+            WHERE (txid, id) > ${position(after)} AND (txid, id) <= ${position(through)}
+              AND ${channelFilter(channels)}
+            ORDER BY txid, id
+            LIMIT ${limit}`
+      ).pipe(databaseError, Effect.withSpan("MessageRepo.replay")),
+
+    // Reads one row past the page to learn whether there is more.
+    history: ({ after, before, channels, limit }) => {
+      const query = after !== undefined
+        ? sql`SELECT ${sql.literal(columns)} FROM messages
+              WHERE (txid, id) > ${position(after)} AND ${finalRows} AND ${channelFilter(channels)}
+              ORDER BY txid, id
+              LIMIT ${limit + 1}`
+        : sql`SELECT ${sql.literal(columns)} FROM messages
+              WHERE ${before !== undefined ? sql`(txid, id) < ${position(before)}` : sql`TRUE`}
+                AND ${finalRows} AND ${channelFilter(channels)}
+              ORDER BY txid DESC, id DESC
+              LIMIT ${limit + 1}`
+      return rows(query).pipe(
+        Effect.map((found) => {
+          const page = found.slice(0, limit)
+          return { messages: after !== undefined ? page : page.reverse(), more: found.length > limit }
+        }),
+        databaseError,
+        Effect.withSpan("MessageRepo.history")
+      )
+    },
+
+    ping: sql`SELECT 1`.pipe(Effect.asVoid, databaseError)
+  })
+})
+
+export const layer = Layer.effect(MessageRepo, make)
