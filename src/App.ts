@@ -15,3 +15,5 @@ export const services = EventStream.layer.pipe(
 )
 
 export const layer = Http.layer.pipe(Layer.provideMerge(services))
+
+export type Services = Layer.Layer.Success<typeof services>

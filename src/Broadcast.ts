@@ -142,22 +142,24 @@ export const make = (start: MessageId) =>
 
     return Broadcast.of({
       publish: (messages) =>
-        Effect.suspend(() => {
-          published += messages.length
-          const batch = new Batch(
-            messages.map((message) => ({ id: message.id, channel: message.channel, frame: messageFrame(message) })) as [
-              Delivery,
-              ...Array<Delivery>
-            ],
-            published
-          )
-          // The position moves before the batch is offered: a subscriber that reads a position
-          // not yet covering it is sure to receive it (see EventStream).
-          return Ref.set(position, batch.last).pipe(
-            Effect.zipRight(PubSub.publish(pubsub, batch)),
-            Effect.zipRight(cutOffLaggards)
-          )
-        }),
+        // Laggards are judged on what was published before this batch, so a batch larger than the
+        // buffer does not cut off clients that are keeping up.
+        Effect.zipRight(
+          cutOffLaggards,
+          Effect.suspend(() => {
+            published += messages.length
+            const batch = new Batch(
+              messages.map((message) => ({ id: message.id, channel: message.channel, frame: messageFrame(message) })) as [
+                Delivery,
+                ...Array<Delivery>
+              ],
+              published
+            )
+            // The position moves before the batch is offered: a subscriber that reads a position
+            // not yet covering it is sure to receive it (see EventStream).
+            return Ref.set(position, batch.last).pipe(Effect.zipRight(PubSub.publish(pubsub, batch)))
+          })
+        ),
 
       subscribe: ({ after, onOverflow, selection }) =>
         Effect.gen(function*() {

@@ -50,12 +50,12 @@ const nonEmpty = (name: string, fallback: string) =>
 
 export const settings: Config.Config<Settings> = Config.all({
   host: nonEmpty("HOST", "0.0.0.0"),
-  port: Config.port("PORT").pipe(Config.withDefault(8080)),
+  port: integerBetween("PORT", 8080, 0, 65_535),
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
     Config.map(Option.filter((url) => Redacted.value(url).trim() !== ""))
   ),
   dataDir: nonEmpty("DATA_DIR", "./.pollcast"),
-  embeddedPostgresPort: Config.port("EMBEDDED_POSTGRES_PORT").pipe(Config.withDefault(54329)),
+  embeddedPostgresPort: integerBetween("EMBEDDED_POSTGRES_PORT", 54_329, 1, 65_535),
   databasePoolSize: integerBetween("DATABASE_POOL_SIZE", 10, 2, 1000),
   pollInterval: positiveDuration("POLL_INTERVAL", "1 second"),
   pollBatchSize: integerBetween("POLL_BATCH_SIZE", 500, 1, 10_000),

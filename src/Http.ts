@@ -54,7 +54,7 @@ export const layer = Layer.unwrapEffect(
     const config = yield* AppConfig
     const server = NodeHttp.createServer()
     return Layer.scopedDiscard(serveUntilShutdown(server)).pipe(
-      Layer.provide(NodeHttpServer.layer(() => server, { port: config.port, host: config.host }))
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port, host: config.host }))
     )
   })
 )

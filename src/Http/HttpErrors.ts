@@ -20,8 +20,8 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("Invali
   /** The first problem a schema found, named by the path of the field it concerns. */
   static fromParseError(error: ParseResult.ParseError, subject: string): InvalidRequest {
     const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-    const field = issue?.path.map(String).join(".")
-    if (issue === undefined || field === undefined || field === "") {
+    const field = issue?.path[0] === undefined ? undefined : String(issue.path[0])
+    if (issue === undefined || field === undefined) {
       return new InvalidRequest({ message: `${subject} is malformed: ${issue?.message ?? error.message}` })
     }
     const problem = issue._tag === "Unexpected" ? "is not a known field" : issue._tag === "Missing" ? "is required" : issue.message

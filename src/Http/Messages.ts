@@ -1,8 +1,10 @@
 /**
  * `POST /messages` stores a message; `GET /messages` pages through the stored ones in delivery order.
  */
-import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Option, Schema } from "effect"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import { Effect, Schema } from "effect"
+import type { IncomingMessage } from "node:http"
 import { AppConfig } from "../Config.js"
 import { beginning, encodeMessage, MessageId, NewMessage } from "../Message.js"
 import { MessageRepo } from "../MessageRepo.js"
@@ -22,6 +24,40 @@ const HistoryParams = Schema.Struct({
   limit: Schema.optionalWith(LimitParam(500), { default: () => 100 })
 })
 
+/**
+ * The body as text, or PayloadTooLarge as soon as it passes `limit` bytes. The platform's reader
+ * destroys the socket when a body outgrows its limit, which leaves no way to answer 413; this one
+ * stops reading and leaves the connection to carry the answer (it is closed after it).
+ */
+const readText = (incoming: IncomingMessage, limit: number) =>
+  Effect.async<string, PayloadTooLarge | InvalidRequest>((resume) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const stop = () => {
+      incoming.off("data", onData).off("end", onEnd).off("error", onError)
+      incoming.pause()
+    }
+    function onData(chunk: Buffer) {
+      size += chunk.length
+      if (size > limit) {
+        stop()
+        resume(Effect.fail(new PayloadTooLarge({ limit })))
+      } else {
+        chunks.push(chunk)
+      }
+    }
+    function onEnd() {
+      stop()
+      resume(Effect.succeed(Buffer.concat(chunks).toString("utf8")))
+    }
+    function onError() {
+      stop()
+      resume(Effect.fail(new InvalidRequest({ message: "The request body could not be read" })))
+    }
+    incoming.on("data", onData).on("end", onEnd).on("error", onError)
+    return Effect.sync(stop)
+  })
+
 const databaseUnavailable = () => new ServiceUnavailable({ message: "The database is unavailable; try again shortly" })
 
 export const routes = Effect.gen(function*() {
@@ -36,15 +72,7 @@ export const routes = Effect.gen(function*() {
     if (Number(request.headers["content-length"] ?? 0) > requestLimit) {
       return yield* new PayloadTooLarge({ limit: requestLimit })
     }
-    return yield* request.text.pipe(
-      HttpIncomingMessage.withMaxBodySize(Option.some(requestLimit)),
-      Effect.catchTag("RequestError", (error) =>
-        Effect.fail(
-          String(error.cause).includes("maxBytes exceeded")
-            ? new PayloadTooLarge({ limit: requestLimit })
-            : new InvalidRequest({ message: "The request body could not be read" })
-        ))
-    )
+    return yield* readText(NodeHttpServerRequest.toIncomingMessage(request), requestLimit)
   })
 
   const publish = Effect.gen(function*() {

@@ -1,0 +1,209 @@
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Http from "node:http"
+import * as TestDatabase from "../support/TestDatabase.js"
+import * as TestNode from "../support/TestNode.js"
+
+interface Reply {
+  readonly status: number
+  readonly headers: Headers
+  readonly json: any
+}
+
+const request = (url: string, init?: RequestInit) =>
+  Effect.promise(async (): Promise<Reply> => {
+    const response = await fetch(url, init)
+    const text = await response.text()
+    return { status: response.status, headers: response.headers, json: text === "" ? undefined : JSON.parse(text) }
+  })
+
+const post = (url: string, body: unknown) =>
+  request(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body)
+  })
+
+/** Sends a request with raw node:http, to control the framing of its body. */
+const rawPost = (url: string, headers: Record<string, string>, chunks: ReadonlyArray<string>) =>
+  Effect.async<{ status: number; json: any }, Error>((resume) => {
+    const req = Http.request(url, { method: "POST", headers }, (res) => {
+      let text = ""
+      res.on("data", (chunk) => (text += chunk))
+      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, json: JSON.parse(text) })))
+    })
+    req.on("error", (error) => resume(Effect.fail(error)))
+    for (const chunk of chunks) req.write(chunk)
+    // Deliberately never ends a request whose declared length is larger than what was written.
+    if (headers["content-length"] === undefined || Number(headers["content-length"]) <= chunks.join("").length) {
+      req.end()
+    }
+  })
+
+layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP API", (it) => {
+  describe("POST /messages", () => {
+    it.scoped("stores a message and answers 201 with it, defaults filled in", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const reply = yield* post(node.url("/messages"), { body: "hello" })
+        expect(reply.status).toBe(201)
+        expect(reply.json).toMatchObject({ channel: "general", author: "anonymous", body: "hello" })
+        expect(reply.json.id).toMatch(/^[0-9a-f]{16}-[0-9a-f]{16}$/)
+        expect(new Date(reply.json.createdAt).getTime()).toBeGreaterThan(Date.now() - 60_000)
+
+        const named = yield* post(node.url("/messages"), { channel: "ops.alerts:eu-1", author: "Zoë 🚀", body: "a\nb" })
+        expect(named.status).toBe(201)
+        expect(named.json).toMatchObject({ channel: "ops.alerts:eu-1", author: "Zoë 🚀", body: "a\nb" })
+        expect(named.json.id > reply.json.id).toBe(true)
+      }))
+
+    it.scoped("answers 400 naming the field for each kind of invalid message", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start({ MAX_BODY_BYTES: "10" })
+        const cases: ReadonlyArray<readonly [unknown, string]> = [
+          [{}, "body"],
+          [{ body: "" }, "body"],
+          [{ body: 42 }, "body"],
+          [{ body: "ééééé!" }, "body"], // 11 bytes of UTF-8, 6 characters
+          [{ body: "nul\u0000" }, "body"],
+          [{ body: "x", channel: "" }, "channel"],
+          [{ body: "x", channel: "has space" }, "channel"],
+          [{ body: "x", channel: "c".repeat(65) }, "channel"],
+          [{ body: "x", author: "" }, "author"],
+          [{ body: "x", author: "a".repeat(65) }, "author"],
+          [{ body: "x", chanel: "typo" }, "chanel"]
+        ]
+        for (const [body, field] of cases) {
+          const reply = yield* post(node.url("/messages"), body)
+          expect(reply.status, JSON.stringify(body)).toBe(400)
+          expect(reply.json).toMatchObject({ error: "InvalidRequest", field })
+          expect(reply.json.message).toMatch(new RegExp(`^${field}: `))
+        }
+        const atLimit = yield* post(node.url("/messages"), { body: "é".repeat(5) })
+        expect(atLimit.status).toBe(201)
+      }))
+
+    it.scoped("answers 400 to a body that is not a JSON object", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        for (const body of ["not json", "", "[1,2]", "\"body\"", "null"]) {
+          const reply = yield* post(node.url("/messages"), body)
+          expect(reply.status, body).toBe(400)
+          expect(reply.json.error).toBe("InvalidRequest")
+          expect(reply.json.message.length).toBeGreaterThan(10)
+        }
+      }))
+
+    it.scoped("answers 413 to a request body over the limit, declared or streamed, and keeps serving", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start({ MAX_BODY_BYTES: "100" })
+        // The limit on the request is 6 * 100 + 2048 bytes: enough for any escaped 100-byte body.
+        const escaped = yield* post(node.url("/messages"), { body: "\u0001".repeat(100) })
+        expect(escaped.status).toBe(201)
+
+        const declared = yield* rawPost(node.url("/messages"), { "content-length": "1000000" }, ["{\"body\":\""])
+        expect(declared.status).toBe(413)
+        expect(declared.json.error).toBe("PayloadTooLarge")
+
+        const streamed = yield* rawPost(node.url("/messages"), { "transfer-encoding": "chunked" }, [
+          "{\"body\":\"",
+          "x".repeat(4000),
+          "\"}"
+        ])
+        expect(streamed.status).toBe(413)
+
+        const after = yield* post(node.url("/messages"), { body: "still fine" })
+        expect(after.status).toBe(201)
+      }))
+  })
+
+  describe("GET /messages", () => {
+    it.scoped("pages through a channel's history in delivery order", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const ids: Array<string> = []
+        for (let i = 1; i <= 7; i++) {
+          ids.push((yield* post(node.url("/messages"), { channel: "paging", body: `m${i}` })).json.id)
+          yield* post(node.url("/messages"), { channel: "elsewhere", body: `other ${i}` })
+        }
+
+        const newest = yield* request(node.url("/messages?channel=paging&limit=3"))
+        expect(newest.status).toBe(200)
+        expect(newest.json.messages.map((m: any) => m.body)).toEqual(["m5", "m6", "m7"])
+        expect(newest.json.next).toBeNull()
+        expect(newest.json.previous).toBe(ids[4])
+        expect(newest.json.lastEventId).toBe(ids[6])
+
+        const older = yield* request(node.url(`/messages?channel=paging&limit=3&before=${newest.json.previous}`))
+        expect(older.json.messages.map((m: any) => m.body)).toEqual(["m2", "m3", "m4"])
+        const oldest = yield* request(node.url(`/messages?channel=paging&limit=3&before=${older.json.previous}`))
+        expect(oldest.json.messages.map((m: any) => m.body)).toEqual(["m1"])
+        expect(oldest.json.previous).toBeNull()
+
+        const first = yield* request(node.url(`/messages?channel=paging&limit=4&after=${oldest.json.lastEventId}`))
+        expect(first.json.messages.map((m: any) => m.body)).toEqual(["m2", "m3", "m4", "m5"])
+        expect(first.json.next).toBe(ids[4])
+        const rest = yield* request(node.url(`/messages?channel=paging&limit=4&after=${first.json.next}`))
+        expect(rest.json.messages.map((m: any) => m.body)).toEqual(["m6", "m7"])
+        expect(rest.json.next).toBeNull()
+        expect(rest.json.lastEventId).toBe(ids[6])
+
+        const both = yield* request(node.url("/messages?channel=paging&channel=elsewhere&limit=4"))
+        expect(both.json.messages.map((m: any) => m.body)).toEqual(["m6", "other 6", "m7", "other 7"])
+      }))
+
+    it.scoped("gives a lastEventId to go live from even when a channel is empty", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const empty = yield* request(node.url("/messages?channel=nothing-here"))
+        expect(empty.json).toEqual({ messages: [], next: null, previous: null, lastEventId: expect.any(String) })
+      }))
+
+    it.scoped("answers 400 naming the parameter for bad query parameters", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const cases: ReadonlyArray<readonly [string, string]> = [
+          ["limit=0", "limit"],
+          ["limit=501", "limit"],
+          ["limit=ten", "limit"],
+          ["limit=1.5", "limit"],
+          ["after=42", "after"],
+          ["before=zz", "before"],
+          ["channel=no%20spaces", "channel"],
+          ["channel=ok&channel=", "channel"],
+          [`after=${"0".repeat(16)}-${"0".repeat(16)}&before=${"0".repeat(16)}-${"0".repeat(16)}`, "before"]
+        ]
+        for (const [query, field] of cases) {
+          const reply = yield* request(node.url(`/messages?${query}`))
+          expect(reply.status, query).toBe(400)
+          expect(reply.json).toMatchObject({ error: "InvalidRequest", field })
+        }
+      }))
+  })
+
+  describe("other routes", () => {
+    it.scoped("GET /events answers 400 to a malformed Last-Event-ID or channel", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const header = yield* request(node.url("/events"), { headers: { "last-event-id": "41" } })
+        expect(header.status).toBe(400)
+        expect(header.json).toMatchObject({ error: "InvalidRequest", field: "Last-Event-ID" })
+        const query = yield* request(node.url("/events?lastEventId=41"))
+        expect(query.json).toMatchObject({ error: "InvalidRequest", field: "lastEventId" })
+        const channel = yield* request(node.url("/events?channel=a%0Ab"))
+        expect(channel.json).toMatchObject({ error: "InvalidRequest", field: "channel" })
+      }))
+
+    it.scoped("answers unknown routes with a 404 JSON error, health checks with 200", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const missing = yield* request(node.url("/nowhere"))
+        expect(missing.status).toBe(404)
+        expect(missing.json.error).toBe("NotFound")
+        expect((yield* request(node.url("/healthz"))).json).toEqual({ status: "ok" })
+        const ready = yield* request(node.url("/readyz"))
+        expect(ready.status).toBe(200)
+        expect(ready.json).toMatchObject({ status: "ready", database: "reachable", poller: "polling" })
+      }))
+  })
+})

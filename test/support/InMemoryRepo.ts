@@ -1,0 +1,79 @@
+/**
+ * A MessageRepo held in memory, for unit tests of what sits above it. Every message added is
+ * final at once. Polls can be made slow (on the Clock, so TestClock drives them) or failing, and
+ * are counted.
+ */
+import { Duration, Effect, Layer } from "effect"
+import { DatabaseError, MessageRepo } from "../../src/MessageRepo.js"
+import { SqlError } from "@effect/sql/SqlError"
+import { beginning, type Channel, Message, type MessageId, messageId } from "../../src/Message.js"
+
+export interface InMemoryRepo {
+  readonly layer: Layer.Layer<MessageRepo>
+  readonly add: (channel: string, body: string) => Message
+  readonly messages: ReadonlyArray<Message>
+  readonly polls: () => number
+  readonly maxConcurrentPolls: () => number
+  readonly setFailing: (failing: boolean) => void
+  readonly setPollDuration: (duration: Duration.DurationInput) => void
+}
+
+export const make = (): InMemoryRepo => {
+  const messages: Array<Message> = []
+  let polls = 0
+  let running = 0
+  let maxConcurrentPolls = 0
+  let failing = false
+  let pollDuration = Duration.zero
+
+  const add = (channel: string, body: string) => {
+    const seq = BigInt(messages.length + 1)
+    const message = new Message({
+      id: messageId(1000n + seq, seq),
+      channel: channel as Channel,
+      author: "test",
+      body,
+      createdAt: new Date(0)
+    })
+    messages.push(message)
+    return message
+  }
+  const after = (id: MessageId) => messages.filter((message) => message.id > id)
+  const unavailable = new DatabaseError({ cause: new SqlError({ message: "connection refused (test)" }) })
+
+  const repo = MessageRepo.of({
+    insert: (input) => Effect.sync(() => add(input.channel, input.body)),
+    poll: (from, limit) =>
+      Effect.gen(function*() {
+        polls++
+        running++
+        maxConcurrentPolls = Math.max(maxConcurrentPolls, running)
+        yield* Effect.sleep(pollDuration)
+        if (failing) return yield* Effect.fail(unavailable)
+        return after(from).slice(0, limit)
+      }).pipe(Effect.ensuring(Effect.sync(() => running--))),
+    head: Effect.sync(() => messages[messages.length - 1]?.id ?? beginning),
+    replay: ({ after: from, channels, limit, through }) =>
+      Effect.sync(() =>
+        after(from)
+          .filter((message) => message.id <= through && (channels === "all" || channels.includes(message.channel)))
+          .slice(0, limit)
+      ),
+    history: () => Effect.die("not used by these tests"),
+    ping: Effect.void
+  })
+
+  return {
+    layer: Layer.succeed(MessageRepo, repo),
+    add,
+    messages,
+    polls: () => polls,
+    maxConcurrentPolls: () => maxConcurrentPolls,
+    setFailing: (value) => {
+      failing = value
+    },
+    setPollDuration: (duration) => {
+      pollDuration = Duration.decode(duration)
+    }
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * A real, spec-conformant SSE client (the `eventsource` package) that records what it receives, and
+ * reconnects with Last-Event-ID as a browser would.
+ */
+import { Duration, Effect, Schedule } from "effect"
+import { EventSource } from "eventsource"
+
+export interface ReceivedMessage {
+  readonly id: string
+  readonly channel: string
+  readonly author: string
+  readonly body: string
+  readonly createdAt: string
+}
+
+export interface SseClient {
+  readonly source: EventSource
+  /** Every message event, in arrival order. */
+  readonly messages: Array<ReceivedMessage>
+  /** How many times the connection opened (1 + reconnections). */
+  readonly opens: () => number
+  /** Waits (real time) until `done` holds; fails after `timeout`. */
+  readonly waitUntil: (done: () => boolean, timeout?: Duration.DurationInput) => Effect.Effect<void, Error>
+  readonly bodies: () => Array<string>
+}
+
+export const waitUntil = (done: () => boolean, timeout: Duration.DurationInput = "10 seconds", what = "condition") =>
+  Effect.sync(done).pipe(
+    Effect.repeat({ until: (finished) => finished, schedule: Schedule.spaced("20 millis") }),
+    Effect.asVoid,
+    Effect.timeoutFail({
+      duration: timeout,
+      onTimeout: () => new Error(`Timed out after ${Duration.format(Duration.decode(timeout))} waiting for ${what}`)
+    })
+  )
+
+/** Opens an EventSource on `url`; the first request carries `lastEventId` as Last-Event-ID. */
+export const connect = (url: string, options: { readonly lastEventId?: string } = {}) =>
+  Effect.acquireRelease(
+    Effect.sync((): SseClient => {
+      let opens = 0
+      const messages: Array<ReceivedMessage> = []
+      const source = new EventSource(url, {
+        fetch: (input, init) => {
+          const headers = new Headers(init?.headers)
+          if (opens === 0 && options.lastEventId !== undefined && !headers.has("last-event-id")) {
+            headers.set("last-event-id", options.lastEventId)
+          }
+          return fetch(input, { ...init, headers })
+        }
+      })
+      source.addEventListener("open", () => {
+        opens++
+      })
+      source.addEventListener("message", (event) => {
+        messages.push(JSON.parse(event.data) as ReceivedMessage)
+      })
+      return {
+        source,
+        messages,
+        opens: () => opens,
+        waitUntil: (done, timeout) => waitUntil(done, timeout, `events from ${url}`),
+        bodies: () => messages.map((message) => message.body)
+      }
+    }),
+    (client) => Effect.sync(() => client.source.close())
+  )
+
+/** Opens a client and waits until its stream is open. */
+export const connected = (url: string, options: { readonly lastEventId?: string } = {}) =>
+  Effect.tap(connect(url, options), (client) => waitUntil(() => client.opens() > 0, "10 seconds", `${url} to open`))

@@ -1,0 +1,121 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option, Stream, TestClock } from "effect"
+import { Broadcast, Selection } from "../../src/Broadcast.js"
+import * as Poller from "../../src/Poller.js"
+import * as InMemoryRepo from "../support/InMemoryRepo.js"
+import { parser } from "../support/SseFrames.js"
+import { testConfig } from "../support/TestConfig.js"
+
+const pollerOn = (repo: InMemoryRepo.InMemoryRepo, settings: Record<string, string> = {}) =>
+  Poller.layer.pipe(
+    Layer.provide(repo.layer),
+    Layer.provide(testConfig({ POLL_INTERVAL: "1 second", HEARTBEAT_INTERVAL: "1 hour", ...settings }))
+  )
+
+/** Subscribes to every channel and records the events received, in a fiber of the test's scope. */
+const follow = Effect.gen(function*() {
+  const broadcast = yield* Broadcast
+  const subscription = yield* broadcast.subscribe({
+    selection: Selection.of("all"),
+    after: Option.none(),
+    onOverflow: Effect.void
+  })
+  const received = parser()
+  yield* subscription.frames.pipe(Stream.runForEach((bytes) => Effect.sync(() => received.feed(bytes))), Effect.forkScoped)
+  return received
+})
+
+describe("Poller", () => {
+  it.scoped("polls once per interval, however many clients are subscribed", () => {
+    const repo = InMemoryRepo.make()
+    return Effect.gen(function*() {
+      const clients = yield* Effect.all(Array.from({ length: 100 }, () => follow))
+      yield* TestClock.adjust("10 seconds")
+      expect(repo.polls()).toBe(10)
+
+      repo.add("a", "one")
+      repo.add("b", "two")
+      yield* TestClock.adjust("1 second")
+      expect(repo.polls()).toBe(11)
+      for (const client of clients) {
+        expect(client.events.map((event) => JSON.parse(event.data).body)).toEqual(["one", "two"])
+      }
+    }).pipe(Effect.provide(pollerOn(repo)))
+  })
+
+  it.scoped("never runs two polls at once, even when a poll outlasts the interval", () => {
+    const repo = InMemoryRepo.make()
+    repo.setPollDuration("2500 millis")
+    return Effect.gen(function*() {
+      yield* follow
+      yield* TestClock.adjust("30 seconds")
+      expect(repo.maxConcurrentPolls()).toBe(1)
+      // Schedule.fixed: a late poll is followed by the next at once, without piling up.
+      expect(repo.polls()).toBeGreaterThanOrEqual(11)
+      expect(repo.polls()).toBeLessThanOrEqual(12)
+    }).pipe(Effect.provide(pollerOn(repo)))
+  })
+
+  it.scoped("polls again at once while batches come back full", () => {
+    const repo = InMemoryRepo.make()
+    return Effect.gen(function*() {
+      const client = yield* follow
+      for (let i = 1; i <= 35; i++) repo.add("c", `m${i}`)
+      yield* TestClock.adjust("1 second")
+      // 10 + 10 + 10 + 5: four queries within one tick.
+      expect(repo.polls()).toBe(4)
+      expect(client.events.map((event) => JSON.parse(event.data).body)).toEqual(
+        Array.from({ length: 35 }, (_, i) => `m${i + 1}`)
+      )
+    }).pipe(Effect.provide(pollerOn(repo, { POLL_BATCH_SIZE: "10" })))
+  })
+
+  it.scoped("retries a failing poll with backoff and then delivers what was written meanwhile, once", () => {
+    const repo = InMemoryRepo.make()
+    return Effect.gen(function*() {
+      const poller = yield* Poller.Poller
+      const client = yield* follow
+      repo.add("c", "before")
+      yield* TestClock.adjust("1 second")
+      expect(client.events).toHaveLength(1)
+
+      repo.setFailing(true)
+      repo.add("c", "during 1")
+      repo.add("c", "during 2")
+      yield* TestClock.adjust("20 seconds")
+      const failing = yield* poller.status
+      expect(failing.consecutiveFailures).toBeGreaterThan(3)
+      // Capped exponential backoff: far fewer attempts than one every 100 ms.
+      expect(repo.polls()).toBeLessThan(20)
+      expect(client.events).toHaveLength(1)
+
+      repo.setFailing(false)
+      yield* TestClock.adjust("6 seconds")
+      expect((yield* poller.status).consecutiveFailures).toBe(0)
+      expect(client.events.map((event) => JSON.parse(event.data).body)).toEqual(["before", "during 1", "during 2"])
+    }).pipe(Effect.provide(pollerOn(repo)))
+  })
+
+  it.scoped("sends each client a heartbeat comment every HEARTBEAT_INTERVAL", () => {
+    const repo = InMemoryRepo.make()
+    return Effect.gen(function*() {
+      const broadcast = yield* Broadcast
+      const subscription = yield* broadcast.subscribe({
+        selection: Selection.of("all"),
+        after: Option.none(),
+        onOverflow: Effect.void
+      })
+      const chunks: Array<string> = []
+      yield* subscription.frames.pipe(
+        Stream.runForEach((bytes) => Effect.sync(() => chunks.push(new TextDecoder().decode(bytes)))),
+        Effect.forkScoped
+      )
+      yield* TestClock.adjust("14 seconds")
+      expect(chunks).toEqual([])
+      yield* TestClock.adjust("1 second")
+      expect(chunks).toEqual([": heartbeat\n\n"])
+      yield* TestClock.adjust("15 seconds")
+      expect(chunks).toEqual([": heartbeat\n\n", ": heartbeat\n\n"])
+    }).pipe(Effect.provide(pollerOn(repo, { HEARTBEAT_INTERVAL: "15 seconds" })))
+  })
+})
