@@ -24,28 +24,32 @@ export interface Settings {
   readonly logLevel: LogLevel.LogLevel
 }
 
+// Each setting is read through Config.nested(name), so that a failed check still names it.
 const positiveDuration = (name: string, fallback: Duration.DurationInput) =>
-  Config.duration(name).pipe(
-    Config.withDefault(Duration.decode(fallback)),
+  Config.duration().pipe(
     Config.validate({
       message: `must be a positive duration such as "1 second" or "250 millis"`,
       validation: (duration) => Duration.greaterThan(duration, Duration.zero)
-    })
+    }),
+    Config.nested(name),
+    Config.withDefault(Duration.decode(fallback))
   )
 
 const integerBetween = (name: string, fallback: number, min: number, max: number) =>
-  Config.integer(name).pipe(
-    Config.withDefault(fallback),
+  Config.integer().pipe(
     Config.validate({
       message: `must be a whole number from ${min} to ${max}`,
       validation: (value) => value >= min && value <= max
-    })
+    }),
+    Config.nested(name),
+    Config.withDefault(fallback)
   )
 
 const nonEmpty = (name: string, fallback: string) =>
-  Config.string(name).pipe(
-    Config.withDefault(fallback),
-    Config.validate({ message: "must not be empty", validation: (value) => value.length > 0 })
+  Config.string().pipe(
+    Config.validate({ message: "must not be empty", validation: (value) => value.length > 0 }),
+    Config.nested(name),
+    Config.withDefault(fallback)
   )
 
 export const settings: Config.Config<Settings> = Config.all({

@@ -5,13 +5,25 @@
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { PgClient, PgMigrator } from "@effect/sql-pg"
-import { Context, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
+import { Context, Data, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import * as Path from "node:path"
 import { AppConfig } from "./Config.js"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.js"
 import createMessages from "./migrations/00001_create_messages.js"
 
 export const databaseName = "pollcast"
+
+export class DatabaseConnectError extends Data.TaggedError("DatabaseConnectError")<{ readonly message: string }> {}
+
+/** host:port/database of a URL, without its credentials, for messages. */
+const describeUrl = (url: Redacted.Redacted) => {
+  try {
+    const parsed = new URL(Redacted.value(url))
+    return `${parsed.hostname}:${parsed.port || "5432"}${parsed.pathname}`
+  } catch {
+    return "(an unparseable DATABASE_URL)"
+  }
+}
 
 /** A client for the database at `url`, pooled, with at most `maxConnections`. */
 export const client = (url: Redacted.Redacted, maxConnections: number) =>
@@ -80,6 +92,15 @@ export const layer = Layer.unwrapEffect(
   Effect.gen(function*() {
     const config = yield* AppConfig
     const url = yield* DatabaseUrl
-    return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(client(url, config.databasePoolSize)))
+    const connected = client(url, config.databasePoolSize).pipe(
+      Layer.mapError((error) =>
+        new DatabaseConnectError({
+          message: `Could not connect to PostgreSQL at ${describeUrl(url)}: ${
+            error.cause instanceof Error ? error.cause.message : error.message
+          }`
+        })
+      )
+    )
+    return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(connected))
   })
 ).pipe(Layer.provide(databaseUrl))

@@ -23,10 +23,30 @@ export const app = Effect.gen(function*() {
   )
 })
 
+/** Completes whenever no request is in flight on `server` (at once if none is). */
+const requestsSettled = (server: NodeHttp.Server) => {
+  let inFlight = 0
+  const waiting = new Set<() => void>()
+  server.on("request", (_request, response: NodeHttp.ServerResponse) => {
+    inFlight++
+    response.once("close", () => {
+      inFlight--
+      if (inFlight === 0) for (const wake of waiting) wake()
+    })
+  })
+  return Effect.async<void>((resume) => {
+    if (inFlight === 0) return resume(Effect.void)
+    const wake = () => resume(Effect.void)
+    waiting.add(wake)
+    return Effect.sync(() => waiting.delete(wake))
+  })
+}
+
 const serveUntilShutdown = (server: NodeHttp.Server) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
     const eventStream = yield* EventStream
+    const settled = requestsSettled(server)
     yield* HttpServer.serveEffect(yield* app)
     // Registered after serving, so it runs first on shutdown, while requests are still handled.
     yield* Effect.addFinalizer(() =>
@@ -35,15 +55,18 @@ const serveUntilShutdown = (server: NodeHttp.Server) =>
         yield* Effect.sync(() => server.close(() => Deferred.unsafeDone(allClosed, Effect.void)))
         yield* Effect.logInfo("Shutting down: refusing new connections, ending event streams")
         yield* eventStream.drain
-        const finished = yield* Deferred.await(allClosed).pipe(Effect.timeoutTo({
+        const finished = yield* settled.pipe(Effect.timeoutTo({
           duration: config.shutdownTimeout,
           onSuccess: () => true,
           onTimeout: () => false
         }))
         if (!finished) {
           yield* Effect.logWarning("Requests still open after SHUTDOWN_TIMEOUT; closing their connections")
-          server.closeAllConnections()
         }
+        // Whatever is left carries no request: idle keep-alive connections, and connections
+        // that clients opened ahead of a request they never sent.
+        server.closeAllConnections()
+        yield* Deferred.await(allClosed)
       })
     )
     yield* HttpServer.logAddress

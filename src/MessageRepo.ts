@@ -95,8 +95,11 @@ const columns = "id, txid, channel, author, body, created_at"
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
+  // A row that does not decode is a defect (the schema and the table disagree), not an outage.
   const rows = <E, R>(query: Effect.Effect<ReadonlyArray<unknown>, E, R>) =>
-    query.pipe(Effect.flatMap(decodeRows), Effect.map((decoded) => decoded.map(toMessage)), Effect.orDieWith((error) => error))
+    Effect.flatMap(query, (found) => Effect.orDie(decodeRows(found))).pipe(
+      Effect.map((decoded) => decoded.map(toMessage))
+    )
 
   const position = (id: MessageId) => {
     const { seq, txid } = messageIdParts(id)

@@ -2,7 +2,7 @@
  * The composition root: the app on its database, with settings from the environment.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer, Logger } from "effect"
+import { Cause, ConfigError, Effect, Layer, Logger } from "effect"
 import * as App from "./App.js"
 import { AppConfig } from "./Config.js"
 import * as Database from "./Database.js"
@@ -15,4 +15,19 @@ const main = App.layer.pipe(
   Layer.provide(AppConfig.layer)
 )
 
-NodeRuntime.runMain(Layer.launch(main))
+/** Expected start-up failures get one plain line; anything else, the whole cause. */
+const report = (cause: Cause.Cause<unknown>) => {
+  if (Cause.isInterruptedOnly(cause)) return Effect.void
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some") {
+    const error = failure.value
+    if (ConfigError.isConfigError(error)) return Effect.logError(`Invalid configuration: ${String(error)}`)
+    if (error instanceof Error) {
+      const because = error.cause instanceof Error ? error.cause.message : ""
+      return Effect.logError(`Start-up failed: ${[error.message, because].filter((text) => text !== "").join(": ")}`)
+    }
+  }
+  return Effect.logError("pollcast stopped unexpectedly", cause)
+}
+
+NodeRuntime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(report)), { disableErrorReporting: true })

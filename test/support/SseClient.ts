@@ -2,7 +2,7 @@
  * A real, spec-conformant SSE client (the `eventsource` package) that records what it receives, and
  * reconnects with Last-Event-ID as a browser would.
  */
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Effect } from "effect"
 import { EventSource } from "eventsource"
 
 export interface ReceivedMessage {
@@ -24,15 +24,24 @@ export interface SseClient {
   readonly bodies: () => Array<string>
 }
 
-export const waitUntil = (done: () => boolean, timeout: Duration.DurationInput = "10 seconds", what = "condition") =>
-  Effect.sync(done).pipe(
-    Effect.repeat({ until: (finished) => finished, schedule: Schedule.spaced("20 millis") }),
-    Effect.asVoid,
+/** Runs `probe` until `done` holds of its result (real time, every 20 ms); fails after `timeout`. */
+export const eventually = <A, E, R>(
+  probe: Effect.Effect<A, E, R>,
+  done: (value: A) => boolean,
+  timeout: Duration.DurationInput = "10 seconds",
+  what = "condition"
+) =>
+  Effect.suspend(function loop(): Effect.Effect<A, E, R> {
+    return Effect.flatMap(probe, (value) => (done(value) ? Effect.succeed(value) : Effect.sleep("20 millis").pipe(Effect.zipRight(Effect.suspend(loop)))))
+  }).pipe(
     Effect.timeoutFail({
       duration: timeout,
       onTimeout: () => new Error(`Timed out after ${Duration.format(Duration.decode(timeout))} waiting for ${what}`)
     })
   )
+
+export const waitUntil = (done: () => boolean, timeout: Duration.DurationInput = "10 seconds", what = "condition") =>
+  Effect.asVoid(eventually(Effect.sync(done), (finished) => finished, timeout, what))
 
 /** Opens an EventSource on `url`; the first request carries `lastEventId` as Last-Event-ID. */
 export const connect = (url: string, options: { readonly lastEventId?: string } = {}) =>

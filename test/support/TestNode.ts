@@ -3,7 +3,7 @@
  * local port for the rest of the enclosing Scope. Several may share the database, as nodes do.
  */
 import { HttpServer } from "@effect/platform"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, type Redacted } from "effect"
 import * as App from "../../src/App.js"
 import * as Database from "../../src/Database.js"
 import { EventStream } from "../../src/EventStream.js"
@@ -16,12 +16,12 @@ export interface TestNode {
   readonly connections: Effect.Effect<number>
 }
 
-export const start = (settings: Record<string, string> = {}) =>
+export const start = (settings: Record<string, string> = {}, options: { readonly databaseUrl?: Redacted.Redacted } = {}) =>
   Effect.gen(function*() {
     const database = yield* TestDatabase
     const context = yield* Layer.build(
       App.layer.pipe(
-        Layer.provide(Database.client(database.url, 5)),
+        Layer.provide(Database.client(options.databaseUrl ?? database.url, 5)),
         Layer.provide(testConfig({ POLL_INTERVAL: "50 millis", ...settings }))
       )
     )

@@ -1,0 +1,54 @@
+/**
+ * A node cut off from its database keeps its clients, answers 503 where it needs the database,
+ * and once the database is back delivers everything written in the meantime.
+ */
+import { SqlClient } from "@effect/sql"
+import { expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import * as SseClient from "../support/SseClient.js"
+import * as TcpProxy from "../support/TcpProxy.js"
+import * as TestDatabase from "../support/TestDatabase.js"
+import * as TestNode from "../support/TestNode.js"
+
+const status = (url: string, init?: RequestInit) => Effect.promise(() => fetch(url, init).then((response) => response.status))
+
+layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("database outage", (it) => {
+  it.scoped("keeps event streams open, retries, and then delivers what was written meanwhile", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const database = yield* TestDatabase.TestDatabase
+      const proxy = yield* TcpProxy.start(database.url)
+      const node = yield* TestNode.start({ HEARTBEAT_INTERVAL: "200 millis" }, { databaseUrl: proxy.url })
+      const channel = "outage"
+      const publish = (body: string) =>
+        status(node.url("/messages"), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ channel, body })
+        })
+      const client = yield* SseClient.connected(node.url(`/events?channel=${channel}`))
+      expect(yield* publish("before")).toBe(201)
+      yield* client.waitUntil(() => client.messages.length === 1)
+
+      yield* proxy.cut
+      // The node cannot write or read, and says so.
+      expect(yield* publish("lost?")).toBe(503)
+      yield* SseClient.eventually(status(node.url("/readyz")), (code) => code === 503, "15 seconds", "readyz to fail")
+      expect(yield* status(node.url("/healthz"))).toBe(200)
+      // Other systems, which still reach the database, go on writing.
+      for (let i = 1; i <= 5; i++) {
+        yield* sql`INSERT INTO messages (channel, author, body) VALUES (${channel}, 'elsewhere', ${`during ${i}`})`
+      }
+      yield* Effect.sleep("1 second")
+      expect(client.bodies()).toEqual(["before"])
+
+      yield* proxy.restore
+      yield* client.waitUntil(() => client.messages.length >= 6, "20 seconds")
+      yield* Effect.sleep("250 millis")
+      expect(client.bodies()).toEqual(["before", "during 1", "during 2", "during 3", "during 4", "during 5"])
+      // The same connection all along: the outage never reached the client.
+      expect(client.opens()).toBe(1)
+      yield* SseClient.eventually(status(node.url("/readyz")), (code) => code === 200, "15 seconds", "readyz to recover")
+      expect(yield* publish("after")).toBe(201)
+    }))
+})
