@@ -25,7 +25,8 @@ import {
 
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{ readonly cause: SqlError.SqlError }> {
   override get message() {
-    return `The database is unavailable: ${this.cause.message}`
+    const driver = this.cause.cause instanceof Error ? ` (${this.cause.cause.message})` : ""
+    return `The database is unavailable: ${this.cause.message}${driver}`
   }
 }
 
@@ -128,8 +129,9 @@ export const make = Effect.gen(function*() {
             LIMIT ${limit}`
       ).pipe(databaseError, Effect.withSpan("MessageRepo.poll")),
 
+    // Both columns arrive as decimal strings (int8 and xid8 are not parsed into numbers).
     head: sql<{ readonly txid: string; readonly id: string }>`
-      SELECT txid::text AS txid, id::text AS id FROM messages
+      SELECT txid, id FROM messages
       WHERE ${finalRows}
       ORDER BY txid DESC, id DESC
       LIMIT 1`.pipe(

@@ -28,9 +28,9 @@ export class Poller extends Context.Tag("pollcast/Poller")<Poller, {
 /** Capped exponential backoff for a database that does not answer. */
 export const backoff = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
 
-const retryLogged = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>) =>
+const retryLogged = <A, E extends Error, R>(what: string, effect: Effect.Effect<A, E, R>) =>
   effect.pipe(
-    Effect.tapErrorCause((cause) => Effect.logWarning(`${what} failed; retrying with backoff`, cause)),
+    Effect.tapError((error) => Effect.logWarning(`${what} failed; retrying with backoff. ${error.message}`)),
     Effect.retry(backoff)
   )
 
@@ -68,7 +68,8 @@ export const changes = (status: Ref.Ref<PollerStatus>) =>
         )
       )).pipe(
         Stream.filter(isNonEmptyReadonlyArray),
-        Stream.tapErrorCause((cause) => Effect.logWarning("Poll failed; retrying with backoff", cause)),
+        // An outage is expected: one line per attempt, without a stack trace.
+        Stream.tapError((error) => Effect.logWarning(`Poll failed; retrying with backoff. ${error.message}`)),
         Stream.retry(backoff),
         // The retries never end, so no error gets past them.
         Stream.orDie

@@ -3,7 +3,7 @@
  * local port for the rest of the enclosing Scope. Several may share the database, as nodes do.
  */
 import { HttpServer } from "@effect/platform"
-import { Context, Effect, Layer, type Redacted } from "effect"
+import { Context, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import * as App from "../../src/App.js"
 import * as Database from "../../src/Database.js"
 import { EventStream } from "../../src/EventStream.js"
@@ -22,7 +22,9 @@ export const start = (settings: Record<string, string> = {}, options: { readonly
     const context = yield* Layer.build(
       App.layer.pipe(
         Layer.provide(Database.client(options.databaseUrl ?? database.url, 5)),
-        Layer.provide(testConfig({ POLL_INTERVAL: "50 millis", ...settings }))
+        Layer.provide(testConfig({ POLL_INTERVAL: "50 millis", ...settings })),
+        // Warnings (failed polls, cut-off clients) are part of what tests show; start-up chatter is not.
+        Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
       )
     )
     const address = Context.get(context, HttpServer.HttpServer).address
