@@ -89,6 +89,14 @@ const make = (start: MessageId) =>
     })
     yield* changes(status).pipe(
       Stream.runForEach(broadcast.publish),
+      // Failures are retried inside; a defect (a bug) would otherwise end polling silently while
+      // the process looks healthy, so it is logged and polling resumes from the same position.
+      Effect.catchAllDefect((defect) =>
+        Effect.logError("Polling stopped by a defect; resuming in a second", defect).pipe(
+          Effect.zipRight(Effect.sleep("1 second"))
+        )
+      ),
+      Effect.forever,
       Effect.annotateLogs({ service: "Poller" }),
       Effect.forkScoped
     )

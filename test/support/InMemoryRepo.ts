@@ -15,6 +15,8 @@ export interface InMemoryRepo {
   readonly polls: () => number
   readonly maxConcurrentPolls: () => number
   readonly setFailing: (failing: boolean) => void
+  /** Polls die (a defect, as from a bug) rather than fail. */
+  readonly setDying: (dying: boolean) => void
   readonly setPollDuration: (duration: Duration.DurationInput) => void
 }
 
@@ -24,6 +26,7 @@ export const make = (): InMemoryRepo => {
   let running = 0
   let maxConcurrentPolls = 0
   let failing = false
+  let dying = false
   let pollDuration = Duration.zero
 
   const add = (channel: string, body: string) => {
@@ -50,6 +53,7 @@ export const make = (): InMemoryRepo => {
         maxConcurrentPolls = Math.max(maxConcurrentPolls, running)
         yield* Effect.sleep(pollDuration)
         if (failing) return yield* Effect.fail(unavailable)
+        if (dying) return yield* Effect.die(new Error("a bug in the poll (test)"))
         return after(from).slice(0, limit)
       }).pipe(Effect.ensuring(Effect.sync(() => running--))),
     head: Effect.sync(() => messages[messages.length - 1]?.id ?? beginning),
@@ -71,6 +75,9 @@ export const make = (): InMemoryRepo => {
     maxConcurrentPolls: () => maxConcurrentPolls,
     setFailing: (value) => {
       failing = value
+    },
+    setDying: (value) => {
+      dying = value
     },
     setPollDuration: (duration) => {
       pollDuration = Duration.decode(duration)

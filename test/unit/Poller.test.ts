@@ -96,6 +96,21 @@ describe("Poller", () => {
     }).pipe(Effect.provide(pollerOn(repo)))
   })
 
+  it.scoped("keeps polling after a defect, from where it was", () => {
+    const repo = InMemoryRepo.make()
+    return Effect.gen(function*() {
+      const client = yield* follow
+      repo.setDying(true)
+      repo.add("c", "one")
+      yield* TestClock.adjust("3 seconds")
+      expect(client.events).toHaveLength(0)
+      repo.setDying(false)
+      repo.add("c", "two")
+      yield* TestClock.adjust("3 seconds")
+      expect(client.events.map((event) => JSON.parse(event.data).body)).toEqual(["one", "two"])
+    }).pipe(Effect.provide(pollerOn(repo)))
+  })
+
   it.scoped("sends each client a heartbeat comment every HEARTBEAT_INTERVAL", () => {
     const repo = InMemoryRepo.make()
     return Effect.gen(function*() {
