@@ -12,9 +12,15 @@ import * as Events from "./Http/Events.js"
 import * as Health from "./Http/Health.js"
 import { internalError, NotFound } from "./Http/HttpErrors.js"
 import * as Messages from "./Http/Messages.js"
+import * as Page from "./Http/Page.js"
 
 export const app = Effect.gen(function*() {
-  const router = HttpRouter.concatAll(yield* Messages.routes, yield* Events.routes, yield* Health.routes)
+  const router = HttpRouter.concatAll(
+    yield* Messages.routes,
+    yield* Events.routes,
+    yield* Health.routes,
+    yield* Page.routes
+  )
   return router.pipe(
     Effect.catchTag("RouteNotFound", (notFound) =>
       new NotFound({ message: `No route for ${notFound.request.method} ${notFound.request.url}` })),
@@ -66,7 +72,14 @@ const serveUntilShutdown = (server: NodeHttp.Server) =>
         // Whatever is left carries no request: idle keep-alive connections, and connections
         // that clients opened ahead of a request they never sent.
         server.closeAllConnections()
-        yield* Deferred.await(allClosed)
+        yield* Deferred.await(allClosed).pipe(
+          Effect.timeoutTo({
+            duration: "1 second",
+            onSuccess: () => Effect.void,
+            onTimeout: () => Effect.logWarning("Some connections were still open after being closed; going on")
+          }),
+          Effect.flatten
+        )
       })
     )
     yield* HttpServer.logAddress
