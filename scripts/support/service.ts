@@ -1,0 +1,81 @@
+/**
+ * Runs pollcast as a child process for scripts (benchmarks, screenshots): its own embedded
+ * PostgreSQL in a temporary DATA_DIR unless DATABASE_URL is given, on free ports.
+ */
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+export interface RunningService {
+  readonly url: string
+  readonly pid: number
+  readonly child: ChildProcess.ChildProcess
+  readonly databaseUrl: string
+  readonly output: () => string
+  readonly stop: () => Promise<void>
+}
+
+export const root = Path.resolve(import.meta.dirname, "../..")
+
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = Net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+export const startService = async (
+  env: Record<string, string> = {},
+  nodeArgs: ReadonlyArray<string> = []
+): Promise<RunningService> => {
+  const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-script-"))
+  Fs.chmodSync(dataDir, 0o755)
+  const port = await freePort()
+  const pgPort = await freePort()
+  const databaseUrl = env.DATABASE_URL ?? process.env.DATABASE_URL ??
+    `postgres://pollcast:pollcast@127.0.0.1:${pgPort}/pollcast`
+  const child = ChildProcess.spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/main.ts"], {
+    cwd: root,
+    env: {
+      ...process.env,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      DATA_DIR: dataDir,
+      EMBEDDED_POSTGRES_PORT: String(pgPort),
+      ...env
+    },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout!.on("data", (chunk) => (output += chunk))
+  child.stderr!.on("data", (chunk) => (output += chunk))
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  await new Promise<void>((resolve, reject) => {
+    const check = setInterval(() => {
+      if (output.includes("Listening on")) {
+        clearInterval(check)
+        resolve()
+      } else if (child.exitCode !== null) {
+        clearInterval(check)
+        reject(new Error(`pollcast exited during start-up:\n${output}`))
+      }
+    }, 50)
+  })
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    child,
+    databaseUrl,
+    output: () => output,
+    stop: async () => {
+      child.kill("SIGTERM")
+      await exited
+      Fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  }
+}
