@@ -18,8 +18,8 @@ export interface Settings {
   /** The reconnection delay sent to clients in the SSE `retry:` field. */
   readonly sseRetry: Duration.Duration
   readonly maxBodyBytes: number
-  /** Messages a client may fall behind before it is disconnected (it resumes with Last-Event-ID). */
-  readonly clientBuffer: number
+  /** Bytes of events a client may leave unread before it is disconnected (it resumes with Last-Event-ID). */
+  readonly clientBufferBytes: number
   readonly shutdownTimeout: Duration.Duration
   readonly logLevel: LogLevel.LogLevel
 }
@@ -66,7 +66,7 @@ export const settings: Config.Config<Settings> = Config.all({
   heartbeatInterval: positiveDuration("HEARTBEAT_INTERVAL", "15 seconds"),
   sseRetry: positiveDuration("SSE_RETRY", "2 seconds"),
   maxBodyBytes: integerBetween("MAX_BODY_BYTES", 16_384, 1, 1_048_576),
-  clientBuffer: integerBetween("CLIENT_BUFFER", 2_000, 1, 1_000_000),
+  clientBufferBytes: integerBetween("CLIENT_BUFFER_BYTES", 1_048_576, 1024, 1_073_741_824),
   shutdownTimeout: positiveDuration("SHUTDOWN_TIMEOUT", "5 seconds"),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
 })

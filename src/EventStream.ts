@@ -3,32 +3,101 @@
  * read from the database, then the live messages of the Broadcast, with no gap and no duplicate at
  * the hand-over.
  *
- * The hand-over: subscribe first, then read the position the Broadcast had reached. The Broadcast
- * moves its position before it publishes, so every message after that position is in the
- * subscription, and everything up to it is final in the database. Replay (resumed-from, position],
- * then send the live messages after it. A long replay runs before subscribing, up to the position
- * of the moment, so that live messages do not pile up in the meantime; the short tail that the
- * poller published during it is replayed after subscribing.
+ * The hand-over: registering with the Broadcast returns the position it has fanned out so far,
+ * atomically, so every message after that position will be written to the client, and everything
+ * up to it is final in the database. Replay (resumed-from, position], then let the live frames
+ * (held back meanwhile) through. A long replay runs before registering, up to the position of the
+ * moment, so that live frames do not pile up in the meantime; the short tail that was fanned out
+ * during it is replayed after registering.
  */
-import { Chunk, Context, Deferred, Duration, Effect, Layer, Option, Ref, Stream } from "effect"
+import { Context, Duration, Effect, Layer, Option, Ref, type Scope } from "effect"
 import { isNonEmptyReadonlyArray } from "effect/Array"
-import { Broadcast, messageFrame, Selection } from "./Broadcast.js"
+import { Readable } from "node:stream"
+import { Broadcast, messageFrame, Selection, type Sink } from "./Broadcast.js"
 import { AppConfig } from "./Config.js"
 import type { MessageId } from "./Message.js"
-import { type Channels, type DatabaseError, MessageRepo } from "./MessageRepo.js"
+import { type Channels, MessageRepo } from "./MessageRepo.js"
 import * as Sse from "./Sse.js"
 
 export interface OpenOptions {
   readonly channels: Channels
   /** The id of the last message the client has (from Last-Event-ID); none: live from now. */
   readonly lastEventId: Option.Option<MessageId>
-  /** Cuts the client's connection; the stream calls it if the client falls too far behind. */
-  readonly onOverflow: Effect.Effect<void>
+  /** Cuts the client's connection; called if the client falls too far behind. */
+  readonly onOverflow: () => void
+}
+
+/**
+ * The body of one `text/event-stream` response: frames are pushed into a Readable that the HTTP
+ * server pipes to the socket. Live frames are held back until the replay is done.
+ */
+class ClientStream implements Sink {
+  readonly body: Readable
+  private live = false
+  private ended = false
+  private held: Array<Uint8Array> = []
+  private heldBytes = 0
+  private wanted: (() => void) | undefined
+
+  constructor(private readonly onOverflow: () => void) {
+    this.body = new Readable({
+      read: () => {
+        const wake = this.wanted
+        this.wanted = undefined
+        wake?.()
+      }
+    })
+  }
+
+  /** Frames that come before anything live: the retry field and the replay. */
+  push(bytes: Uint8Array) {
+    if (!this.ended) this.body.push(bytes)
+  }
+
+  write(frames: Uint8Array) {
+    if (this.ended) return
+    if (this.live) {
+      this.body.push(frames)
+    } else {
+      this.held.push(frames)
+      this.heldBytes += frames.length
+    }
+  }
+
+  backlog() {
+    return this.body.readableLength + this.heldBytes
+  }
+
+  cutOff() {
+    this.onOverflow()
+  }
+
+  end() {
+    if (this.ended) return
+    this.ended = true
+    this.body.push(null)
+  }
+
+  goLive() {
+    for (const frames of this.held) this.push(frames)
+    this.held = []
+    this.heldBytes = 0
+    this.live = true
+  }
+
+  /** Waits until the client has taken most of what was pushed. */
+  readonly room = Effect.async<void>((resume) => {
+    if (this.ended || this.body.readableLength < this.body.readableHighWaterMark) return resume(Effect.void)
+    this.wanted = () => resume(Effect.void)
+    return Effect.sync(() => {
+      this.wanted = undefined
+    })
+  })
 }
 
 export class EventStream extends Context.Tag("pollcast/EventStream")<EventStream, {
-  /** The bytes of the client's `text/event-stream` response body. */
-  readonly open: (options: OpenOptions) => Stream.Stream<Uint8Array, DatabaseError>
+  /** The body of the client's `text/event-stream` response, fed for as long as the scope lasts. */
+  readonly open: (options: OpenOptions) => Effect.Effect<Readable, never, Scope.Scope>
   /** How many event streams are open. */
   readonly connections: Effect.Effect<number>
   /** Ends every open stream, and any opened later: for shutdown. */
@@ -42,58 +111,67 @@ export const make = Effect.gen(function*() {
   const repo = yield* MessageRepo
   const broadcast = yield* Broadcast
   const connections = yield* Ref.make(0)
-  const draining = yield* Deferred.make<void>()
+  let draining = false
   const retryFrame = new TextEncoder().encode(Sse.retry(Duration.toMillis(config.sseRetry)))
 
-  /** Frames of the stored messages in (after, through], a page at a time. */
-  const replay = (channels: Channels, after: MessageId, through: MessageId): Stream.Stream<Uint8Array, DatabaseError> =>
-    after >= through ? Stream.empty : Stream.paginateChunkEffect(after, (from) =>
-      repo.replay({ channels, after: from, through, limit: replayPageSize }).pipe(
-        Effect.map((messages) =>
-          [
-            isNonEmptyReadonlyArray(messages) ? Chunk.of(Buffer.concat(messages.map(messageFrame))) : Chunk.empty(),
+  /** Pushes the stored messages in (after, through] a page at a time, as fast as the client reads. */
+  const replay = (client: ClientStream, channels: Channels, after: MessageId, through: MessageId) =>
+    Effect.iterate(Option.some(after), {
+      while: (from): from is Option.Some<MessageId> => Option.isSome(from) && from.value < through && !draining,
+      body: (from) =>
+        repo.replay({ channels, after: from.value, through, limit: replayPageSize }).pipe(
+          Effect.tap((messages) => {
+            if (messages.length > 0) client.push(Buffer.concat(messages.map(messageFrame)))
+          }),
+          Effect.zipLeft(client.room),
+          Effect.map((messages) =>
             isNonEmptyReadonlyArray(messages) && messages.length === replayPageSize
               ? Option.some(messages[messages.length - 1]!.id)
               : Option.none()
-          ] as const
+          )
         )
-      ))
-
-  /** Subscribes, replays what was published between `after` and the subscription, then goes live. */
-  const live = (selection: Selection, channels: Channels, after: Option.Option<MessageId>, onOverflow: Effect.Effect<void>) =>
-    Stream.unwrapScoped(
-      Effect.map(broadcast.subscribe({ selection, after, onOverflow }), (subscription) =>
-        Option.match(after, {
-          onNone: () => subscription.frames,
-          onSome: (from) => Stream.concat(replay(channels, from, subscription.position), subscription.frames)
-        }))
-    )
-
-  const open = ({ channels, lastEventId, onOverflow }: OpenOptions) => {
-    const selection = Selection.of(channels)
-    const messages = Option.match(lastEventId, {
-      onNone: () => live(selection, channels, Option.none(), onOverflow),
-      onSome: (from) =>
-        Stream.unwrap(Effect.map(broadcast.position, (reached) =>
-          reached > from
-            ? Stream.concat(replay(channels, from, reached), live(selection, channels, Option.some(reached), onOverflow))
-            : live(selection, channels, Option.some(from), onOverflow)
-        ))
     })
-    return Stream.concat(Stream.succeed(retryFrame), messages).pipe(
-      Stream.interruptWhen(Deferred.await(draining)),
-      (stream) =>
-        Stream.unwrapScoped(
-          Effect.acquireRelease(Ref.update(connections, (n) => n + 1), () => Ref.update(connections, (n) => n - 1))
-            .pipe(Effect.as(stream))
-        )
-    )
-  }
+
+  const open = ({ channels, lastEventId, onOverflow }: OpenOptions) =>
+    Effect.gen(function*() {
+      yield* Effect.acquireRelease(Ref.update(connections, (n) => n + 1), () => Ref.update(connections, (n) => n - 1))
+      const client = new ClientStream(onOverflow)
+      client.push(retryFrame)
+      const selection = Selection.of(channels)
+
+      const feed = Effect.gen(function*() {
+        let after = lastEventId
+        if (Option.isSome(lastEventId)) {
+          const reached = yield* broadcast.position
+          if (reached > lastEventId.value) {
+            yield* replay(client, channels, lastEventId.value, reached)
+            after = Option.some(reached)
+          }
+        }
+        if (draining) return client.end()
+        const position = yield* broadcast.subscribe({ selection, after, sink: client })
+        if (Option.isSome(after) && position > after.value) {
+          yield* replay(client, channels, after.value, position)
+        }
+        client.goLive()
+      }).pipe(
+        // The client reconnects with the id of the last message it got, and loses nothing.
+        Effect.catchTag("DatabaseError", (error) =>
+          Effect.logWarning("Ending an event stream: its replay could not be read", error).pipe(
+            Effect.zipRight(Effect.sync(() => client.end()))
+          ))
+      )
+      yield* Effect.forkScoped(feed)
+      return client.body
+    })
 
   return EventStream.of({
     open,
     connections: Ref.get(connections),
-    drain: Deferred.succeed(draining, undefined).pipe(Effect.asVoid)
+    drain: Effect.suspend(() => {
+      draining = true
+      return broadcast.close
+    })
   })
 })
 

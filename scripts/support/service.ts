@@ -29,9 +29,13 @@ export const freePort = (): Promise<number> =>
     })
   })
 
+/**
+ * Starts `entry` (pollcast's src/main.ts unless told otherwise) and waits until it listens.
+ * `env` is added to this process's environment.
+ */
 export const startService = async (
   env: Record<string, string> = {},
-  nodeArgs: ReadonlyArray<string> = []
+  options: { readonly entry?: string; readonly nodeArgs?: ReadonlyArray<string> } = {}
 ): Promise<RunningService> => {
   const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-script-"))
   Fs.chmodSync(dataDir, 0o755)
@@ -39,7 +43,7 @@ export const startService = async (
   const pgPort = await freePort()
   const databaseUrl = env.DATABASE_URL ?? process.env.DATABASE_URL ??
     `postgres://pollcast:pollcast@127.0.0.1:${pgPort}/pollcast`
-  const child = ChildProcess.spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/main.ts"], {
+  const child = ChildProcess.spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", options.entry ?? "src/main.ts"], {
     cwd: root,
     env: {
       ...process.env,

@@ -3,7 +3,7 @@
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect, Option, Schema, Stream } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { EventStream } from "../EventStream.js"
 import { MessageId } from "../Message.js"
 import { InvalidRequest } from "./HttpErrors.js"
@@ -42,18 +42,13 @@ export const routes = Effect.gen(function*() {
       )
     )
     const response = NodeHttpServerRequest.toServerResponse(request)
-    const body = eventStream.open({
+    const body = yield* eventStream.open({
       channels: channelsOf(params.channel),
       lastEventId,
       // Destroying the socket also ends a write that waits for a client that stopped reading.
-      onOverflow: Effect.sync(() => response.destroy())
-    }).pipe(
-      Stream.catchTag("DatabaseError", (error) =>
-        Stream.fromEffect(Effect.logWarning("Ending an event stream: its replay could not be read", error)).pipe(
-          Stream.drain
-        ))
-    )
-    return HttpServerResponse.stream(body, {
+      onOverflow: () => response.destroy()
+    })
+    return HttpServerResponse.raw(body, {
       contentType: "text/event-stream",
       headers: {
         "cache-control": "no-cache, no-transform",

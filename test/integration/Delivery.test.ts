@@ -178,7 +178,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("deli
   it.scoped("cuts off a client that stops reading, without holding back the others, and it resumes without loss", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const node = yield* TestNode.start({ CLIENT_BUFFER: "1000" })
+      const node = yield* TestNode.start({ CLIENT_BUFFER_BYTES: String(1024 * 1024) })
       const channel = "slow-reader"
       const start = (yield* post(node, { channel, body: "start" })).id
       const healthy = yield* SseClient.connected(node.url(`/events?channel=${channel}&lastEventId=${start}`))

@@ -57,11 +57,15 @@ export const make = (): InMemoryRepo => {
         return after(from).slice(0, limit)
       }).pipe(Effect.ensuring(Effect.sync(() => running--))),
     head: Effect.sync(() => messages[messages.length - 1]?.id ?? beginning),
+    // Yields first, as a query to a database would, so that other fibers run in between.
     replay: ({ after: from, channels, limit, through }) =>
-      Effect.sync(() =>
-        after(from)
-          .filter((message) => message.id <= through && (channels === "all" || channels.includes(message.channel)))
-          .slice(0, limit)
+      Effect.zipRight(
+        Effect.yieldNow(),
+        Effect.sync(() =>
+          after(from)
+            .filter((message) => message.id <= through && (channels === "all" || channels.includes(message.channel)))
+            .slice(0, limit)
+        )
       ),
     history: () => Effect.die("not used by these tests"),
     ping: Effect.void

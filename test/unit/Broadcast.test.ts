@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Layer, Option, Scope, Stream, TestClock } from "effect"
+import { Effect, Exit, Layer, Option, Scope, TestClock } from "effect"
 import * as Broadcast from "../../src/Broadcast.js"
-import { beginning, type Channel, Message, messageId } from "../../src/Message.js"
-import { parser } from "../support/SseFrames.js"
+import { beginning, type Channel, Message, type MessageId, messageId } from "../../src/Message.js"
 import { testConfig } from "../support/TestConfig.js"
+import * as TestSink from "../support/TestSink.js"
 
 let sequence = 0
 const message = (channel: string, body = `body ${sequence + 1}`) => {
@@ -20,115 +20,125 @@ const message = (channel: string, body = `body ${sequence + 1}`) => {
 const broadcastLayer = (settings: Record<string, string> = {}) =>
   Broadcast.layer(beginning).pipe(Layer.provide(testConfig({ HEARTBEAT_INTERVAL: "1 hour", ...settings })))
 
-const subscribe = (options: { channels?: ReadonlyArray<Channel>; onOverflow?: Effect.Effect<void> } = {}) =>
+const subscribe = (
+  options: { channels?: readonly [Channel, ...Array<Channel>]; after?: MessageId; reads?: boolean } = {}
+) =>
   Effect.gen(function*() {
     const broadcast = yield* Broadcast.Broadcast
-    return yield* broadcast.subscribe({
-      selection: Broadcast.Selection.of(
-        options.channels === undefined ? "all" : [options.channels[0]!, ...options.channels.slice(1)]
-      ),
-      after: Option.none(),
-      onOverflow: options.onOverflow ?? Effect.void
+    const sink = TestSink.make({ reads: options.reads ?? true })
+    const position = yield* broadcast.subscribe({
+      selection: Broadcast.Selection.of(options.channels ?? "all"),
+      after: Option.fromNullable(options.after),
+      sink
     })
+    return { sink, position }
   })
 
-/** Reads a subscription in a fiber, keeping every chunk it yields. */
-const consume = (subscription: Broadcast.Subscription) =>
-  Effect.gen(function*() {
-    const chunks: Array<Uint8Array> = []
-    yield* subscription.frames.pipe(
-      Stream.runForEach((bytes) => Effect.sync(() => chunks.push(bytes))),
-      Effect.forkScoped
-    )
-    return chunks
-  })
+const bodies = (sink: TestSink.TestSink) => sink.parsed.events.map((event) => JSON.parse(event.data).body as string)
 
-const bodies = (chunks: ReadonlyArray<Uint8Array>) => {
-  const parsed = parser()
-  chunks.forEach(parsed.feed)
-  return parsed.events.map((event) => JSON.parse(event.data).body as string)
-}
+/** Lets the fan-out fiber take what was published. */
+const fannedOut = TestClock.adjust("1 millis")
 
 describe("Broadcast", () => {
   it.scoped("gives every subscriber the same bytes for each batch, encoded once", () =>
     Effect.gen(function*() {
       const broadcast = yield* Broadcast.Broadcast
-      const readers = yield* Effect.forEach([1, 2, 3], () => Effect.flatMap(subscribe(), consume))
+      const sinks = yield* Effect.forEach([1, 2, 3], () => Effect.map(subscribe(), ({ sink }) => sink))
       yield* broadcast.publish([message("a", "x"), message("b", "y")])
       yield* broadcast.publish([message("a", "z")])
-      yield* TestClock.adjust("1 millis")
-      for (const chunks of readers) {
-        expect(bodies(chunks)).toEqual(["x", "y", "z"])
-        expect(chunks).toHaveLength(2)
+      yield* fannedOut
+      for (const sink of sinks) {
+        expect(bodies(sink)).toEqual(["x", "y", "z"])
+        expect(sink.chunks).toHaveLength(2)
         // The very same buffers: framed and joined once, shared by all.
-        expect(chunks[0]).toBe(readers[0]![0])
-        expect(chunks[1]).toBe(readers[0]![1])
+        expect(sink.chunks[0]).toBe(sinks[0]!.chunks[0])
+        expect(sink.chunks[1]).toBe(sinks[0]!.chunks[1])
       }
     }).pipe(Effect.provide(broadcastLayer())))
 
-  it.scoped("sends a subscriber only the channels it follows, in publication order", () =>
+  it.scoped("writes a subscriber only the channels it follows, in publication order", () =>
     Effect.gen(function*() {
       const broadcast = yield* Broadcast.Broadcast
-      const both = yield* Effect.flatMap(subscribe({ channels: ["b" as Channel, "a" as Channel] }), consume)
-      const onlyC = yield* Effect.flatMap(subscribe({ channels: ["c" as Channel] }), consume)
+      const both = (yield* subscribe({ channels: ["b" as Channel, "a" as Channel] })).sink
+      const onlyC = (yield* subscribe({ channels: ["c" as Channel] })).sink
       yield* broadcast.publish([message("a", "a1"), message("c", "c1"), message("b", "b1")])
       yield* broadcast.publish([message("c", "c2")])
-      yield* TestClock.adjust("1 millis")
+      yield* fannedOut
       expect(bodies(both)).toEqual(["a1", "b1"])
       expect(bodies(onlyC)).toEqual(["c1", "c2"])
     }).pipe(Effect.provide(broadcastLayer())))
 
-  it.scoped("cuts off a subscriber that falls more than CLIENT_BUFFER behind, and only that one", () =>
+  it.scoped("cuts off a subscriber with more than CLIENT_BUFFER_BYTES unread, and only that one", () =>
     Effect.gen(function*() {
       const broadcast = yield* Broadcast.Broadcast
-      const cutOff = yield* Deferred.make<void>()
-      // Subscribed but never read, as when a client stops reading its socket.
-      yield* subscribe({ onOverflow: Deferred.succeed(cutOff, undefined) })
-      const healthyCutOff = yield* Deferred.make<void>()
-      const healthy = yield* Effect.flatMap(subscribe({ onOverflow: Deferred.succeed(healthyCutOff, undefined) }), consume)
-
-      for (let batch = 0; batch < 2; batch++) {
-        yield* broadcast.publish([message("a"), message("a"), message("a")])
-        yield* TestClock.adjust("1 millis")
+      // Subscribed but never reading, as when a client stops reading its socket.
+      const stalled = (yield* subscribe({ reads: false })).sink
+      const healthy = (yield* subscribe()).sink
+      // Four messages of a fixed size: just under 1 KiB a batch.
+      const batch = () => [message("a", "four"), message("a", "four"), message("a", "four"), message("a", "four")] as const
+      yield* broadcast.publish(batch())
+      yield* fannedOut
+      const batchBytes = stalled.backlog()
+      expect(batchBytes).toBeGreaterThan(2048 / 3)
+      expect(batchBytes).toBeLessThanOrEqual(1024)
+      // The buffer holds two batches and a bit, besides the latest one: a fourth fills it past
+      // the limit, and the fifth finds it over and cuts it off instead of writing more.
+      for (let i = 0; i < 3; i++) {
+        yield* broadcast.publish(batch())
+        yield* fannedOut
       }
-      // 6 behind is over the buffer of 5, but it is checked before each publication.
-      expect(yield* Deferred.isDone(cutOff)).toBe(false)
-      yield* broadcast.publish([message("a")])
-      yield* TestClock.adjust("1 millis")
-      expect(yield* Deferred.isDone(cutOff)).toBe(true)
-      expect(yield* Deferred.isDone(healthyCutOff)).toBe(false)
-      expect(bodies(healthy)).toHaveLength(7)
-    }).pipe(Effect.provide(broadcastLayer({ CLIENT_BUFFER: "5" }))))
+      expect(stalled.wasCutOff()).toBe(false)
+      yield* broadcast.publish(batch())
+      yield* fannedOut
+      expect(stalled.wasCutOff()).toBe(true)
+      // Nothing was written past the limit.
+      expect(stalled.chunks).toHaveLength(4)
+      expect(yield* broadcast.subscribers).toBe(1)
+      expect(healthy.wasCutOff()).toBe(false)
+      expect(bodies(healthy)).toHaveLength(20)
+    }).pipe(Effect.provide(broadcastLayer({ CLIENT_BUFFER_BYTES: "2048" }))))
 
   it.scoped("forgets a subscriber as soon as its scope closes", () =>
     Effect.gen(function*() {
       const broadcast = yield* Broadcast.Broadcast
       const scopes = yield* Effect.forEach([1, 2, 3], () => Scope.make())
-      for (const scope of scopes) yield* subscribe().pipe(Scope.extend(scope))
+      const sinks = yield* Effect.forEach(scopes, (scope) => subscribe().pipe(Scope.extend(scope)))
       expect(yield* broadcast.subscribers).toBe(3)
-      for (const scope of scopes) yield* Scope.close(scope, Exit.void)
+      yield* Scope.close(scopes[0]!, Exit.void)
+      yield* broadcast.publish([message("a", "after one left")])
+      yield* fannedOut
+      expect(bodies(sinks[0]!.sink)).toEqual([])
+      expect(bodies(sinks[1]!.sink)).toEqual(["after one left"])
+      for (const scope of scopes.slice(1)) yield* Scope.close(scope, Exit.void)
       expect(yield* broadcast.subscribers).toBe(0)
     }).pipe(Effect.provide(broadcastLayer())))
 
-  it.scoped("starts a subscription after the later of the client's id and the position", () =>
+  it.scoped("returns the position fanned out, and writes only what follows the later of it and the client's id", () =>
     Effect.gen(function*() {
       const broadcast = yield* Broadcast.Broadcast
-      const early = [message("a", "1"), message("a", "2")]
-      yield* broadcast.publish([early[0]!, early[1]!])
+      const early = [message("a", "1"), message("a", "2")] as const
+      yield* broadcast.publish(early)
+      yield* fannedOut
       const batch = [message("a", "3"), message("a", "4"), message("a", "5")] as const
-      const ahead = yield* broadcast.subscribe({
-        selection: Broadcast.Selection.of("all"),
-        after: Option.some(batch[1].id),
-        onOverflow: Effect.void
-      }).pipe(Effect.flatMap(consume))
-      const behind = yield* broadcast.subscribe({
-        selection: Broadcast.Selection.of("all"),
-        after: Option.some(early[0]!.id),
-        onOverflow: Effect.void
-      }).pipe(Effect.flatMap(consume))
+      const ahead = yield* subscribe({ after: batch[1].id })
+      const behind = yield* subscribe({ after: early[0].id })
+      expect(ahead.position).toBe(early[1].id)
+      expect(behind.position).toBe(early[1].id)
       yield* broadcast.publish(batch)
-      yield* TestClock.adjust("1 millis")
-      expect(bodies(ahead)).toEqual(["5"])
-      expect(bodies(behind)).toEqual(["3", "4", "5"])
+      yield* fannedOut
+      expect(bodies(ahead.sink)).toEqual(["5"])
+      expect(bodies(behind.sink)).toEqual(["3", "4", "5"])
+      expect(yield* broadcast.position).toBe(batch[2].id)
+    }).pipe(Effect.provide(broadcastLayer())))
+
+  it.scoped("ends every stream on close, and any that subscribes afterwards", () =>
+    Effect.gen(function*() {
+      const broadcast = yield* Broadcast.Broadcast
+      const before = (yield* subscribe()).sink
+      yield* broadcast.close
+      const after = (yield* subscribe()).sink
+      expect(before.hasEnded()).toBe(true)
+      expect(after.hasEnded()).toBe(true)
+      expect(yield* broadcast.subscribers).toBe(0)
     }).pipe(Effect.provide(broadcastLayer())))
 })

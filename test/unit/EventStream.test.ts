@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Random, Stream, TestClock } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Random, Scope } from "effect"
 import * as Broadcast from "../../src/Broadcast.js"
 import type { Message, MessageId } from "../../src/Message.js"
 import * as EventStream from "../../src/EventStream.js"
@@ -15,16 +15,24 @@ const eventStreamOn = (repo: InMemoryRepo.InMemoryRepo, start: MessageId) =>
     Layer.provide(testConfig({ HEARTBEAT_INTERVAL: "1 hour", SSE_RETRY: "1500 millis" }))
   )
 
+/** Gives Node streams and the fan-out fiber time to move what is pending (real time, briefly). */
+const settle = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+
+/** Opens a stream in its own scope and reads it the way the HTTP server would. */
 const open = (lastEventId: Option.Option<MessageId>, channels: "all" | readonly [string, ...Array<string>] = "all") =>
   Effect.gen(function*() {
     const eventStream = yield* EventStream.EventStream
-    const received = parser()
-    const fiber = yield* eventStream.open({
+    const scope = yield* Scope.make()
+    const body = yield* eventStream.open({
       channels: channels as never,
       lastEventId,
-      onOverflow: Effect.void
-    }).pipe(Stream.runForEach((bytes) => Effect.sync(() => received.feed(bytes))), Effect.forkScoped)
-    return { received, fiber }
+      onOverflow: () => undefined
+    }).pipe(Scope.extend(scope))
+    const received = parser()
+    let ended = false
+    body.on("data", (bytes: Uint8Array) => received.feed(bytes))
+    body.on("end", () => (ended = true))
+    return { received, ended: () => ended, close: Scope.close(scope, Exit.void) }
   })
 
 const idsOf = (messages: ReadonlyArray<Message>) => messages.map((message) => message.id)
@@ -36,10 +44,10 @@ describe("EventStream", () => {
     return Effect.gen(function*() {
       const broadcast = yield* Broadcast.Broadcast
       const client = yield* open(Option.none())
-      yield* TestClock.adjust("1 millis")
+      yield* settle
       const fresh = repo.add("a", "fresh")
       yield* broadcast.publish([fresh])
-      yield* TestClock.adjust("1 millis")
+      yield* settle
       expect(client.received.retries).toEqual([1500])
       expect(client.received.ids()).toEqual([fresh.id])
       expect(client.received.events[0]).toMatchObject({ event: "message", id: fresh.id })
@@ -55,10 +63,10 @@ describe("EventStream", () => {
       const resumeFrom = repo.messages[99]!
       const all = yield* open(Option.some(resumeFrom.id))
       const onlyB = yield* open(Option.some(resumeFrom.id), ["b"])
-      yield* TestClock.adjust("1 millis")
-      const live = [repo.add("a", "live 1"), repo.add("b", "live 2")]
-      yield* broadcast.publish([live[0]!, live[1]!])
-      yield* TestClock.adjust("1 millis")
+      yield* settle
+      const live = [repo.add("a", "live 1"), repo.add("b", "live 2")] as const
+      yield* broadcast.publish(live)
+      yield* settle
       const expected = repo.messages.slice(100)
       expect(all.received.ids()).toEqual(idsOf(expected))
       expect(onlyB.received.ids()).toEqual(idsOf(expected.filter((message) => message.channel === "b")))
@@ -86,7 +94,7 @@ describe("EventStream", () => {
         yield* Effect.yieldNow()
       }
       yield* Fiber.join(publisher)
-      yield* TestClock.adjust("1 millis")
+      yield* settle
       for (const client of clients) {
         expect(client.received.ids()).toEqual(idsOf(repo.messages.filter((message) => message.id > client.from)))
       }
@@ -95,34 +103,36 @@ describe("EventStream", () => {
 
   it.scoped("gives a client that is ahead of this node's poller nothing it already has", () => {
     const repo = InMemoryRepo.make()
-    const seen = [repo.add("a", "1"), repo.add("a", "2"), repo.add("a", "3")]
+    const seen = [repo.add("a", "1"), repo.add("a", "2"), repo.add("a", "3")] as const
     return Effect.gen(function*() {
       const broadcast = yield* Broadcast.Broadcast
       // The client saw message 3 on a node whose poller was ahead of this one.
-      const client = yield* open(Option.some(seen[2]!.id))
-      yield* TestClock.adjust("1 millis")
-      yield* broadcast.publish([seen[1]!, seen[2]!])
+      const client = yield* open(Option.some(seen[2].id))
+      yield* settle
+      yield* broadcast.publish([seen[1], seen[2]])
       const next = repo.add("a", "4")
       yield* broadcast.publish([next])
-      yield* TestClock.adjust("1 millis")
+      yield* settle
       expect(client.received.ids()).toEqual([next.id])
-    }).pipe(Effect.provide(eventStreamOn(repo, seen[0]!.id)))
+    }).pipe(Effect.provide(eventStreamOn(repo, seen[0].id)))
   })
 
-  it.scoped("counts open streams and ends them all when draining", () => {
+  it.scoped("counts open streams, and ends them all when draining", () => {
     const repo = InMemoryRepo.make()
     const first = repo.add("a", "1")
     return Effect.gen(function*() {
       const eventStream = yield* EventStream.EventStream
-      const clients = yield* Effect.all([open(Option.none()), open(Option.none()), open(Option.none())])
-      yield* TestClock.adjust("1 millis")
+      const clients = yield* Effect.all([open(Option.none()), open(Option.none()), open(Option.some(first.id))])
+      yield* settle
       expect(yield* eventStream.connections).toBe(3)
       yield* eventStream.drain
-      for (const client of clients) yield* Fiber.join(client.fiber)
-      expect(yield* eventStream.connections).toBe(0)
+      yield* settle
+      for (const client of clients) expect(client.ended()).toBe(true)
       // A stream opened while draining ends at once.
       const late = yield* open(Option.none())
-      yield* Fiber.join(late.fiber)
+      yield* settle
+      expect(late.ended()).toBe(true)
+      for (const client of [...clients, late]) yield* client.close
       expect(yield* eventStream.connections).toBe(0)
     }).pipe(Effect.provide(eventStreamOn(repo, first.id)))
   })

@@ -1,10 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Option, Stream, TestClock } from "effect"
+import { Effect, Layer, Option, TestClock } from "effect"
 import { Broadcast, Selection } from "../../src/Broadcast.js"
 import * as Poller from "../../src/Poller.js"
 import * as InMemoryRepo from "../support/InMemoryRepo.js"
-import { parser } from "../support/SseFrames.js"
 import { testConfig } from "../support/TestConfig.js"
+import * as TestSink from "../support/TestSink.js"
 
 const pollerOn = (repo: InMemoryRepo.InMemoryRepo, settings: Record<string, string> = {}) =>
   Poller.layer.pipe(
@@ -12,17 +12,12 @@ const pollerOn = (repo: InMemoryRepo.InMemoryRepo, settings: Record<string, stri
     Layer.provide(testConfig({ POLL_INTERVAL: "1 second", HEARTBEAT_INTERVAL: "1 hour", ...settings }))
   )
 
-/** Subscribes to every channel and records the events received, in a fiber of the test's scope. */
+/** Subscribes to every channel and records the events received. */
 const follow = Effect.gen(function*() {
   const broadcast = yield* Broadcast
-  const subscription = yield* broadcast.subscribe({
-    selection: Selection.of("all"),
-    after: Option.none(),
-    onOverflow: Effect.void
-  })
-  const received = parser()
-  yield* subscription.frames.pipe(Stream.runForEach((bytes) => Effect.sync(() => received.feed(bytes))), Effect.forkScoped)
-  return received
+  const sink = TestSink.make()
+  yield* broadcast.subscribe({ selection: Selection.of("all"), after: Option.none(), sink })
+  return sink.parsed
 })
 
 describe("Poller", () => {
@@ -115,22 +110,15 @@ describe("Poller", () => {
     const repo = InMemoryRepo.make()
     return Effect.gen(function*() {
       const broadcast = yield* Broadcast
-      const subscription = yield* broadcast.subscribe({
-        selection: Selection.of("all"),
-        after: Option.none(),
-        onOverflow: Effect.void
-      })
-      const chunks: Array<string> = []
-      yield* subscription.frames.pipe(
-        Stream.runForEach((bytes) => Effect.sync(() => chunks.push(new TextDecoder().decode(bytes)))),
-        Effect.forkScoped
-      )
+      const sink = TestSink.make()
+      yield* broadcast.subscribe({ selection: Selection.of("all"), after: Option.none(), sink })
+      const chunks = () => sink.chunks.map((chunk) => new TextDecoder().decode(chunk))
       yield* TestClock.adjust("14 seconds")
-      expect(chunks).toEqual([])
+      expect(chunks()).toEqual([])
       yield* TestClock.adjust("1 second")
-      expect(chunks).toEqual([": heartbeat\n\n"])
+      expect(chunks()).toEqual([": heartbeat\n\n"])
       yield* TestClock.adjust("15 seconds")
-      expect(chunks).toEqual([": heartbeat\n\n", ": heartbeat\n\n"])
+      expect(chunks()).toEqual([": heartbeat\n\n", ": heartbeat\n\n"])
     }).pipe(Effect.provide(pollerOn(repo, { HEARTBEAT_INTERVAL: "15 seconds" })))
   })
 })

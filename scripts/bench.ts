@@ -1,0 +1,495 @@
+/**
+ * `npm run bench`: pollcast against a hand-rolled baseline (scripts/baseline-server.ts), same load,
+ * same machine, same PostgreSQL. Starts PostgreSQL (embedded, or the server at DATABASE_URL, on
+ * which it creates and drops a database per run), each server as a child process, and load
+ * generators in separate processes (scripts/bench/clients.ts) holding real SSE connections.
+ *
+ * Options: --scenarios a,b,c,d,e (default: all)   --quick (smaller, shorter)   --targets pollcast,baseline
+ * Writes bench-results/bench-<time>.json and docs/bench-chart.svg, and prints a table.
+ */
+import { Effect, Exit, Redacted, Scope } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import pg from "pg"
+import * as EmbeddedPostgres from "../src/EmbeddedPostgres.js"
+import { writeChart } from "./bench/chart.js"
+import type { Command, Report } from "./bench/clients.js"
+import { Histogram } from "./bench/histogram.js"
+import { cpuSeconds, machine, rss } from "./bench/processStats.js"
+import { publish, type Published } from "./bench/publisher.js"
+import { freePort, root, type RunningService, startService } from "./support/service.js"
+
+type Target = "pollcast" | "baseline"
+
+const argument = (name: string) => {
+  const index = process.argv.indexOf(`--${name}`)
+  return index === -1 ? undefined : process.argv[index + 1]
+}
+const quick = process.argv.includes("--quick")
+const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e").split(","))
+const targets = (argument("targets") ?? "pollcast,baseline").split(",") as Array<Target>
+/** --profile DIR: run the servers under --cpu-prof, writing their profiles to DIR. */
+const profileDir = argument("profile")
+const nodeArgs = profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${Path.resolve(profileDir)}`]
+
+const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
+const now = () => performance.timeOrigin + performance.now()
+const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits
+
+// --- PostgreSQL ------------------------------------------------------------------------------
+
+const scope = Effect.runSync(Scope.make())
+let adminUrl: string
+if (process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== "") {
+  const url = new URL(process.env.DATABASE_URL)
+  url.pathname = "/postgres"
+  adminUrl = url.toString()
+} else {
+  const folder = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-bench-"))
+  Fs.chmodSync(folder, 0o755)
+  const server = await Effect.runPromise(
+    EmbeddedPostgres.start({ dataDir: Path.join(folder, "postgres"), port: await freePort() }).pipe(Scope.extend(scope))
+  )
+  adminUrl = Redacted.value(server.url("postgres"))
+  process.on("exit", () => Fs.rmSync(folder, { recursive: true, force: true }))
+}
+const admin = new pg.Client({ connectionString: adminUrl })
+await admin.connect()
+const postgresVersion = (await admin.query("SHOW server_version")).rows[0].server_version as string
+
+let databases = 0
+const freshDatabase = async () => {
+  const name = `bench_${process.pid}_${++databases}`
+  await admin.query(`CREATE DATABASE ${name}`)
+  const url = new URL(adminUrl)
+  url.pathname = `/${name}`
+  return { name, url: url.toString() }
+}
+const dropDatabase = (name: string) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+/** Transactions committed on a database (each statement outside a transaction is one). */
+const transactions = async (name: string) =>
+  Number((await admin.query("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", [name])).rows[0].xact_commit)
+
+// --- Servers -----------------------------------------------------------------------------------
+
+const startTarget = (target: Target, databaseUrl: string, pollIntervalMs: number) =>
+  target === "pollcast"
+    ? startService({
+      DATABASE_URL: databaseUrl,
+      POLL_INTERVAL: `${pollIntervalMs} millis`,
+      // Heartbeats would make streams differ by timing; the baseline sends none either.
+      HEARTBEAT_INTERVAL: "1 hour",
+      LOG_LEVEL: "Info"
+    }, { nodeArgs })
+    : startService({ DATABASE_URL: databaseUrl, POLL_INTERVAL_MS: String(pollIntervalMs) }, {
+      entry: "scripts/baseline-server.ts",
+      nodeArgs
+    })
+
+// --- Load generators ---------------------------------------------------------------------------
+
+const clientsPerGenerator = 10_000
+
+class Generators {
+  private constructor(private readonly children: Array<ChildProcess.ChildProcess>) {}
+
+  static start(clients: number) {
+    const count = Math.max(1, Math.ceil(clients / clientsPerGenerator))
+    return new Generators(Array.from({ length: count }, () =>
+      ChildProcess.fork(Path.join(root, "scripts/bench/clients.ts"), [], {
+        execArgv: ["--import", "tsx"],
+        stdio: ["ignore", "inherit", "inherit", "ipc"]
+      })))
+  }
+
+  get pids() {
+    return this.children.map((child) => child.pid!)
+  }
+
+  private ask<A>(child: ChildProcess.ChildProcess, command: Command, answer: string) {
+    return new Promise<A>((resolve) => {
+      const listener = (message: { type: string }) => {
+        if (message.type === answer) {
+          child.off("message", listener)
+          resolve(message as A)
+        }
+      }
+      child.on("message", listener)
+      child.send(command)
+    })
+  }
+
+  async connect(url: string, paths: ReadonlyArray<{ path: string; group: string; probe: boolean }>) {
+    const { hostname, port } = new URL(url)
+    await Promise.all(this.children.map((child, index) =>
+      this.ask(child, {
+        type: "connect",
+        host: hostname,
+        port: Number(port),
+        // Several source addresses keep each generator well inside the ephemeral port range.
+        localAddress: `127.0.0.${index + 2}`,
+        clients: paths.filter((_, i) => i % this.children.length === index),
+        concurrency: 256
+      }, "connected")
+    ))
+  }
+
+  async report() {
+    const reports = await Promise.all(this.children.map((child) => this.ask<Report>(child, { type: "report" }, "report")))
+    const latency = new Histogram()
+    for (const report of reports) latency.merge(report.latency)
+    const groups = new Map<string, Map<string, number>>()
+    for (const report of reports) {
+      for (const [group, { crcs }] of Object.entries(report.groups)) {
+        const merged = groups.get(group) ?? new Map<string, number>()
+        for (const [crc, count] of Object.entries(crcs)) merged.set(crc, (merged.get(crc) ?? 0) + count)
+        groups.set(group, merged)
+      }
+    }
+    return {
+      latency,
+      groups,
+      probes: reports.flatMap((report) => report.probes),
+      connected: reports.reduce((sum, report) => sum + report.connected, 0),
+      disconnected: reports.reduce((sum, report) => sum + report.disconnected, 0),
+      connectMillis: reports.flatMap((report) => report.connectMillis).sort((a, b) => a - b),
+      lastReceiptAt: Math.max(...reports.map((report) => report.lastReceiptAt)),
+      probeMessages: reports.reduce((sum, report) => sum + report.probeMessages, 0)
+    }
+  }
+
+  async reset() {
+    await Promise.all(this.children.map((child) => this.ask(child, { type: "reset" }, "reset")))
+  }
+
+  close() {
+    for (const child of this.children) child.send({ type: "close" } satisfies Command)
+  }
+}
+
+// --- One measurement ---------------------------------------------------------------------------
+
+interface Load {
+  readonly clients: number
+  readonly channels: number
+  readonly rate: number
+  readonly seconds: number
+}
+
+const channelOf = (index: number, channels: number) => `bench-${index % channels}`
+
+const clientPaths = (load: Load) => {
+  const probeEvery = Math.max(1, Math.floor(load.clients / 100))
+  return Array.from({ length: load.clients }, (_, i) => ({
+    path: `/events?channel=${channelOf(i, load.channels)}`,
+    group: channelOf(i, load.channels),
+    probe: i < load.channels || i % probeEvery === 0
+  }))
+}
+
+const percentile = (sorted: ReadonlyArray<number>, fraction: number) =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)]!
+
+interface Delivery {
+  readonly latencyMs: { p50: number; p90: number; p99: number; max: number }
+  readonly publishedRate: number
+  readonly offeredRate: number
+  readonly deliveries: number
+  readonly deliveriesPerSecond: number
+  readonly complete: boolean
+  readonly problems: ReadonlyArray<string>
+  readonly serverCpuSeconds: number
+  readonly generatorCpuSeconds: number
+  readonly databaseQueriesPerSecond: number
+  readonly rssAfterMB: number
+}
+
+/** Publishes `load` and waits for the probes to have it all; then checks what every client got. */
+const measureDelivery = async (
+  server: RunningService,
+  generators: Generators,
+  database: string,
+  load: Load
+): Promise<Delivery> => {
+  const cpuBefore = cpuSeconds(server.pid)
+  const generatorCpuBefore = generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
+  const transactionsBefore = await transactions(database)
+  const published: Published = await publish({
+    url: server.url,
+    rate: load.rate,
+    seconds: load.seconds,
+    channelOf: (sequence) => channelOf(sequence, load.channels)
+  })
+  const expected = (group: string) => published.byChannel.get(group) ?? { count: 0, sequenceSum: 0 }
+  // Wait for the probes, giving up after 10 s without progress.
+  let report = await generators.report()
+  let progressAt = now()
+  let previous = -1
+  while (report.probes.some((probe) => probe.count < expected(probe.group).count) && now() - progressAt < 10_000) {
+    await sleep(250)
+    report = await generators.report()
+    if (report.probeMessages !== previous) {
+      previous = report.probeMessages
+      progressAt = now()
+    }
+  }
+  const serverCpuSeconds = cpuSeconds(server.pid) - cpuBefore
+  const generatorCpuSeconds = generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - generatorCpuBefore
+  const elapsed = (now() - published.firstAt) / 1000
+  await sleep(1100) // statistics reach pg_stat_database at most once a second
+  const databaseQueriesPerSecond = ((await transactions(database)) - transactionsBefore - 1) / (elapsed + 1.1)
+
+  const problems: Array<string> = []
+  if (report.disconnected > 0) problems.push(`${report.disconnected} clients disconnected`)
+  for (const probe of report.probes) {
+    const want = expected(probe.group)
+    if (probe.duplicates > 0) problems.push(`a probe on ${probe.group} got ${probe.duplicates} duplicates`)
+    if (probe.count !== want.count || probe.sequenceSum !== want.sequenceSum) {
+      problems.push(`a probe on ${probe.group} got ${probe.count} of ${want.count} messages`)
+    }
+  }
+  let deliveries = 0
+  for (const [group, crcs] of report.groups) {
+    if (crcs.size > 1) problems.push(`clients on ${group} received ${crcs.size} different streams`)
+    const clients = [...crcs.values()].reduce((sum, count) => sum + count, 0)
+    const probes = report.probes.filter((probe) => probe.group === group)
+    const received = probes.reduce((sum, probe) => sum + probe.count, 0) / Math.max(1, probes.length)
+    deliveries += clients * received
+  }
+  const deliverySeconds = Math.max(0.001, (report.lastReceiptAt - published.firstAt) / 1000)
+  return {
+    latencyMs: {
+      p50: round(report.latency.percentile(0.5)),
+      p90: round(report.latency.percentile(0.9)),
+      p99: round(report.latency.percentile(0.99)),
+      max: round(report.latency.max / 1000)
+    },
+    publishedRate: round(published.rate),
+    offeredRate: load.rate,
+    deliveries: Math.round(deliveries),
+    deliveriesPerSecond: Math.round(deliveries / deliverySeconds),
+    complete: problems.length === 0,
+    problems: [...new Set(problems)].slice(0, 5),
+    serverCpuSeconds: round(serverCpuSeconds, 2),
+    generatorCpuSeconds: round(generatorCpuSeconds, 2),
+    databaseQueriesPerSecond: round(databaseQueriesPerSecond),
+    rssAfterMB: round(rss(server.pid) / 1024 / 1024)
+  }
+}
+
+interface Connection {
+  readonly clients: number
+  readonly connectSeconds: number
+  readonly connectMs: { p50: number; p99: number; max: number }
+  readonly rssIdleMB: number
+  readonly rssWithClientsMB: number
+  readonly kbPerConnection: number
+  readonly idleQueriesPerSecond: number
+}
+
+/** Starts a server on a fresh database, connects the clients, and measures the idle state. */
+const connectClients = async (target: Target, load: Load, pollIntervalMs: number, idleSeconds: number) => {
+  const database = await freshDatabase()
+  const server = await startTarget(target, database.url, pollIntervalMs)
+  await sleep(2000)
+  const rssIdle = rss(server.pid)
+  const generators = Generators.start(load.clients)
+  const started = now()
+  await generators.connect(server.url, clientPaths(load))
+  const connectSeconds = (now() - started) / 1000
+  const report = await generators.report()
+  const idleBefore = await transactions(database.name)
+  await sleep(idleSeconds * 1000)
+  const idleQueriesPerSecond = ((await transactions(database.name)) - idleBefore - 1) / idleSeconds
+  const rssWithClients = rss(server.pid)
+  const connection: Connection = {
+    clients: report.connected,
+    connectSeconds: round(connectSeconds, 2),
+    connectMs: {
+      p50: round(percentile(report.connectMillis, 0.5)),
+      p99: round(percentile(report.connectMillis, 0.99)),
+      max: round(report.connectMillis[report.connectMillis.length - 1] ?? NaN)
+    },
+    rssIdleMB: round(rssIdle / 1024 / 1024),
+    rssWithClientsMB: round(rssWithClients / 1024 / 1024),
+    kbPerConnection: round((rssWithClients - rssIdle) / 1024 / Math.max(1, report.connected), 2),
+    idleQueriesPerSecond: round(idleQueriesPerSecond)
+  }
+  return {
+    server,
+    generators,
+    database,
+    connection,
+    stop: async () => {
+      generators.close()
+      await server.stop()
+      await dropDatabase(database.name)
+    }
+  }
+}
+
+interface RunResult {
+  readonly connection: Connection
+  readonly delivery: Delivery
+}
+
+const runOnce = async (target: Target, load: Load, pollIntervalMs: number, idleSeconds: number): Promise<RunResult> => {
+  const run = await connectClients(target, load, pollIntervalMs, idleSeconds)
+  try {
+    const delivery = await measureDelivery(run.server, run.generators, run.database.name, load)
+    return { connection: run.connection, delivery }
+  } finally {
+    await run.stop()
+  }
+}
+
+// --- Scenarios ---------------------------------------------------------------------------------
+
+const log = (text: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}`)
+const results: Record<string, unknown> = {}
+
+const perTarget = async <A>(f: (target: Target) => Promise<A>) => {
+  const out: Partial<Record<Target, A>> = {}
+  for (const target of targets) out[target] = await f(target)
+  return out
+}
+
+const pollIntervalMs = 100
+const seconds = quick ? 5 : 12
+
+if (scenarios.has("a")) {
+  const load = { clients: 1000, channels: 1, rate: 100, seconds }
+  log(`(a) ${load.clients} clients, ${load.rate} messages/s, POLL_INTERVAL ${pollIntervalMs} millis`)
+  results.a = { load, pollIntervalMs, ...(await perTarget((target) => runOnce(target, load, pollIntervalMs, 3))) }
+}
+
+if (scenarios.has("b")) {
+  const load = { clients: quick ? 5000 : 10_000, channels: 1, rate: 20, seconds }
+  log(`(b) ${load.clients} clients on one channel, idle then ${load.rate} messages/s`)
+  results.b = { load, pollIntervalMs, ...(await perTarget((target) => runOnce(target, load, pollIntervalMs, 10))) }
+}
+
+if (scenarios.has("c")) {
+  const load = { clients: 1000, channels: 100, rate: 100, seconds }
+  log(`(c) ${load.clients} clients over ${load.channels} channels, ${load.rate} messages/s`)
+  results.c = { load, pollIntervalMs, ...(await perTarget((target) => runOnce(target, load, pollIntervalMs, 3))) }
+}
+
+if (scenarios.has("d")) {
+  const steps = quick ? [1000, 5000, 10_000] : [1000, 2500, 5000, 10_000, 15_000, 19_000]
+  const rate = 20
+  log(`(d) clients per node before p99 passes 1 s, at ${rate} messages/s: ${steps.join(", ")}`)
+  results.d = {
+    rate,
+    pollIntervalMs,
+    ...(await perTarget(async (target) => {
+      const curve: Array<{ clients: number } & RunResult> = []
+      for (const clients of steps) {
+        log(`  ${target}: ${clients} clients`)
+        const result = await runOnce(target, { clients, channels: 1, rate, seconds: quick ? 5 : 8 }, pollIntervalMs, 3)
+        curve.push({ clients, ...result })
+        if (!(result.delivery.latencyMs.p99 <= 1000 && result.delivery.complete)) break
+      }
+      const held = curve.filter((step) => step.delivery.latencyMs.p99 <= 1000 && step.delivery.complete)
+      return { maxClientsWithinP99OneSecond: held.length === 0 ? 0 : held[held.length - 1]!.clients, curve }
+    }))
+  }
+}
+
+if (scenarios.has("e")) {
+  const clients = 1000
+  const rates = quick ? [100, 400, 1600] : [100, 200, 400, 800, 1600, 3200, 6400]
+  log(`(e) saturation with ${clients} clients: ${rates.join(", ")} messages/s`)
+  results.e = {
+    clients,
+    pollIntervalMs,
+    ...(await perTarget(async (target) => {
+      const load = { clients, channels: 1, rate: rates[0]!, seconds: quick ? 4 : 8 }
+      const run = await connectClients(target, load, pollIntervalMs, 1)
+      const steps: Array<Delivery> = []
+      try {
+        for (const rate of rates) {
+          log(`  ${target}: ${rate} messages/s`)
+          await run.generators.reset()
+          const delivery = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate })
+          steps.push(delivery)
+          const kept = delivery.complete && delivery.latencyMs.p99 <= 1000 && delivery.publishedRate >= 0.9 * rate
+          if (!kept) break
+        }
+      } finally {
+        await run.stop()
+      }
+      const sustained = steps.filter((step) =>
+        step.complete && step.latencyMs.p99 <= 1000 && step.publishedRate >= 0.9 * step.offeredRate
+      )
+      return {
+        highestSustainedDeliveriesPerSecond: Math.max(0, ...sustained.map((step) => step.deliveriesPerSecond)),
+        steps
+      }
+    }))
+  }
+}
+
+// --- Report ------------------------------------------------------------------------------------
+
+const output = { machine: { ...machine(), postgres: postgresVersion }, at: new Date().toISOString(), quick, results }
+Fs.mkdirSync(Path.join(root, "bench-results"), { recursive: true })
+const file = Path.join(root, "bench-results", `bench-${output.at.replace(/[:.]/g, "-")}.json`)
+Fs.writeFileSync(file, JSON.stringify(output, null, 2))
+if (results.d !== undefined) writeChart(Path.join(root, "docs", "bench-chart.svg"), output)
+
+const table: Array<[string, string, string, string]> = []
+const row = (label: string, pollcast: number | string | undefined, baseline: number | string | undefined, higherIsBetter?: boolean) => {
+  const ratio = typeof pollcast === "number" && typeof baseline === "number" && pollcast > 0 && baseline > 0 && higherIsBetter !== undefined
+    ? higherIsBetter ? `${round(pollcast / baseline, 2)}×` : `${round(baseline / pollcast, 2)}×`
+    : ""
+  table.push([label, String(pollcast ?? "–"), String(baseline ?? "–"), ratio])
+}
+const section = (title: string) => table.push([`— ${title}`, "", "", ""])
+type Pair = Partial<Record<Target, RunResult>>
+const runRows = (pair: Pair) => {
+  const p = pair.pollcast
+  const b = pair.baseline
+  row("connect: all clients (s)", p?.connection.connectSeconds, b?.connection.connectSeconds, false)
+  row("connect p99 (ms)", p?.connection.connectMs.p99, b?.connection.connectMs.p99, false)
+  row("latency p50 (ms)", p?.delivery.latencyMs.p50, b?.delivery.latencyMs.p50, false)
+  row("latency p90 (ms)", p?.delivery.latencyMs.p90, b?.delivery.latencyMs.p90, false)
+  row("latency p99 (ms)", p?.delivery.latencyMs.p99, b?.delivery.latencyMs.p99, false)
+  row("latency max (ms)", p?.delivery.latencyMs.max, b?.delivery.latencyMs.max, false)
+  row("deliveries/s", p?.delivery.deliveriesPerSecond, b?.delivery.deliveriesPerSecond, true)
+  row("complete (every client, every message, once, one order)", String(p?.delivery.complete ?? "–"), String(b?.delivery.complete ?? "–"))
+  row("server RSS idle (MB)", p?.connection.rssIdleMB, b?.connection.rssIdleMB, false)
+  row("server RSS with clients (MB)", p?.connection.rssWithClientsMB, b?.connection.rssWithClientsMB, false)
+  row("server KB per connection", p?.connection.kbPerConnection, b?.connection.kbPerConnection, false)
+  row("server CPU s (delivery phase)", p?.delivery.serverCpuSeconds, b?.delivery.serverCpuSeconds, false)
+  row("DB queries/s idle, with clients", p?.connection.idleQueriesPerSecond, b?.connection.idleQueriesPerSecond)
+  row("DB queries/s while publishing", p?.delivery.databaseQueriesPerSecond, b?.delivery.databaseQueriesPerSecond)
+}
+for (const key of ["a", "b", "c"] as const) {
+  const entry = results[key] as (Pair & { load: Load }) | undefined
+  if (entry === undefined) continue
+  section(`(${key}) ${entry.load.clients} clients, ${entry.load.channels} channel(s), ${entry.load.rate} msg/s`)
+  runRows(entry)
+}
+const d = results.d as Partial<Record<Target, { maxClientsWithinP99OneSecond: number; curve: Array<{ clients: number } & RunResult> }>> | undefined
+if (d !== undefined) {
+  section("(d) clients one node holds with p99 ≤ 1 s")
+  row("clients (largest step held)", d.pollcast?.maxClientsWithinP99OneSecond, d.baseline?.maxClientsWithinP99OneSecond, true)
+  const largest = (target: Target) => d[target]?.curve[d[target]!.curve.length - 1]
+  row("p99 at largest step (ms)", largest("pollcast")?.delivery.latencyMs.p99, largest("baseline")?.delivery.latencyMs.p99, false)
+}
+const e = results.e as Partial<Record<Target, { highestSustainedDeliveriesPerSecond: number }>> | undefined
+if (e !== undefined) {
+  section("(e) saturation, 1000 clients")
+  row("highest sustained deliveries/s", e.pollcast?.highestSustainedDeliveriesPerSecond, e.baseline?.highestSustainedDeliveriesPerSecond, true)
+}
+const widths = [0, 1, 2, 3].map((column) => Math.max(...table.map((line) => line[column]!.length), 8))
+console.log(["", "pollcast", "baseline", "ratio"].map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
+for (const line of table) console.log(line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "))
+console.log(`\nmachine: ${output.machine.cpu}, ${output.machine.cores} cores, ${output.machine.memoryGiB} GiB, Node ${output.machine.node}, PostgreSQL ${postgresVersion}`)
+console.log(`results: ${Path.relative(root, file)}`)
+
+await admin.end()
+await Effect.runPromise(Scope.close(scope, Exit.void))

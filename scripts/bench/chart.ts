@@ -1,0 +1,93 @@
+/**
+ * Draws scenario (d) — latency percentiles and server memory against the number of clients, for
+ * pollcast and the baseline — as a self-contained SVG for the README.
+ */
+import * as Fs from "node:fs"
+
+interface Step {
+  readonly clients: number
+  readonly connection: { readonly rssWithClientsMB: number }
+  readonly delivery: { readonly latencyMs: { readonly p50: number; readonly p99: number } }
+}
+
+interface Output {
+  readonly machine: { cpu: string; cores: number; memoryGiB: number; node: string; postgres: string }
+  readonly at: string
+  readonly results: Record<string, unknown>
+}
+
+const colors = { pollcast: "#2563eb", baseline: "#ea580c" } as const
+
+const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;")
+
+export const writeChart = (file: string, output: Output) => {
+  const d = output.results.d as { rate: number; pollIntervalMs: number } & Partial<Record<keyof typeof colors, { curve: Array<Step> }>>
+  const series = (["pollcast", "baseline"] as const).flatMap((target) => (d[target] === undefined ? [] : [{ target, curve: d[target]!.curve }]))
+  const allClients = series.flatMap((s) => s.curve.map((step) => step.clients))
+  const maxClients = Math.max(...allClients, 1)
+
+  const width = 960
+  const height = 430
+  const panel = { top: 60, height: 290, width: 380 }
+  const lefts = [70, 550]
+  const x = (left: number, clients: number) => left + (clients / maxClients) * panel.width
+  const parts: Array<string> = []
+  const text = (tx: number, ty: number, content: string, attrs = "") =>
+    parts.push(`<text x="${tx}" y="${ty}" ${attrs}>${escape(content)}</text>`)
+
+  // Latency, log scale from 10 ms to 10 s.
+  const latencyY = (millis: number) => {
+    const clamped = Math.min(10_000, Math.max(10, millis))
+    return panel.top + panel.height - ((Math.log10(clamped) - 1) / 3) * panel.height
+  }
+  // Memory, linear from 0.
+  const maxRss = Math.max(...series.flatMap((s) => s.curve.map((step) => step.connection.rssWithClientsMB)), 1) * 1.1
+  const rssY = (mb: number) => panel.top + panel.height - (mb / maxRss) * panel.height
+
+  const axes = (left: number, title: string, ticks: Array<[number, string]>) => {
+    parts.push(`<rect x="${left}" y="${panel.top}" width="${panel.width}" height="${panel.height}" fill="none" stroke="#d0d5dd"/>`)
+    text(left, panel.top - 12, title, `font-weight="600"`)
+    for (const [y, label] of ticks) {
+      parts.push(`<line x1="${left}" x2="${left + panel.width}" y1="${y}" y2="${y}" stroke="#eef0f3"/>`)
+      text(left - 8, y + 4, label, `text-anchor="end" fill="#667085"`)
+    }
+    for (const clients of [...new Set(allClients)]) {
+      text(x(left, clients), panel.top + panel.height + 18, clients >= 1000 ? `${clients / 1000}k` : String(clients), `text-anchor="middle" fill="#667085"`)
+    }
+    text(left + panel.width / 2, panel.top + panel.height + 38, "SSE clients on one node", `text-anchor="middle" fill="#667085"`)
+  }
+  axes(lefts[0]!, "Delivery latency (ms, log scale)", [10, 100, 1000, 10_000].map((ms) => [latencyY(ms), String(ms)]))
+  const rssStep = maxRss > 1000 ? 500 : maxRss > 400 ? 200 : 100
+  axes(lefts[1]!, "Server memory, RSS (MB)", Array.from({ length: Math.floor(maxRss / rssStep) + 1 }, (_, i) => [rssY(i * rssStep), String(i * rssStep)]))
+  parts.push(`<line x1="${lefts[0]}" x2="${lefts[0]! + panel.width}" y1="${latencyY(1000)}" y2="${latencyY(1000)}" stroke="#d92d20" stroke-dasharray="2 3"/>`)
+  text(lefts[0]! + panel.width - 4, latencyY(1000) - 5, "1 s", `text-anchor="end" fill="#d92d20"`)
+
+  const line = (points: Array<[number, number]>, color: string, dash = "") => {
+    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" ${dash} points="${points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" ")}"/>`)
+    for (const [px, py] of points) parts.push(`<circle cx="${px.toFixed(1)}" cy="${py.toFixed(1)}" r="3" fill="${color}"/>`)
+  }
+  for (const { curve, target } of series) {
+    const color = colors[target]
+    line(curve.map((step) => [x(lefts[0]!, step.clients), latencyY(step.delivery.latencyMs.p99)]), color)
+    line(curve.map((step) => [x(lefts[0]!, step.clients), latencyY(step.delivery.latencyMs.p50)]), color, `stroke-dasharray="5 4"`)
+    line(curve.map((step) => [x(lefts[1]!, step.clients), rssY(step.connection.rssWithClientsMB)]), color)
+  }
+
+  // Legend and provenance.
+  let legendX = 70
+  for (const { target } of series) {
+    parts.push(`<rect x="${legendX}" y="18" width="14" height="4" fill="${colors[target]}"/>`)
+    text(legendX + 20, 24, target === "pollcast" ? "pollcast" : "baseline (node:http + pg + setInterval)")
+    legendX += target === "pollcast" ? 110 : 300
+  }
+  text(legendX, 24, "latency: solid p99, dashed p50", `fill="#667085"`)
+  const m = output.machine
+  text(70, height - 12, `Measured ${output.at.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; Node ${m.node}, PostgreSQL ${m.postgres}; ${d.rate} msg/s, POLL_INTERVAL ${d.pollIntervalMs} ms; load generator on the same machine.`, `fill="#667085" font-size="11"`)
+
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="13">
+<rect width="${width}" height="${height}" fill="#ffffff"/>
+${parts.join("\n")}
+</svg>
+`
+  Fs.writeFileSync(file, svg)
+}

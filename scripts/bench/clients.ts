@@ -1,0 +1,267 @@
+/**
+ * Benchmark load generator: a child process (forked by scripts/bench.ts) that holds many SSE
+ * clients over raw HTTP/1.1 sockets and reports what they received.
+ *
+ * To keep the generator cheap per delivery (it shares the machine with the server), every client
+ * de-chunks its stream and folds it into a CRC-32, natively; only "probe" clients parse events:
+ * they time each message (its body carries its send time) and check that every message arrived
+ * once. Clients following the same channels must end with identical CRCs: the same messages in
+ * the same order, byte for byte.
+ */
+import * as Net from "node:net"
+import { crc32 } from "node:zlib"
+import { Histogram } from "./histogram.js"
+
+export interface ClientSpec {
+  /** e.g. `/events?channel=bench-3` */
+  readonly path: string
+  /** Clients with the same group follow the same channels and must receive the same bytes. */
+  readonly group: string
+  readonly probe: boolean
+}
+
+export type Command =
+  | {
+    readonly type: "connect"
+    readonly host: string
+    readonly port: number
+    readonly localAddress?: string | undefined
+    readonly clients: ReadonlyArray<ClientSpec>
+    readonly concurrency: number
+  }
+  | { readonly type: "report" }
+  | { readonly type: "reset" }
+  | { readonly type: "close" }
+
+export interface ProbeReport {
+  readonly group: string
+  readonly count: number
+  readonly duplicates: number
+  readonly sequenceSum: number
+}
+
+export interface Report {
+  readonly type: "report"
+  readonly connected: number
+  readonly disconnected: number
+  readonly connectMillis: ReadonlyArray<number>
+  readonly groups: Record<string, { readonly crcs: Record<string, number> }>
+  readonly probes: ReadonlyArray<ProbeReport>
+  readonly latency: ReturnType<Histogram["toJSON"]>
+  readonly lastReceiptAt: number
+  readonly probeMessages: number
+}
+
+const now = () => performance.timeOrigin + performance.now()
+const frameBody = /"body":"t=([0-9.]+);s=(\d+);/g
+
+class Client {
+  crc = 0
+  open = false
+  closed = false
+  private headerText = ""
+  private headersDone = false
+  // De-chunking state: bytes left in the current chunk, or -1 while reading a size line.
+  private remaining = -1
+  private sizeLine = ""
+  private skipCrlf = 0
+  private text = ""
+  private seen = new Uint8Array(1024)
+  count = 0
+  duplicates = 0
+  sequenceSum = 0
+
+  constructor(readonly spec: ClientSpec, private readonly latency: Histogram, private readonly onReceipt: (at: number) => void) {}
+
+  /** Feeds raw socket bytes. Returns true once the response headers have arrived. */
+  feed(data: Buffer): void {
+    let offset = 0
+    if (!this.headersDone) {
+      this.headerText += data.toString("latin1")
+      const end = this.headerText.indexOf("\r\n\r\n")
+      if (end === -1) return
+      if (!this.headerText.startsWith("HTTP/1.1 200")) throw new Error(`unexpected response: ${this.headerText.split("\r\n")[0]}`)
+      this.headersDone = true
+      this.open = true
+      offset = data.length - (this.headerText.length - end - 4)
+      this.headerText = ""
+    }
+    while (offset < data.length) {
+      if (this.skipCrlf > 0) {
+        const skip = Math.min(this.skipCrlf, data.length - offset)
+        this.skipCrlf -= skip
+        offset += skip
+        continue
+      }
+      if (this.remaining === -1) {
+        const lineEnd = data.indexOf(10, offset)
+        if (lineEnd === -1) {
+          this.sizeLine += data.toString("latin1", offset)
+          return
+        }
+        this.sizeLine += data.toString("latin1", offset, lineEnd)
+        this.remaining = parseInt(this.sizeLine, 16)
+        this.sizeLine = ""
+        offset = lineEnd + 1
+        if (this.remaining === 0) return
+        continue
+      }
+      const take = Math.min(this.remaining, data.length - offset)
+      const slice = data.subarray(offset, offset + take)
+      this.crc = crc32(slice, this.crc)
+      if (this.spec.probe) this.parse(slice)
+      this.remaining -= take
+      offset += take
+      if (this.remaining === 0) {
+        this.remaining = -1
+        this.skipCrlf = 2
+      }
+    }
+  }
+
+  private parse(slice: Buffer) {
+    this.text += slice.toString("utf8")
+    const end = this.text.lastIndexOf("\n\n")
+    if (end === -1) return
+    const complete = this.text.slice(0, end)
+    this.text = this.text.slice(end + 2)
+    const at = now()
+    for (const match of complete.matchAll(frameBody)) {
+      const sequence = Number(match[2])
+      this.latency.record(at - Number(match[1]))
+      this.onReceipt(at)
+      this.mark(sequence)
+    }
+  }
+
+  private mark(sequence: number) {
+    if (sequence >= this.seen.length * 8) {
+      const grown = new Uint8Array(Math.max(this.seen.length * 2, (sequence >> 3) + 1))
+      grown.set(this.seen)
+      this.seen = grown
+    }
+    const byte = sequence >> 3
+    const bit = 1 << (sequence & 7)
+    if (this.seen[byte]! & bit) {
+      this.duplicates++
+      return
+    }
+    this.seen[byte]! |= bit
+    this.count++
+    this.sequenceSum += sequence
+  }
+}
+
+const latency = new Histogram()
+const clients: Array<Client> = []
+const sockets: Array<Net.Socket> = []
+const connectMillis: Array<number> = []
+let lastReceiptAt = 0
+let probeMessages = 0
+const onReceipt = (at: number) => {
+  lastReceiptAt = at
+  probeMessages++
+}
+
+const connectAll = async (command: Extract<Command, { type: "connect" }>) => {
+  let next = 0
+  const connectOne = (spec: ClientSpec) =>
+    new Promise<void>((resolve) => {
+      const client = new Client(spec, latency, onReceipt)
+      clients.push(client)
+      const started = now()
+      const socket = Net.connect({
+        host: command.host,
+        port: command.port,
+        ...(command.localAddress === undefined ? {} : { localAddress: command.localAddress })
+      })
+      sockets.push(socket)
+      socket.setNoDelay(true)
+      socket.once("connect", () => {
+        socket.write(`GET ${spec.path} HTTP/1.1\r\nHost: ${command.host}:${command.port}\r\nAccept: text/event-stream\r\n\r\n`)
+      })
+      let settled = false
+      const settle = () => {
+        if (!settled) {
+          settled = true
+          resolve()
+        }
+      }
+      socket.on("data", (data: Buffer) => {
+        const wasOpen = client.open
+        try {
+          client.feed(data)
+        } catch {
+          socket.destroy()
+        }
+        if (!wasOpen && client.open) {
+          connectMillis.push(now() - started)
+          settle()
+        }
+      })
+      socket.on("error", () => undefined)
+      socket.on("close", () => {
+        client.closed = true
+        settle()
+      })
+    })
+  const worker = async () => {
+    while (next < command.clients.length) {
+      const spec = command.clients[next++]!
+      await connectOne(spec)
+    }
+  }
+  await Promise.all(Array.from({ length: command.concurrency }, worker))
+}
+
+const report = (): Report => {
+  const groups: Record<string, { crcs: Record<string, number> }> = {}
+  for (const client of clients) {
+    const group = (groups[client.spec.group] ??= { crcs: {} })
+    const key = client.closed ? "disconnected" : client.crc.toString(16)
+    group.crcs[key] = (group.crcs[key] ?? 0) + 1
+  }
+  return {
+    type: "report",
+    connected: clients.filter((client) => client.open && !client.closed).length,
+    disconnected: clients.filter((client) => client.closed).length,
+    connectMillis,
+    groups,
+    probes: clients.filter((client) => client.spec.probe).map((client) => ({
+      group: client.spec.group,
+      count: client.count,
+      duplicates: client.duplicates,
+      sequenceSum: client.sequenceSum
+    })),
+    latency: latency.toJSON(),
+    lastReceiptAt,
+    probeMessages
+  }
+}
+
+process.on("message", (command: Command) => {
+  switch (command.type) {
+    case "connect":
+      void connectAll(command).then(() => process.send!({ type: "connected" }))
+      return
+    case "report":
+      process.send!(report())
+      return
+    case "reset":
+      // Starts a new measurement on the same connections: fresh latencies and checksums.
+      latency.reset()
+      lastReceiptAt = 0
+      probeMessages = 0
+      for (const client of clients) {
+        client.crc = 0
+        client.count = 0
+        client.duplicates = 0
+        client.sequenceSum = 0
+      }
+      process.send!({ type: "reset" })
+      return
+    case "close":
+      for (const socket of sockets) socket.destroy()
+      process.exit(0)
+  }
+})

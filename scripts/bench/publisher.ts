@@ -1,0 +1,98 @@
+/**
+ * Publishes messages through POST /messages at a steady rate, each body carrying its send time
+ * and a sequence number: `t=<epoch ms>;s=<n>;` padded to a realistic length.
+ */
+import * as Http from "node:http"
+
+export interface Published {
+  /** Messages accepted (201), by channel: how many and the sum of their sequence numbers. */
+  readonly byChannel: Map<string, { count: number; sequenceSum: number }>
+  readonly accepted: number
+  readonly failed: number
+  readonly firstAt: number
+  readonly lastAt: number
+  /** Accepted messages per second over the publishing window. */
+  readonly rate: number
+}
+
+const now = () => performance.timeOrigin + performance.now()
+const bodyLength = 100
+let sequence = 0
+
+export const publish = async (options: {
+  readonly url: string
+  readonly rate: number
+  readonly seconds: number
+  readonly channelOf: (sequence: number) => string
+}): Promise<Published> => {
+  const agent = new Http.Agent({ keepAlive: true, maxSockets: 32 })
+  const target = new URL("/messages", options.url)
+  const byChannel = new Map<string, { count: number; sequenceSum: number }>()
+  let accepted = 0
+  let failed = 0
+  let inFlight = 0
+  let lastAt = 0
+  const pending = new Set<Promise<void>>()
+
+  const send = (seq: number) => {
+    const channel = options.channelOf(seq)
+    const head = `t=${now().toFixed(3)};s=${seq};`
+    const body = JSON.stringify({ channel, author: "bench", body: head + "x".repeat(Math.max(0, bodyLength - head.length)) })
+    inFlight++
+    const done = new Promise<void>((resolve) => {
+      const request = Http.request(target, {
+        method: "POST",
+        agent,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+      }, (response) => {
+        response.resume()
+        response.on("end", () => {
+          if (response.statusCode === 201) {
+            accepted++
+            lastAt = now()
+            const entry = byChannel.get(channel) ?? { count: 0, sequenceSum: 0 }
+            entry.count++
+            entry.sequenceSum += seq
+            byChannel.set(channel, entry)
+          } else {
+            failed++
+          }
+          resolve()
+        })
+      })
+      request.on("error", () => {
+        failed++
+        resolve()
+      })
+      request.end(body)
+    }).finally(() => {
+      inFlight--
+      pending.delete(done)
+    })
+    pending.add(done)
+  }
+
+  const firstAt = now()
+  const total = Math.round(options.rate * options.seconds)
+  let sent = 0
+  await new Promise<void>((resolve) => {
+    const tick = setInterval(() => {
+      const due = Math.min(total, Math.floor(((now() - firstAt) / 1000) * options.rate))
+      // A publisher that cannot keep up skips ahead rather than queue without bound: the
+      // achieved rate then shows it.
+      while (sent < due && inFlight < 512) {
+        send(++sequence)
+        sent++
+      }
+      if (sent < due) sent = due
+      if (sent >= total) {
+        clearInterval(tick)
+        resolve()
+      }
+    }, 5)
+  })
+  await Promise.all(pending)
+  agent.destroy()
+  const seconds = Math.max(0.001, (lastAt - firstAt) / 1000)
+  return { byChannel, accepted, failed, firstAt, lastAt, rate: accepted / seconds }
+}

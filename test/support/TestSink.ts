@@ -1,0 +1,36 @@
+/** A Broadcast sink for unit tests: keeps what it is given, and reads it or (a stalled client) not. */
+import type { Sink } from "../../src/Broadcast.js"
+import { parser } from "./SseFrames.js"
+
+export interface TestSink extends Sink {
+  readonly chunks: Array<Uint8Array>
+  readonly parsed: ReturnType<typeof parser>
+  readonly wasCutOff: () => boolean
+  readonly hasEnded: () => boolean
+}
+
+export const make = (options: { readonly reads?: boolean } = {}): TestSink => {
+  const chunks: Array<Uint8Array> = []
+  const parsed = parser()
+  let unread = 0
+  let cut = false
+  let ended = false
+  return {
+    chunks,
+    parsed,
+    write: (frames) => {
+      chunks.push(frames)
+      parsed.feed(frames)
+      if (options.reads === false) unread += frames.length
+    },
+    backlog: () => unread,
+    cutOff: () => {
+      cut = true
+    },
+    end: () => {
+      ended = true
+    },
+    wasCutOff: () => cut,
+    hasEnded: () => ended
+  }
+}
