@@ -23,6 +23,8 @@ export interface EmbeddedPostgresOptions {
   /** The cluster's data folder; created and initialised when it holds no cluster yet. */
   readonly dataDir: string
   readonly port: number
+  /** Extra server settings (`-c name=value`), e.g. for benchmarks. */
+  readonly settings?: Readonly<Record<string, string>> | undefined
 }
 
 export interface RunningPostgres {
@@ -66,7 +68,13 @@ export const start = (options: EmbeddedPostgresOptions): Effect.Effect<RunningPo
       // PostgreSQL refuses to run as root; as root, run it as a "postgres" system user.
       createPostgresUser: true,
       initdbFlags: ["--encoding=UTF8", "--locale=C"],
-      postgresFlags: ["-c", `listen_addresses=${host}`, "-c", "unix_socket_directories="],
+      postgresFlags: [
+        "-c",
+        `listen_addresses=${host}`,
+        "-c",
+        "unix_socket_directories=",
+        ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ["-c", `${name}=${value}`])
+      ],
       onLog: remember,
       onError: remember
     })

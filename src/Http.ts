@@ -15,12 +15,7 @@ import * as Messages from "./Http/Messages.js"
 import * as Page from "./Http/Page.js"
 
 export const app = Effect.gen(function*() {
-  const router = HttpRouter.concatAll(
-    yield* Messages.routes,
-    yield* Events.routes,
-    yield* Health.routes,
-    yield* Page.routes
-  )
+  const router = HttpRouter.concatAll(yield* Messages.routes, yield* Health.routes, yield* Page.routes)
   return router.pipe(
     Effect.catchTag("RouteNotFound", (notFound) =>
       new NotFound({ message: `No route for ${notFound.request.method} ${notFound.request.url}` })),
@@ -28,6 +23,22 @@ export const app = Effect.gen(function*() {
       Effect.logError("Request failed unexpectedly", defect).pipe(Effect.as(internalError)))
   )
 })
+
+/**
+ * Every request goes to the HttpRouter app, but for `GET /events`, whose long-lived streams have a
+ * handler of their own (see Http/Events.ts).
+ */
+const listen = (server: NodeHttp.Server) =>
+  Effect.gen(function*() {
+    const handleApp = yield* NodeHttpServer.makeHandler(yield* app)
+    const handleEvents = yield* Events.handler
+    const dispatch = (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) =>
+      Events.handles(request) ? handleEvents(request, response) : handleApp(request, response)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => server.on("request", dispatch)),
+      () => Effect.sync(() => server.off("request", dispatch))
+    )
+  })
 
 /** Completes whenever no request is in flight on `server` (at once if none is). */
 const requestsSettled = (server: NodeHttp.Server) => {
@@ -53,7 +64,7 @@ const serveUntilShutdown = (server: NodeHttp.Server) =>
     const config = yield* AppConfig
     const eventStream = yield* EventStream
     const settled = requestsSettled(server)
-    yield* HttpServer.serveEffect(yield* app)
+    yield* listen(server)
     // Registered after serving, so it runs first on shutdown, while requests are still handled.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {

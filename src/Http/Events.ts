@@ -1,10 +1,15 @@
 /**
  * `GET /events`: the Server-Sent Events stream of one client.
+ *
+ * This one route is a plain Node request handler beside the HttpRouter app (see Http.ts), because
+ * a response handled by the platform keeps a suspended fiber with its whole continuation for as
+ * long as it lasts: measured at about 33 KB per open stream, more than the 10 KB a connection may
+ * cost here. The Effect parts stay: parameters are decoded with the same schemas and answered with
+ * the same JSON errors, and each stream's resources live in a Scope closed with its connection.
  */
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect, Option, Schema } from "effect"
-import { EventStream } from "../EventStream.js"
+import { Cause, Effect, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
+import type * as NodeHttp from "node:http"
+import { type ClientConnection, EventStream } from "../EventStream.js"
 import { MessageId } from "../Message.js"
 import { InvalidRequest } from "./HttpErrors.js"
 import { ChannelsParam, channelsOf } from "./Params.js"
@@ -15,50 +20,116 @@ const EventsParams = Schema.Struct({
   lastEventId: Schema.optional(Schema.String)
 })
 
-const decodeMessageId = Schema.decodeUnknown(MessageId)
+const decodeParams = Schema.decodeUnknownEither(EventsParams)
+const decodeMessageId = Schema.decodeUnknownEither(MessageId)
 
-const nonEmpty = (value: string | undefined) => (value === undefined || value === "" ? Option.none() : Option.some(value))
+export const path = "/events"
 
-export const routes = Effect.gen(function*() {
+/** Whether a request is for this handler. */
+export const handles = (request: NodeHttp.IncomingMessage) => {
+  const url = request.url ?? ""
+  const query = url.indexOf("?")
+  return request.method === "GET" && (query === -1 ? url : url.slice(0, query)) === path
+}
+
+const nonEmpty = (value: string | undefined) => (value === undefined || value === "" ? undefined : value)
+
+/** The stream's channels and starting point, or what is wrong with the request. */
+const parse = (request: NodeHttp.IncomingMessage) => {
+  const url = new URL(request.url ?? "/", "http://pollcast")
+  const query: Record<string, string | Array<string>> = {}
+  for (const [name, value] of url.searchParams) {
+    const seen = query[name]
+    query[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value]
+  }
+  const params = decodeParams(query)
+  if (params._tag === "Left") return { error: InvalidRequest.fromParseError(params.left, "The query") }
+  // On reconnection EventSource sends the header with the newest id, and the original URL with
+  // whatever lastEventId it began with: the header wins.
+  const header = nonEmpty(request.headers["last-event-id"] as string | undefined)
+  const [source, raw] = header !== undefined ? ["Last-Event-ID", header] : ["lastEventId", nonEmpty(params.right.lastEventId)]
+  if (raw === undefined) return { channels: channelsOf(params.right.channel), lastEventId: Option.none<MessageId>() }
+  const id = decodeMessageId(raw)
+  if (id._tag === "Left") {
+    return {
+      error: new InvalidRequest({
+        field: source,
+        message: `${source}: must be the id of a message sent by pollcast (16 hex digits, '-', 16 hex digits)`
+      })
+    }
+  }
+  return { channels: channelsOf(params.right.channel), lastEventId: Option.some(id.right) }
+}
+
+/** The response as the EventStream sees it (a class: thousands of these are alive at once). */
+class NodeConnection implements ClientConnection {
+  constructor(private readonly response: NodeHttp.ServerResponse) {}
+
+  write(bytes: Uint8Array) {
+    return this.response.writableEnded || this.response.destroyed ? true : this.response.write(bytes)
+  }
+
+  queued() {
+    return this.response.writableLength
+  }
+
+  get drained() {
+    const response = this.response
+    return Effect.async<void>((resume) => {
+      if (response.writableLength === 0 || response.destroyed) return resume(Effect.void)
+      const done = () => resume(Effect.void)
+      response.once("drain", done).once("close", done)
+      return Effect.sync(() => response.off("drain", done).off("close", done))
+    })
+  }
+
+  end() {
+    if (!this.response.writableEnded) this.response.end()
+  }
+
+  destroy() {
+    this.response.destroy()
+  }
+}
+
+/** A Node request handler for `GET /events`, running the streams on the current runtime. */
+export const handler = Effect.gen(function*() {
   const eventStream = yield* EventStream
+  const runtime = yield* Effect.runtime<never>()
+  const runFork = Runtime.runFork(runtime)
+  const runSync = Runtime.runSync(runtime)
 
-  const events = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const params = yield* HttpServerRequest.schemaSearchParams(EventsParams).pipe(
-      Effect.mapError((error) => InvalidRequest.fromParseError(error, "The query"))
-    )
-    // On reconnection EventSource sends the header with the newest id, and the original URL with
-    // whatever lastEventId it began with: the header wins.
-    const header = nonEmpty(request.headers["last-event-id"])
-    const [source, raw] = Option.isSome(header)
-      ? ["Last-Event-ID", header]
-      : ["lastEventId", nonEmpty(params.lastEventId)]
-    const lastEventId = yield* Effect.transposeOption(Option.map(raw, (id) => decodeMessageId(id))).pipe(
-      Effect.mapError(() =>
-        new InvalidRequest({
-          field: source,
-          message: `${source}: must be the id of a message sent by pollcast (16 hex digits, '-', 16 hex digits)`
-        })
-      )
-    )
-    const response = NodeHttpServerRequest.toServerResponse(request)
-    const body = yield* eventStream.open({
-      channels: channelsOf(params.channel),
-      lastEventId,
-      // Destroying the socket also ends a write that waits for a client that stopped reading.
-      onOverflow: () => response.destroy()
+  return (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
+    const parsed = parse(request)
+    if ("error" in parsed && parsed.error !== undefined) {
+      response.writeHead(parsed.error.status, { "content-type": "application/json" })
+      response.end(JSON.stringify(parsed.error.body))
+      return
+    }
+    // The stream ends only with its connection, so it needs no chunked encoding: each write is
+    // then one buffer to the socket instead of three (size line, data, CRLF).
+    response.useChunkedEncodingByDefault = false
+    response.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache, no-transform",
+      "x-accel-buffering": "no",
+      // An event stream is never followed by another request on its connection; closing it once
+      // the stream ends lets a draining server finish at once.
+      connection: "close"
     })
-    return HttpServerResponse.raw(body, {
-      contentType: "text/event-stream",
-      headers: {
-        "cache-control": "no-cache, no-transform",
-        "x-accel-buffering": "no",
-        // An event stream is never followed by another request on its connection; closing it once
-        // the stream ends lets a draining server finish at once.
-        connection: "close"
-      }
+    const scope = runSync(Scope.make())
+    let opening: Fiber.RuntimeFiber<void> | undefined = runFork(
+      eventStream.open({ channels: parsed.channels, lastEventId: parsed.lastEventId, connection: new NodeConnection(response) })
+        .pipe(Scope.extend(scope))
+    )
+    opening.addObserver((exit) => {
+      opening = undefined
+      if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) response.destroy()
     })
-  })
-
-  return HttpRouter.empty.pipe(HttpRouter.get("/events", events))
+    response.once("close", () => {
+      const running = opening
+      runFork(Effect.zipRight(running === undefined ? Effect.void : Fiber.interrupt(running), Scope.close(scope, Exit.void)))
+    })
+    response.on("error", () => response.destroy())
+  }
 })

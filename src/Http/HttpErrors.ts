@@ -13,8 +13,15 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("Invali
   message: Schema.String,
   field: Schema.optional(Schema.String)
 }) {
+  readonly status = 400
+
+  /** The JSON body of the answer. */
+  get body() {
+    return { error: this._tag, message: this.message, field: this.field }
+  }
+
   [HttpServerRespondable.symbol]() {
-    return Effect.succeed(respond(400, { error: this._tag, message: this.message, field: this.field }))
+    return Effect.succeed(respond(this.status, this.body))
   }
 
   /** The first problem a schema found, named by the path of the field it concerns. */

@@ -15,23 +15,32 @@ const eventStreamOn = (repo: InMemoryRepo.InMemoryRepo, start: MessageId) =>
     Layer.provide(testConfig({ HEARTBEAT_INTERVAL: "1 hour", SSE_RETRY: "1500 millis" }))
   )
 
-/** Gives Node streams and the fan-out fiber time to move what is pending (real time, briefly). */
+/** Gives the fan-out fiber time to take what was published (real time, briefly). */
 const settle = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
 
-/** Opens a stream in its own scope and reads it the way the HTTP server would. */
+/** Opens a stream in its own scope, on a connection that records what it is sent. */
 const open = (lastEventId: Option.Option<MessageId>, channels: "all" | readonly [string, ...Array<string>] = "all") =>
   Effect.gen(function*() {
     const eventStream = yield* EventStream.EventStream
     const scope = yield* Scope.make()
-    const body = yield* eventStream.open({
-      channels: channels as never,
-      lastEventId,
-      onOverflow: () => undefined
-    }).pipe(Scope.extend(scope))
     const received = parser()
     let ended = false
-    body.on("data", (bytes: Uint8Array) => received.feed(bytes))
-    body.on("end", () => (ended = true))
+    const connection: EventStream.ClientConnection = {
+      write: (bytes) => {
+        if (ended) throw new Error("written after the end")
+        received.feed(bytes)
+        return true
+      },
+      queued: () => 0,
+      drained: Effect.void,
+      end: () => {
+        ended = true
+      },
+      destroy: () => {
+        ended = true
+      }
+    }
+    yield* Effect.forkDaemon(eventStream.open({ channels: channels as never, lastEventId, connection }).pipe(Scope.extend(scope)))
     return { received, ended: () => ended, close: Scope.close(scope, Exit.void) }
   })
 
