@@ -28,11 +28,21 @@ const argument = (name: string) => {
   return index === -1 ? undefined : process.argv[index + 1]
 }
 const quick = process.argv.includes("--quick")
+/**
+ * The embedded PostgreSQL runs with synchronous_commit=off unless --durable: this machine's disk
+ * takes up to ~100 ms to fsync now and then, which would show up in every latency figure of both
+ * servers alike and hide theirs. Commits are still written, just not waited for.
+ */
+const durable = process.argv.includes("--durable")
 const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e").split(","))
 const targets = (argument("targets") ?? "pollcast,baseline").split(",") as Array<Target>
 /** --profile DIR: run the servers under --cpu-prof, writing their profiles to DIR. */
 const profileDir = argument("profile")
-const nodeArgs = profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${Path.resolve(profileDir)}`]
+const nodeArgs = [
+  ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${Path.resolve(profileDir)}`]),
+  ...(process.argv.includes("--trace-gc") ? ["--trace-gc"] : []),
+  ...(process.env.BENCH_PRELOAD ? ["--import", process.env.BENCH_PRELOAD] : [])
+]
 
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
 const now = () => performance.timeOrigin + performance.now()
@@ -50,7 +60,11 @@ if (process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== "") {
   const folder = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-bench-"))
   Fs.chmodSync(folder, 0o755)
   const server = await Effect.runPromise(
-    EmbeddedPostgres.start({ dataDir: Path.join(folder, "postgres"), port: await freePort() }).pipe(Scope.extend(scope))
+    EmbeddedPostgres.start({
+      dataDir: Path.join(folder, "postgres"),
+      port: await freePort(),
+      settings: durable ? {} : { synchronous_commit: "off" }
+    }).pipe(Scope.extend(scope))
   )
   adminUrl = Redacted.value(server.url("postgres"))
   process.on("exit", () => Fs.rmSync(folder, { recursive: true, force: true }))
@@ -58,6 +72,7 @@ if (process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== "") {
 const admin = new pg.Client({ connectionString: adminUrl })
 await admin.connect()
 const postgresVersion = (await admin.query("SHOW server_version")).rows[0].server_version as string
+const synchronousCommit = (await admin.query("SHOW synchronous_commit")).rows[0].synchronous_commit as string
 
 let databases = 0
 const freshDatabase = async () => {
@@ -194,6 +209,8 @@ const percentile = (sorted: ReadonlyArray<number>, fraction: number) =>
 
 interface Delivery {
   readonly latencyMs: { p50: number; p90: number; p99: number; max: number }
+  /** POST /messages round trips: part of every delivery latency. */
+  readonly postMs: { p50: number; p99: number }
   readonly publishedRate: number
   readonly offeredRate: number
   readonly deliveries: number
@@ -201,6 +218,8 @@ interface Delivery {
   readonly complete: boolean
   readonly problems: ReadonlyArray<string>
   readonly serverCpuSeconds: number
+  /** The event loop's thread alone (the rest: garbage collection and other helper threads). */
+  readonly serverMainThreadCpuSeconds: number
   readonly generatorCpuSeconds: number
   readonly databaseQueriesPerSecond: number
   readonly rssAfterMB: number
@@ -211,9 +230,15 @@ const measureDelivery = async (
   server: RunningService,
   generators: Generators,
   database: string,
-  load: Load
+  load: Load,
+  pollIntervalMs: number
 ): Promise<Delivery> => {
+  // Warm up (JIT, connection pools on both sides) at the same rate, then start measuring afresh.
+  await publish({ url: server.url, rate: load.rate, seconds: 2, channelOf: (sequence) => channelOf(sequence, load.channels) })
+  await sleep(500 + 2 * pollIntervalMs)
+  await generators.reset()
   const cpuBefore = cpuSeconds(server.pid)
+  const mainThreadCpuBefore = cpuSeconds(server.pid, server.pid)
   const generatorCpuBefore = generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
   const transactionsBefore = await transactions(database)
   const published: Published = await publish({
@@ -236,6 +261,7 @@ const measureDelivery = async (
     }
   }
   const serverCpuSeconds = cpuSeconds(server.pid) - cpuBefore
+  const serverMainThreadCpuSeconds = cpuSeconds(server.pid, server.pid) - mainThreadCpuBefore
   const generatorCpuSeconds = generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - generatorCpuBefore
   const elapsed = (now() - published.firstAt) / 1000
   await sleep(1100) // statistics reach pg_stat_database at most once a second
@@ -266,6 +292,7 @@ const measureDelivery = async (
       p99: round(report.latency.percentile(0.99)),
       max: round(report.latency.max / 1000)
     },
+    postMs: { p50: round(published.postLatency.percentile(0.5)), p99: round(published.postLatency.percentile(0.99)) },
     publishedRate: round(published.rate),
     offeredRate: load.rate,
     deliveries: Math.round(deliveries),
@@ -273,6 +300,7 @@ const measureDelivery = async (
     complete: problems.length === 0,
     problems: [...new Set(problems)].slice(0, 5),
     serverCpuSeconds: round(serverCpuSeconds, 2),
+    serverMainThreadCpuSeconds: round(serverMainThreadCpuSeconds, 2),
     generatorCpuSeconds: round(generatorCpuSeconds, 2),
     databaseQueriesPerSecond: round(databaseQueriesPerSecond),
     rssAfterMB: round(rss(server.pid) / 1024 / 1024)
@@ -324,6 +352,7 @@ const connectClients = async (target: Target, load: Load, pollIntervalMs: number
     connection,
     stop: async () => {
       generators.close()
+      lastServerOutput += server.output()
       await server.stop()
       await dropDatabase(database.name)
     }
@@ -338,7 +367,7 @@ interface RunResult {
 const runOnce = async (target: Target, load: Load, pollIntervalMs: number, idleSeconds: number): Promise<RunResult> => {
   const run = await connectClients(target, load, pollIntervalMs, idleSeconds)
   try {
-    const delivery = await measureDelivery(run.server, run.generators, run.database.name, load)
+    const delivery = await measureDelivery(run.server, run.generators, run.database.name, load, pollIntervalMs)
     return { connection: run.connection, delivery }
   } finally {
     await run.stop()
@@ -349,6 +378,10 @@ const runOnce = async (target: Target, load: Load, pollIntervalMs: number, idleS
 
 const log = (text: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}`)
 const results: Record<string, unknown> = {}
+process.on("exit", () => {
+  if (process.argv.includes("--trace-gc")) Fs.writeFileSync("/tmp/bench-server-output.log", lastServerOutput)
+})
+let lastServerOutput = ""
 
 const perTarget = async <A>(f: (target: Target) => Promise<A>) => {
   const out: Partial<Record<Target, A>> = {}
@@ -366,9 +399,15 @@ if (scenarios.has("a")) {
 }
 
 if (scenarios.has("b")) {
+  // The service's default interval: what a node holding this many clients would run with.
+  const defaultPollIntervalMs = 1000
   const load = { clients: quick ? 5000 : 10_000, channels: 1, rate: 20, seconds }
-  log(`(b) ${load.clients} clients on one channel, idle then ${load.rate} messages/s`)
-  results.b = { load, pollIntervalMs, ...(await perTarget((target) => runOnce(target, load, pollIntervalMs, 10))) }
+  log(`(b) ${load.clients} clients on one channel, idle then ${load.rate} messages/s, POLL_INTERVAL ${defaultPollIntervalMs} millis`)
+  results.b = {
+    load,
+    pollIntervalMs: defaultPollIntervalMs,
+    ...(await perTarget((target) => runOnce(target, load, defaultPollIntervalMs, 10)))
+  }
 }
 
 if (scenarios.has("c")) {
@@ -380,15 +419,18 @@ if (scenarios.has("c")) {
 if (scenarios.has("d")) {
   const steps = quick ? [1000, 5000, 10_000] : [1000, 2500, 5000, 10_000, 15_000, 19_000]
   const rate = 20
-  log(`(d) clients per node before p99 passes 1 s, at ${rate} messages/s: ${steps.join(", ")}`)
+  // Every client costs a socket write per interval with news: a node meant for many clients
+  // polls less often than (a)'s 100 ms.
+  const stepPollIntervalMs = 250
+  log(`(d) clients per node before p99 passes 1 s, at ${rate} messages/s, POLL_INTERVAL ${stepPollIntervalMs} millis: ${steps.join(", ")}`)
   results.d = {
     rate,
-    pollIntervalMs,
+    pollIntervalMs: stepPollIntervalMs,
     ...(await perTarget(async (target) => {
       const curve: Array<{ clients: number } & RunResult> = []
       for (const clients of steps) {
         log(`  ${target}: ${clients} clients`)
-        const result = await runOnce(target, { clients, channels: 1, rate, seconds: quick ? 5 : 8 }, pollIntervalMs, 3)
+        const result = await runOnce(target, { clients, channels: 1, rate, seconds: quick ? 5 : 8 }, stepPollIntervalMs, 3)
         curve.push({ clients, ...result })
         if (!(result.delivery.latencyMs.p99 <= 1000 && result.delivery.complete)) break
       }
@@ -413,7 +455,7 @@ if (scenarios.has("e")) {
         for (const rate of rates) {
           log(`  ${target}: ${rate} messages/s`)
           await run.generators.reset()
-          const delivery = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate })
+          const delivery = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate }, pollIntervalMs)
           steps.push(delivery)
           const kept = delivery.complete && delivery.latencyMs.p99 <= 1000 && delivery.publishedRate >= 0.9 * rate
           if (!kept) break
@@ -434,7 +476,12 @@ if (scenarios.has("e")) {
 
 // --- Report ------------------------------------------------------------------------------------
 
-const output = { machine: { ...machine(), postgres: postgresVersion }, at: new Date().toISOString(), quick, results }
+const output = {
+  machine: { ...machine(), postgres: postgresVersion, synchronousCommit },
+  at: new Date().toISOString(),
+  quick,
+  results
+}
 Fs.mkdirSync(Path.join(root, "bench-results"), { recursive: true })
 const file = Path.join(root, "bench-results", `bench-${output.at.replace(/[:.]/g, "-")}.json`)
 Fs.writeFileSync(file, JSON.stringify(output, null, 2))
@@ -458,12 +505,14 @@ const runRows = (pair: Pair) => {
   row("latency p90 (ms)", p?.delivery.latencyMs.p90, b?.delivery.latencyMs.p90, false)
   row("latency p99 (ms)", p?.delivery.latencyMs.p99, b?.delivery.latencyMs.p99, false)
   row("latency max (ms)", p?.delivery.latencyMs.max, b?.delivery.latencyMs.max, false)
+  row("  of which POST p50 / p99 (ms)", p === undefined ? undefined : `${p.delivery.postMs.p50} / ${p.delivery.postMs.p99}`, b === undefined ? undefined : `${b.delivery.postMs.p50} / ${b.delivery.postMs.p99}`)
   row("deliveries/s", p?.delivery.deliveriesPerSecond, b?.delivery.deliveriesPerSecond, true)
   row("complete (every client, every message, once, one order)", String(p?.delivery.complete ?? "–"), String(b?.delivery.complete ?? "–"))
   row("server RSS idle (MB)", p?.connection.rssIdleMB, b?.connection.rssIdleMB, false)
   row("server RSS with clients (MB)", p?.connection.rssWithClientsMB, b?.connection.rssWithClientsMB, false)
   row("server KB per connection", p?.connection.kbPerConnection, b?.connection.kbPerConnection, false)
   row("server CPU s (delivery phase)", p?.delivery.serverCpuSeconds, b?.delivery.serverCpuSeconds, false)
+  row("  of which the event loop's thread", p?.delivery.serverMainThreadCpuSeconds, b?.delivery.serverMainThreadCpuSeconds, false)
   row("DB queries/s idle, with clients", p?.connection.idleQueriesPerSecond, b?.connection.idleQueriesPerSecond)
   row("DB queries/s while publishing", p?.delivery.databaseQueriesPerSecond, b?.delivery.databaseQueriesPerSecond)
 }
@@ -488,7 +537,9 @@ if (e !== undefined) {
 const widths = [0, 1, 2, 3].map((column) => Math.max(...table.map((line) => line[column]!.length), 8))
 console.log(["", "pollcast", "baseline", "ratio"].map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
 for (const line of table) console.log(line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "))
-console.log(`\nmachine: ${output.machine.cpu}, ${output.machine.cores} cores, ${output.machine.memoryGiB} GiB, Node ${output.machine.node}, PostgreSQL ${postgresVersion}`)
+console.log(
+  `\nmachine: ${output.machine.cpu}, ${output.machine.cores} cores, ${output.machine.memoryGiB} GiB, Node ${output.machine.node}, PostgreSQL ${postgresVersion} (synchronous_commit=${synchronousCommit}); load generator on the same machine`
+)
 console.log(`results: ${Path.relative(root, file)}`)
 
 await admin.end()

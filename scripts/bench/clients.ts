@@ -61,6 +61,7 @@ class Client {
   closed = false
   private headerText = ""
   private headersDone = false
+  private chunked = true
   // De-chunking state: bytes left in the current chunk, or -1 while reading a size line.
   private remaining = -1
   private sizeLine = ""
@@ -81,10 +82,15 @@ class Client {
       const end = this.headerText.indexOf("\r\n\r\n")
       if (end === -1) return
       if (!this.headerText.startsWith("HTTP/1.1 200")) throw new Error(`unexpected response: ${this.headerText.split("\r\n")[0]}`)
+      this.chunked = /\r\ntransfer-encoding:\s*chunked/i.test(this.headerText.slice(0, end))
       this.headersDone = true
       this.open = true
       offset = data.length - (this.headerText.length - end - 4)
       this.headerText = ""
+    }
+    if (!this.chunked) {
+      if (offset < data.length) this.take(data.subarray(offset))
+      return
     }
     while (offset < data.length) {
       if (this.skipCrlf > 0) {
@@ -107,9 +113,7 @@ class Client {
         continue
       }
       const take = Math.min(this.remaining, data.length - offset)
-      const slice = data.subarray(offset, offset + take)
-      this.crc = crc32(slice, this.crc)
-      if (this.spec.probe) this.parse(slice)
+      this.take(data.subarray(offset, offset + take))
       this.remaining -= take
       offset += take
       if (this.remaining === 0) {
@@ -117,6 +121,12 @@ class Client {
         this.skipCrlf = 2
       }
     }
+  }
+
+  /** Body bytes, de-chunked. */
+  private take(slice: Buffer) {
+    this.crc = crc32(slice, this.crc)
+    if (this.spec.probe) this.parse(slice)
   }
 
   private parse(slice: Buffer) {

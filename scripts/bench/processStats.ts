@@ -10,9 +10,9 @@ export const rss = (pid: number): number => {
   return match === null ? NaN : Number(match[1]) * 1024
 }
 
-/** User plus system CPU time, in seconds. */
-export const cpuSeconds = (pid: number): number => {
-  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+/** User plus system CPU time of a process (all its threads), or of one thread, in seconds. */
+export const cpuSeconds = (pid: number, thread?: number): number => {
+  const stat = Fs.readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, "utf8")
   // Fields after the command name (which may contain spaces) start after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond

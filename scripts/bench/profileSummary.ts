@@ -10,11 +10,18 @@ interface Node {
   readonly children?: ReadonlyArray<number>
 }
 
-const [file, rowsArgument] = process.argv.slice(2)
+const [file, rowsArgument, fromArgument, toArgument] = process.argv.slice(2)
 const profile = JSON.parse(Fs.readFileSync(file!, "utf8")) as { nodes: Array<Node>; samples: Array<number>; timeDeltas: Array<number> }
 const byId = new Map(profile.nodes.map((node) => [node.id, node]))
 const self = new Map<number, number>()
-profile.samples.forEach((id, index) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0)))
+// Optionally only the samples between FROM and TO seconds after the profile began.
+const from = Number(fromArgument ?? 0) * 1e6
+const to = toArgument === undefined ? Infinity : Number(toArgument) * 1e6
+let elapsed = 0
+profile.samples.forEach((id, index) => {
+  elapsed += profile.timeDeltas[index] ?? 0
+  if (elapsed >= from && elapsed <= to) self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0))
+})
 const total = [...self.values()].reduce((sum, value) => sum + value, 0)
 
 const packageOf = (url: string) => {

@@ -3,6 +3,7 @@
  * and a sequence number: `t=<epoch ms>;s=<n>;` padded to a realistic length.
  */
 import * as Http from "node:http"
+import { Histogram } from "./histogram.js"
 
 export interface Published {
   /** Messages accepted (201), by channel: how many and the sum of their sequence numbers. */
@@ -13,6 +14,8 @@ export interface Published {
   readonly lastAt: number
   /** Accepted messages per second over the publishing window. */
   readonly rate: number
+  /** Time from sending a POST to its 201. */
+  readonly postLatency: Histogram
 }
 
 const now = () => performance.timeOrigin + performance.now()
@@ -33,12 +36,14 @@ export const publish = async (options: {
   let inFlight = 0
   let lastAt = 0
   const pending = new Set<Promise<void>>()
+  const postLatency = new Histogram()
 
   const send = (seq: number) => {
     const channel = options.channelOf(seq)
     const head = `t=${now().toFixed(3)};s=${seq};`
     const body = JSON.stringify({ channel, author: "bench", body: head + "x".repeat(Math.max(0, bodyLength - head.length)) })
     inFlight++
+    const sentAt = now()
     const done = new Promise<void>((resolve) => {
       const request = Http.request(target, {
         method: "POST",
@@ -50,6 +55,7 @@ export const publish = async (options: {
           if (response.statusCode === 201) {
             accepted++
             lastAt = now()
+            postLatency.record(lastAt - sentAt)
             const entry = byChannel.get(channel) ?? { count: 0, sequenceSum: 0 }
             entry.count++
             entry.sequenceSum += seq
@@ -94,5 +100,5 @@ export const publish = async (options: {
   await Promise.all(pending)
   agent.destroy()
   const seconds = Math.max(0.001, (lastAt - firstAt) / 1000)
-  return { byChannel, accepted, failed, firstAt, lastAt, rate: accepted / seconds }
+  return { byChannel, accepted, failed, firstAt, lastAt, rate: accepted / seconds, postLatency }
 }
