@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: pollcast against a hand-rolled baseline (scripts/baseline-server.ts), same load,
+ * `npm run bench`: pollcast against a hand-rolled baseline (scripts/baseline-server.mjs), same load,
  * same machine, same PostgreSQL. Starts PostgreSQL (embedded, or the server at DATABASE_URL, on
  * which it creates and drops a database per run), each server as a child process, and load
  * generators in separate processes (scripts/bench/clients.ts) holding real SSE connections.
@@ -19,7 +19,7 @@ import type { Command, Report } from "./bench/clients.js"
 import { Histogram } from "./bench/histogram.js"
 import { cpuSeconds, machine, rss } from "./bench/processStats.js"
 import { publish, type Published } from "./bench/publisher.js"
-import { freePort, root, type RunningService, startService } from "./support/service.js"
+import { build, freePort, root, type RunningService, startService } from "./support/service.js"
 
 type Target = "pollcast" | "baseline"
 
@@ -47,6 +47,8 @@ const nodeArgs = [
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
 const now = () => performance.timeOrigin + performance.now()
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits
+
+build()
 
 // --- PostgreSQL ------------------------------------------------------------------------------
 
@@ -99,7 +101,7 @@ const startTarget = (target: Target, databaseUrl: string, pollIntervalMs: number
       LOG_LEVEL: "Info"
     }, { nodeArgs })
     : startService({ DATABASE_URL: databaseUrl, POLL_INTERVAL_MS: String(pollIntervalMs) }, {
-      entry: "scripts/baseline-server.ts",
+      entry: "scripts/baseline-server.mjs",
       nodeArgs
     })
 

@@ -6,7 +6,7 @@
 import * as Path from "node:path"
 import { chromium } from "playwright-core"
 import { launchOptions } from "../test/support/Browser.js"
-import { root, startService } from "./support/service.js"
+import { build, root, startService } from "./support/service.js"
 
 const conversation = [
   ["ada", "Morning all 👋 deploy of v2.3 starts in five minutes"],
@@ -16,6 +16,7 @@ const conversation = [
   ["mallory", "<img src=x onerror=alert(1)> — shown as text, never as HTML"]
 ] as const
 
+build()
 const service = await startService({ POLL_INTERVAL: "100 millis" })
 try {
   for (const [author, body] of conversation) {

@@ -101,7 +101,8 @@ export const layer = Layer.unwrapEffect(
     const config = yield* AppConfig
     const server = NodeHttp.createServer()
     return Layer.scopedDiscard(serveUntilShutdown(server)).pipe(
-      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port, host: config.host }))
+      // A long accept queue: after a restart every client reconnects within SSE_RETRY.
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port, host: config.host, backlog: 4096 }))
     )
   })
 )

@@ -29,9 +29,14 @@ export const freePort = (): Promise<number> =>
     })
   })
 
+/** Compiles pollcast into dist/, as `npm start` does, so that scripts run what users run. */
+export const build = () => {
+  ChildProcess.execSync("npm run build --silent", { cwd: root, stdio: "inherit" })
+}
+
 /**
- * Starts `entry` (pollcast's src/main.ts unless told otherwise) and waits until it listens.
- * `env` is added to this process's environment.
+ * Starts `entry` (pollcast's compiled dist/main.js unless told otherwise; see `build`) with plain
+ * Node, and waits until it listens. `env` is added to this process's environment.
  */
 export const startService = async (
   env: Record<string, string> = {},
@@ -43,7 +48,7 @@ export const startService = async (
   const pgPort = await freePort()
   const databaseUrl = env.DATABASE_URL ?? process.env.DATABASE_URL ??
     `postgres://pollcast:pollcast@127.0.0.1:${pgPort}/pollcast`
-  const child = ChildProcess.spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", options.entry ?? "src/main.ts"], {
+  const child = ChildProcess.spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? "dist/main.js"], {
     cwd: root,
     env: {
       ...process.env,

@@ -120,7 +120,12 @@ export const handler = Effect.gen(function*() {
     const scope = runSync(Scope.make())
     let opening: Fiber.RuntimeFiber<void> | undefined = runFork(
       eventStream.open({ channels: parsed.channels, lastEventId: parsed.lastEventId, connection: new NodeConnection(response) })
-        .pipe(Scope.extend(scope))
+        .pipe(
+          Scope.extend(scope),
+          Effect.tapErrorCause((cause) =>
+            Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("An event stream failed", cause)
+          )
+        )
     )
     opening.addObserver((exit) => {
       opening = undefined

@@ -8,7 +8,8 @@
  * order are skipped, slow clients buffer without bound, polls can overlap); what is measured
  * here is its speed, not its correctness.
  *
- * Run: DATABASE_URL=postgres://… PORT=8081 POLL_INTERVAL_MS=100 node --import tsx scripts/baseline-server.ts
+ * Plain JavaScript, run by plain Node, as such a server usually is:
+ *   DATABASE_URL=postgres://… PORT=8081 POLL_INTERVAL_MS=100 node scripts/baseline-server.mjs
  */
 import * as Http from "node:http"
 import pg from "pg"
@@ -26,12 +27,7 @@ await pool.query(`
     created_at timestamptz NOT NULL DEFAULT now()
   )`)
 
-interface Client {
-  readonly res: Http.ServerResponse
-  readonly channels: Set<string> | undefined
-}
-
-const clients = new Set<Client>()
+const clients = new Set()
 let last = Number((await pool.query("SELECT coalesce(max(id), 0) AS id FROM messages")).rows[0].id)
 
 setInterval(async () => {
