@@ -315,7 +315,10 @@ interface Connection {
   readonly connectMs: { p50: number; p99: number; max: number }
   readonly rssIdleMB: number
   readonly rssWithClientsMB: number
+  /** (RSS with the clients − RSS idle) / clients: includes the heap's one-off growth. */
   readonly kbPerConnection: number
+  /** What the second half of the clients added, per client. */
+  readonly marginalKbPerConnection: number
   readonly idleQueriesPerSecond: number
 }
 
@@ -326,9 +329,19 @@ const connectClients = async (target: Target, load: Load, pollIntervalMs: number
   await sleep(2000)
   const rssIdle = rss(server.pid)
   const generators = Generators.start(load.clients)
+  // Clients connect in two halves. The first half also grows the heap's young generation to its
+  // working size (tens of MB, whatever the number of clients); the second half shows what each
+  // further connection costs.
+  const paths = clientPaths(load)
+  const half = Math.floor(paths.length / 2)
   const started = now()
-  await generators.connect(server.url, clientPaths(load))
-  const connectSeconds = (now() - started) / 1000
+  await generators.connect(server.url, paths.slice(0, half))
+  const halfConnectedAt = now()
+  await sleep(2000)
+  const rssHalf = rss(server.pid)
+  const resumedAt = now()
+  await generators.connect(server.url, paths.slice(half))
+  const connectSeconds = (halfConnectedAt - started + now() - resumedAt) / 1000
   const report = await generators.report()
   const idleBefore = await transactions(database.name)
   await sleep(idleSeconds * 1000)
@@ -345,6 +358,7 @@ const connectClients = async (target: Target, load: Load, pollIntervalMs: number
     rssIdleMB: round(rssIdle / 1024 / 1024),
     rssWithClientsMB: round(rssWithClients / 1024 / 1024),
     kbPerConnection: round((rssWithClients - rssIdle) / 1024 / Math.max(1, report.connected), 2),
+    marginalKbPerConnection: round((rssWithClients - rssHalf) / 1024 / Math.max(1, paths.length - half), 2),
     idleQueriesPerSecond: round(idleQueriesPerSecond)
   }
   return {
@@ -512,7 +526,7 @@ const runRows = (pair: Pair) => {
   row("complete (every client, every message, once, one order)", String(p?.delivery.complete ?? "–"), String(b?.delivery.complete ?? "–"))
   row("server RSS idle (MB)", p?.connection.rssIdleMB, b?.connection.rssIdleMB, false)
   row("server RSS with clients (MB)", p?.connection.rssWithClientsMB, b?.connection.rssWithClientsMB, false)
-  row("server KB per connection", p?.connection.kbPerConnection, b?.connection.kbPerConnection, false)
+  row("server KB per connection (all / second half)", p === undefined ? undefined : `${p.connection.kbPerConnection} / ${p.connection.marginalKbPerConnection}`, b === undefined ? undefined : `${b.connection.kbPerConnection} / ${b.connection.marginalKbPerConnection}`)
   row("server CPU s (delivery phase)", p?.delivery.serverCpuSeconds, b?.delivery.serverCpuSeconds, false)
   row("  of which the event loop's thread", p?.delivery.serverMainThreadCpuSeconds, b?.delivery.serverMainThreadCpuSeconds, false)
   row("DB queries/s idle, with clients", p?.connection.idleQueriesPerSecond, b?.connection.idleQueriesPerSecond)

@@ -71,6 +71,23 @@ layer(Layer.merge(TestDatabase.layer, Browser.Browser.layer), { timeout: 120_000
         expect(new Set(messages.map((message) => message.id)).size).toBe(4)
       }))
 
+    it.scoped("loads older messages on request, in order", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        yield* Effect.forEach(Array.from({ length: 105 }, (_, i) => i + 1), (i) =>
+          post(node, { channel: "e2e-older", body: `m${i}` }), { concurrency: 1 })
+        const { page } = yield* Browser.open(node.url("/#e2e-older"))
+        yield* live(page)
+        yield* messageCount(page, 100)
+        expect((yield* shown(page))[0]!.body).toBe("m6")
+        yield* Effect.promise(() => page.click("#older"))
+        yield* messageCount(page, 105)
+        expect((yield* shown(page)).map((message) => message.body)).toEqual(
+          Array.from({ length: 105 }, (_, i) => `m${i + 1}`)
+        )
+        expect(yield* Effect.promise(() => page.isHidden("#older"))).toBe(true)
+      }))
+
     it.scoped("sends a message typed on one page to another page", () =>
       Effect.gen(function*() {
         const node = yield* TestNode.start()

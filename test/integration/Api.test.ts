@@ -194,6 +194,36 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         expect(channel.json).toMatchObject({ error: "InvalidRequest", field: "channel" })
       }))
 
+    it.scoped("serves the page and its assets with their types, cache headers and revalidation", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const page = yield* Effect.promise(() => fetch(node.url("/")))
+        const html = yield* Effect.promise(() => page.text())
+        expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8")
+        expect(page.headers.get("cache-control")).toBe("no-cache")
+        expect(page.headers.get("content-security-policy")).toContain("default-src 'self'")
+        const etag = page.headers.get("etag")!
+        const again = yield* Effect.promise(() => fetch(node.url("/"), { headers: { "if-none-match": etag } }))
+        expect(again.status).toBe(304)
+
+        const assets = [...html.matchAll(/(?:href|src)="(\/assets\/[^"]+)"/g)].map((match) => match[1]!)
+        expect(assets).toHaveLength(3)
+        const types: Record<string, string> = {
+          js: "text/javascript; charset=utf-8",
+          css: "text/css; charset=utf-8",
+          svg: "image/svg+xml"
+        }
+        for (const asset of assets) {
+          // Content-hashed names: cacheable for a year, never stale.
+          expect(asset).toMatch(/^\/assets\/[a-z]+\.[0-9a-f]{16}\.(js|css|svg)$/)
+          const response = yield* Effect.promise(() => fetch(node.url(asset)))
+          expect(response.status).toBe(200)
+          expect(response.headers.get("content-type")).toBe(types[asset.split(".").pop()!])
+          expect(response.headers.get("cache-control")).toBe("public, max-age=31536000, immutable")
+        }
+        expect((yield* request(node.url("/assets/app.0000000000000000.js"))).status).toBe(404)
+      }))
+
     it.scoped("answers unknown routes with a 404 JSON error, health checks with 200", () =>
       Effect.gen(function*() {
         const node = yield* TestNode.start()

@@ -164,6 +164,8 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("deli
       yield* Effect.all(Array.from({ length: 10 }, (_, i) =>
         SseClient.connected(node.url(i % 2 === 0 ? "/events" : `/events?channel=release&lastEventId=${"0".repeat(16)}-${"0".repeat(16)}`))
       )).pipe(Scope.extend(scope))
+      // Open at once; subscribed once their (empty) replay is done.
+      yield* SseClient.eventually(stats(node), (current) => current.subscribers === 10, "5 seconds", "all subscribed")
       expect(yield* stats(node)).toMatchObject({ clients: 10, subscribers: 10 })
       yield* Scope.close(scope, Exit.void)
       const after = yield* SseClient.eventually(
