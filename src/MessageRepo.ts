@@ -9,9 +9,14 @@
  * larger txid. The final rows, in (txid, id) order, form an append-only log that every node reads
  * alike. The cost: an open write transaction anywhere on the server holds the horizon back, delaying
  * (never losing) rows committed after it began, until it ends.
+ *
+ * Inserts are group-committed: a few writers each take every insert waiting and store them with
+ * one multi-row INSERT, so under load one round trip and one commit serve many messages. Rows
+ * written together share a transaction: they become final, and are delivered, together, in the
+ * order their requests arrived. An idle service writes each message at once, as it comes.
  */
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Context, Data, Effect, Layer, Schema } from "effect"
+import { Chunk, Context, Data, Deferred, Effect, Exit, Layer, Queue, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import {
   type Channel,
@@ -81,6 +86,15 @@ type Row = typeof Row.Type
 
 const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
 
+/** Inserts written at once (each takes a connection from the pool), and rows per INSERT at most. */
+const writers = 2
+const maxRowsPerInsert = 500
+
+interface PendingInsert {
+  readonly message: NewMessage
+  readonly stored: Deferred.Deferred<Message, DatabaseError>
+}
+
 // The database's constraints hold what the Message schema would check, so rows skip re-validation.
 const toMessage = (row: Row) =>
   new Message({
@@ -93,6 +107,7 @@ const toMessage = (row: Row) =>
 
 const columns = "id, txid, channel, author, body, created_at"
 
+/** Needs a Scope: the writers live in it. */
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
@@ -113,12 +128,41 @@ export const make = Effect.gen(function*() {
   const databaseError = <A, R>(effect: Effect.Effect<A, SqlError.SqlError | DatabaseError, R>) =>
     Effect.catchTag(effect, "SqlError", (cause) => Effect.fail(new DatabaseError({ cause })))
 
+  // The rows of a multi-row INSERT take their ids, and come back, in the order of its VALUES.
+  const insertAll = (messages: ReadonlyArray<NewMessage>) =>
+    rows(
+      sql`INSERT INTO messages ${sql.insert(messages.map(({ author, body, channel }) => ({ channel, author, body })))}
+          RETURNING ${sql.literal(columns)}`
+    ).pipe(
+      databaseError,
+      Effect.filterOrDieMessage(
+        (stored) => stored.length === messages.length,
+        "INSERT returned a different number of rows than it was given"
+      ),
+      Effect.withSpan("MessageRepo.insertAll", { attributes: { rows: messages.length } })
+    )
+
+  const pending = yield* Effect.acquireRelease(Queue.unbounded<PendingInsert>(), Queue.shutdown)
+  const write = (batch: ReadonlyArray<PendingInsert>) =>
+    insertAll(batch.map((insert) => insert.message)).pipe(
+      Effect.exit,
+      Effect.map((stored) => {
+        batch.forEach((insert, index) =>
+          Deferred.unsafeDone(insert.stored, Exit.map(stored, (messages) => messages[index]!))
+        )
+      })
+    )
+  yield* Queue.takeBetween(pending, 1, maxRowsPerInsert).pipe(
+    Effect.flatMap((batch) => write(Chunk.toReadonlyArray(batch))),
+    Effect.forever,
+    Effect.replicateEffect(writers, { concurrency: "unbounded", discard: true }),
+    Effect.forkScoped
+  )
+
   return MessageRepo.of({
     insert: (message) =>
-      rows(
-        sql`INSERT INTO messages ${sql.insert({ channel: message.channel, author: message.author, body: message.body })}
-            RETURNING ${sql.literal(columns)}`.pipe(Effect.mapError((cause) => new DatabaseError({ cause })))
-      ).pipe(Effect.map((inserted) => inserted[0]!), Effect.withSpan("MessageRepo.insert")),
+      Effect.flatMap(Deferred.make<Message, DatabaseError>(), (stored) =>
+        Queue.offer(pending, { message, stored }).pipe(Effect.zipRight(Deferred.await(stored)))),
 
     // One index range scan on messages_delivery_order, whatever the number of channels or clients.
     poll: (after, limit) =>
@@ -175,4 +219,4 @@ export const make = Effect.gen(function*() {
   })
 })
 
-export const layer = Layer.effect(MessageRepo, make)
+export const layer = Layer.scoped(MessageRepo, make)

@@ -57,6 +57,23 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         expect(named.json.id > reply.json.id).toBe(true)
       }))
 
+    it.scoped("answers each of many concurrent posts with its own message, all in one order", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const sent = Array.from({ length: 200 }, (_, i) => ({ channel: "burst", author: `author ${i}`, body: `burst ${i}` }))
+        const replies = yield* Effect.forEach(sent, (message) => post(node.url("/messages"), message), {
+          concurrency: "unbounded"
+        })
+        expect(replies.map((reply) => reply.status)).toEqual(sent.map(() => 201))
+        expect(replies.map((reply) => ({ channel: reply.json.channel, author: reply.json.author, body: reply.json.body })))
+          .toEqual(sent)
+        const stored = replies.map((reply) => reply.json).sort((a, b) => (a.id < b.id ? -1 : 1))
+        expect(new Set(stored.map((message) => message.id)).size).toBe(sent.length)
+
+        const history = yield* request(node.url("/messages?channel=burst&limit=500"))
+        expect(history.json.messages).toEqual(stored)
+      }))
+
     it.scoped("answers 400 naming the field for each kind of invalid message", () =>
       Effect.gen(function*() {
         const node = yield* TestNode.start({ MAX_BODY_BYTES: "10" })
