@@ -180,7 +180,9 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("deli
   it.scoped("cuts off a client that stops reading, without holding back the others, and it resumes without loss", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const node = yield* TestNode.start({ CLIENT_BUFFER_BYTES: String(1024 * 1024) })
+      // Room for a healthy client (here, in the busy test process) to fall ten batches of 100 × 8 KiB
+      // behind; none for one that stops reading 24 MiB.
+      const node = yield* TestNode.start({ CLIENT_BUFFER_BYTES: String(8 * 1024 * 1024), POLL_BATCH_SIZE: "100" })
       const channel = "slow-reader"
       const start = (yield* post(node, { channel, body: "start" })).id
       const healthy = yield* SseClient.connected(node.url(`/events?channel=${channel}&lastEventId=${start}`))
