@@ -459,7 +459,7 @@ if (scenarios.has("d")) {
 if (scenarios.has("e")) {
   const clients = 1000
   const rates = quick ? [100, 400, 1600] : [100, 200, 400, 800, 1600, 3200, 6400]
-  log(`(e) saturation with ${clients} clients: ${rates.join(", ")} messages/s`)
+  log(`(e) saturation with ${clients} clients: ${rates.join(", ")} messages/s until delivery falls behind, then two halvings of the gap`)
   results.e = {
     clients,
     pollIntervalMs,
@@ -467,21 +467,36 @@ if (scenarios.has("e")) {
       const load = { clients, channels: 1, rate: rates[0]!, seconds: quick ? 4 : 8 }
       const run = await connectClients(target, load, pollIntervalMs, 1)
       const steps: Array<Delivery> = []
+      const sustainedAt = (delivery: Delivery) =>
+        delivery.complete && delivery.latencyMs.p99 <= 1000 && delivery.publishedRate >= 0.9 * delivery.offeredRate
+      const step = async (rate: number) => {
+        log(`  ${target}: ${rate} messages/s`)
+        await run.generators.reset()
+        const delivery = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate }, pollIntervalMs)
+        steps.push(delivery)
+        return sustainedAt(delivery)
+      }
       try {
+        // Doubling the rate until delivery falls behind, then halving the gap between the last rate
+        // sustained and the first not, twice: the limit to within a quarter of the last doubling.
+        let held: number | undefined
+        let failed: number | undefined
         for (const rate of rates) {
-          log(`  ${target}: ${rate} messages/s`)
-          await run.generators.reset()
-          const delivery = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate }, pollIntervalMs)
-          steps.push(delivery)
-          const kept = delivery.complete && delivery.latencyMs.p99 <= 1000 && delivery.publishedRate >= 0.9 * rate
-          if (!kept) break
+          if (await step(rate)) held = rate
+          else {
+            failed = rate
+            break
+          }
+        }
+        for (let i = 0; i < (quick ? 0 : 2) && held !== undefined && failed !== undefined; i++) {
+          const rate = Math.round((held + failed) / 2)
+          if (await step(rate)) held = rate
+          else failed = rate
         }
       } finally {
         await run.stop()
       }
-      const sustained = steps.filter((step) =>
-        step.complete && step.latencyMs.p99 <= 1000 && step.publishedRate >= 0.9 * step.offeredRate
-      )
+      const sustained = steps.filter(sustainedAt)
       return {
         highestSustainedDeliveriesPerSecond: Math.max(0, ...sustained.map((step) => step.deliveriesPerSecond)),
         steps
