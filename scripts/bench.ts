@@ -39,6 +39,9 @@ const targets = (argument("targets") ?? "pollcast,baseline").split(",") as Array
 /** --profile DIR: run the servers under --cpu-prof, writing their profiles to DIR. */
 const profileDir = argument("profile")
 const nodeArgs = [
+  "--expose-gc",
+  "--import",
+  Path.join(root, "scripts/bench/collectOnSignal.mjs"),
   ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${Path.resolve(profileDir)}`]),
   ...(process.argv.includes("--trace-gc") ? ["--trace-gc"] : []),
   ...(process.env.BENCH_PRELOAD ? ["--import", process.env.BENCH_PRELOAD] : [])
@@ -319,7 +322,18 @@ interface Connection {
   readonly kbPerConnection: number
   /** What the second half of the clients added, per client. */
   readonly marginalKbPerConnection: number
+  /** Both, with RSS measured after a full garbage collection: what the connections keep alive. */
+  readonly liveKbPerConnection: number
+  readonly liveMarginalKbPerConnection: number
   readonly idleQueriesPerSecond: number
+}
+
+/** The server's resident memory now, and after a full garbage collection (see collectOnSignal.mjs). */
+const memory = async (pid: number) => {
+  const raw = rss(pid)
+  process.kill(pid, "SIGUSR2")
+  await sleep(1000)
+  return { raw, live: rss(pid) }
 }
 
 /** Starts a server on a fresh database, connects the clients, and measures the idle state. */
@@ -327,7 +341,8 @@ const connectClients = async (target: Target, load: Load, pollIntervalMs: number
   const database = await freshDatabase()
   const server = await startTarget(target, database.url, pollIntervalMs)
   await sleep(2000)
-  const rssIdle = rss(server.pid)
+  const idle = await memory(server.pid)
+  const rssIdle = idle.raw
   const generators = Generators.start(load.clients)
   // Clients connect in two halves. The first half also grows the heap's young generation to its
   // working size (tens of MB, whatever the number of clients); the second half shows what each
@@ -338,7 +353,8 @@ const connectClients = async (target: Target, load: Load, pollIntervalMs: number
   await generators.connect(server.url, paths.slice(0, half))
   const halfConnectedAt = now()
   await sleep(2000)
-  const rssHalf = rss(server.pid)
+  const halfway = await memory(server.pid)
+  const rssHalf = halfway.raw
   const resumedAt = now()
   await generators.connect(server.url, paths.slice(half))
   const connectSeconds = (halfConnectedAt - started + now() - resumedAt) / 1000
@@ -346,7 +362,8 @@ const connectClients = async (target: Target, load: Load, pollIntervalMs: number
   const idleBefore = await transactions(database.name)
   await sleep(idleSeconds * 1000)
   const idleQueriesPerSecond = ((await transactions(database.name)) - idleBefore - 1) / idleSeconds
-  const rssWithClients = rss(server.pid)
+  const withClients = await memory(server.pid)
+  const rssWithClients = withClients.raw
   const connection: Connection = {
     clients: report.connected,
     connectSeconds: round(connectSeconds, 2),
@@ -359,6 +376,8 @@ const connectClients = async (target: Target, load: Load, pollIntervalMs: number
     rssWithClientsMB: round(rssWithClients / 1024 / 1024),
     kbPerConnection: round((rssWithClients - rssIdle) / 1024 / Math.max(1, report.connected), 2),
     marginalKbPerConnection: round((rssWithClients - rssHalf) / 1024 / Math.max(1, paths.length - half), 2),
+    liveKbPerConnection: round((withClients.live - idle.live) / 1024 / Math.max(1, report.connected), 2),
+    liveMarginalKbPerConnection: round((withClients.live - halfway.live) / 1024 / Math.max(1, paths.length - half), 2),
     idleQueriesPerSecond: round(idleQueriesPerSecond)
   }
   return {
@@ -542,6 +561,7 @@ const runRows = (pair: Pair) => {
   row("server RSS idle (MB)", p?.connection.rssIdleMB, b?.connection.rssIdleMB, false)
   row("server RSS with clients (MB)", p?.connection.rssWithClientsMB, b?.connection.rssWithClientsMB, false)
   row("server KB per connection (all / second half)", p === undefined ? undefined : `${p.connection.kbPerConnection} / ${p.connection.marginalKbPerConnection}`, b === undefined ? undefined : `${b.connection.kbPerConnection} / ${b.connection.marginalKbPerConnection}`)
+  row("server KB per connection, live (after a full GC)", p?.connection.liveKbPerConnection, b?.connection.liveKbPerConnection, false)
   row("server CPU s (delivery phase)", p?.delivery.serverCpuSeconds, b?.delivery.serverCpuSeconds, false)
   row("  of which the event loop's thread", p?.delivery.serverMainThreadCpuSeconds, b?.delivery.serverMainThreadCpuSeconds, false)
   row("DB queries/s idle, with clients", p?.connection.idleQueriesPerSecond, b?.connection.idleQueriesPerSecond)
