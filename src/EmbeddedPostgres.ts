@@ -95,6 +95,8 @@ export const start = (options: EmbeddedPostgresOptions): Effect.Effect<RunningPo
         try: () => server.start(),
         catch: failure("Could not start the embedded PostgreSQL server")
       }).pipe(
+        // Acquisition and release run uninterruptibly; the timeouts need these waits interruptible.
+        Effect.interruptible,
         Effect.timeoutFail({
           duration: Duration.minutes(1),
           onTimeout: () => failure("The embedded PostgreSQL server did not become ready within a minute")(undefined)
@@ -102,6 +104,7 @@ export const start = (options: EmbeddedPostgresOptions): Effect.Effect<RunningPo
       ),
       () =>
         Effect.promise(() => server.stop()).pipe(
+          Effect.interruptible,
           Effect.timeout(Duration.seconds(15)),
           Effect.tap(() => Effect.logInfo("Embedded PostgreSQL stopped")),
           Effect.catchAllCause((cause) => Effect.logError("Embedded PostgreSQL did not stop cleanly", cause))

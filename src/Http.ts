@@ -3,7 +3,7 @@
  * the event streams, and gives in-flight requests SHUTDOWN_TIMEOUT to finish before cutting them.
  */
 import { HttpRouter, HttpServer } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import { NodeFileSystem, NodeHttpServer } from "@effect/platform-node"
 import { Deferred, Effect, Layer } from "effect"
 import * as NodeHttp from "node:http"
 import { AppConfig } from "./Config.js"
@@ -26,7 +26,8 @@ export const app = Effect.gen(function*() {
 
 /**
  * Every request goes to the HttpRouter app, but for `GET /events`, whose long-lived streams have a
- * handler of their own (see Http/Events.ts).
+ * handler of their own (see Http/Events.ts). Registered before the server listens: a request that
+ * arrived in between would find no handler and wait forever.
  */
 const listen = (server: NodeHttp.Server) =>
   Effect.gen(function*() {
@@ -59,24 +60,25 @@ const requestsSettled = (server: NodeHttp.Server) => {
   })
 }
 
-const serveUntilShutdown = (server: NodeHttp.Server) =>
+/**
+ * Once the server listens: a finalizer that runs first on shutdown, while requests are still
+ * handled. The finalizer runs uninterruptibly, so each wait in it is made interruptible for its
+ * timeout to be able to end it.
+ */
+const shutdownGracefully = (server: NodeHttp.Server, settled: Effect.Effect<void>) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
     const eventStream = yield* EventStream
-    const settled = requestsSettled(server)
-    yield* listen(server)
-    // Registered after serving, so it runs first on shutdown, while requests are still handled.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         const allClosed = yield* Deferred.make<void>()
         yield* Effect.sync(() => server.close(() => Deferred.unsafeDone(allClosed, Effect.void)))
         yield* Effect.logInfo("Shutting down: refusing new connections, ending event streams")
         yield* eventStream.drain
-        const finished = yield* settled.pipe(Effect.timeoutTo({
-          duration: config.shutdownTimeout,
-          onSuccess: () => true,
-          onTimeout: () => false
-        }))
+        const finished = yield* settled.pipe(
+          Effect.interruptible,
+          Effect.timeoutTo({ duration: config.shutdownTimeout, onSuccess: () => true, onTimeout: () => false })
+        )
         if (!finished) {
           yield* Effect.logWarning("Requests still open after SHUTDOWN_TIMEOUT; closing their connections")
         }
@@ -84,6 +86,7 @@ const serveUntilShutdown = (server: NodeHttp.Server) =>
         // that clients opened ahead of a request they never sent.
         server.closeAllConnections()
         yield* Deferred.await(allClosed).pipe(
+          Effect.interruptible,
           Effect.timeoutTo({
             duration: "1 second",
             onSuccess: () => Effect.void,
@@ -96,14 +99,16 @@ const serveUntilShutdown = (server: NodeHttp.Server) =>
     yield* HttpServer.logAddress
   })
 
+/** Built in this order: request handlers, then the listening server, then the graceful shutdown. */
 export const layer = Layer.unwrapEffect(
   Effect.gen(function*() {
     const config = yield* AppConfig
     const server = NodeHttp.createServer()
-    return Layer.scopedDiscard(serveUntilShutdown(server)).pipe(
+    const settled = requestsSettled(server)
+    return Layer.scopedDiscard(shutdownGracefully(server, settled)).pipe(
       // A long accept queue: after a restart every client reconnects within SSE_RETRY.
-      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port, host: config.host, backlog: 4096 }))
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port, host: config.host, backlog: 4096 })),
+      Layer.provide(Layer.scopedDiscard(listen(server)).pipe(Layer.provide(NodeFileSystem.layer)))
     )
   })
 )
-
