@@ -181,7 +181,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("deli
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       // Room for a healthy client (here, in the busy test process) to fall ten batches of 100 × 8 KiB
-      // behind; none for one that stops reading 24 MiB.
+      // behind; none for one that stops reading the 24 MiB that follow.
       const node = yield* TestNode.start({ CLIENT_BUFFER_BYTES: String(8 * 1024 * 1024), POLL_BATCH_SIZE: "100" })
       const channel = "slow-reader"
       const start = (yield* post(node, { channel, body: "start" })).id
@@ -201,11 +201,17 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("deli
       )
       yield* SseClient.eventually(stats(node), (current) => current.clients === 2, "5 seconds", "both clients")
 
-      // 3,000 messages of 8 KiB: far more than socket buffers hold.
+      // 3,000 messages of 8 KiB, far more than socket buffers hold, written as steady traffic (a
+      // batch every 50 ms) rather than one burst that only a client on an idle machine could absorb.
       const count = 3000
-      yield* sql`
-        INSERT INTO messages (channel, author, body)
-        SELECT ${channel}, 'bulk', n || ':' || repeat('x', 8192) FROM generate_series(1, ${count}) AS n`
+      const perInsert = 100
+      yield* Effect.forEach(Array.from({ length: count / perInsert }, (_, i) => i * perInsert), (offset) =>
+        sql`
+          INSERT INTO messages (channel, author, body)
+          SELECT ${channel}, 'bulk', n || ':' || repeat('x', 8192)
+          FROM generate_series(${offset + 1}::int, ${offset + perInsert}::int) AS n`.pipe(
+          Effect.zipRight(Effect.sleep("50 millis"))
+        ), { discard: true })
       yield* healthy.waitUntil(() => healthy.messages.length >= count, "60 seconds")
       expect(healthy.messages.map((m) => Number(m.body.split(":")[0]))).toEqual(
         Array.from({ length: count }, (_, i) => i + 1)
