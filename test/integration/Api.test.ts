@@ -1,6 +1,7 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Http from "node:http"
+import * as SseClient from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 
@@ -209,6 +210,25 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         expect(query.json).toMatchObject({ error: "InvalidRequest", field: "lastEventId" })
         const channel = yield* request(node.url("/events?channel=a%0Ab"))
         expect(channel.json).toMatchObject({ error: "InvalidRequest", field: "channel" })
+      }))
+
+    it.scoped("GET /events keeps its stream open after its request is handled, with nothing failing", () =>
+      Effect.gen(function*() {
+        const logs: Array<string> = []
+        const node = yield* TestNode.start({}, { logs })
+        const client = yield* SseClient.connected(node.url("/events?channel=handover"))
+        yield* post(node.url("/messages"), { channel: "handover", body: "one" })
+        yield* client.waitUntil(() => client.messages.length === 1)
+        yield* post(node.url("/messages"), { channel: "handover", body: "two" })
+        yield* client.waitUntil(() => client.messages.length === 2)
+        // One connection all along: the server neither ended the stream nor wrote to it again
+        // once the route's effect had completed, and no request fiber died on the way.
+        expect(client.opens()).toBe(1)
+        expect(logs.filter((line) => /^(ERROR|FATAL)|unhandled error|headers/i.test(line))).toEqual([])
+
+        const head = yield* Effect.promise(() => fetch(node.url("/events"), { method: "HEAD" }))
+        expect(head.status).toBe(200)
+        expect(head.headers.get("content-type")).toBe("text/event-stream")
       }))
 
     it.scoped("serves the page and its assets with their types, cache headers and revalidation", () =>

@@ -3,7 +3,7 @@
  * local port for the rest of the enclosing Scope. Several may share the database, as nodes do.
  */
 import { HttpServer } from "@effect/platform"
-import { Context, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
+import { Cause, Context, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import * as App from "../../src/App.js"
 import * as Database from "../../src/Database.js"
 import { EventStream } from "../../src/EventStream.js"
@@ -16,7 +16,25 @@ export interface TestNode {
   readonly connections: Effect.Effect<number>
 }
 
-export const start = (settings: Record<string, string> = {}, options: { readonly databaseUrl?: Redacted.Redacted } = {}) =>
+/** Every log line of a node, whatever its level: its level, message and cause. */
+const captureLogs = (logs: Array<string>) =>
+  Layer.merge(
+    Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ cause, logLevel, message }) => {
+        logs.push([logLevel.label, ...[message].flat().map(String), Cause.isEmpty(cause) ? "" : Cause.pretty(cause)].join(" "))
+      })
+    ),
+    Logger.minimumLogLevel(LogLevel.All)
+  )
+
+export interface StartOptions {
+  readonly databaseUrl?: Redacted.Redacted
+  /** Collects every log line of the node here instead of printing its warnings. */
+  readonly logs?: Array<string>
+}
+
+export const start = (settings: Record<string, string> = {}, options: StartOptions = {}) =>
   Effect.gen(function*() {
     const database = yield* TestDatabase
     const context = yield* Layer.build(
@@ -24,7 +42,7 @@ export const start = (settings: Record<string, string> = {}, options: { readonly
         Layer.provide(Database.client(options.databaseUrl ?? database.url, 5)),
         Layer.provide(testConfig({ POLL_INTERVAL: "50 millis", ...settings })),
         // Warnings (failed polls, cut-off clients) are part of what tests show; start-up chatter is not.
-        Layer.provide(Logger.minimumLogLevel(LogLevel.Warning))
+        Layer.provide(options.logs === undefined ? Logger.minimumLogLevel(LogLevel.Warning) : captureLogs(options.logs))
       )
     )
     const address = Context.get(context, HttpServer.HttpServer).address
