@@ -15,12 +15,7 @@ import * as Messages from "./Http/Messages.js"
 import * as Page from "./Http/Page.js"
 
 export const app = Effect.gen(function*() {
-  const router = HttpRouter.concatAll(
-    yield* Messages.routes,
-    yield* Events.routes,
-    yield* Health.routes,
-    yield* Page.routes
-  )
+  const router = HttpRouter.concatAll(yield* Messages.routes, yield* Health.routes, yield* Page.routes)
   return router.pipe(
     Effect.catchTag("RouteNotFound", (notFound) =>
       new NotFound({ message: `No route for ${notFound.request.method} ${notFound.request.url}` })),
@@ -30,15 +25,19 @@ export const app = Effect.gen(function*() {
 })
 
 /**
- * Every request goes to the HttpRouter app. Registered before the server listens: a request that
+ * Every request goes to the HttpRouter app, but for `GET /events`, whose long-lived streams have a
+ * handler of their own (see Http/Events.ts). Registered before the server listens: a request that
  * arrived in between would find no handler and wait forever.
  */
 const listen = (server: NodeHttp.Server) =>
   Effect.gen(function*() {
-    const handle = yield* NodeHttpServer.makeHandler(yield* app)
+    const handleApp = yield* NodeHttpServer.makeHandler(yield* app)
+    const handleEvents = yield* Events.handler
+    const dispatch = (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) =>
+      Events.handles(request) ? handleEvents(request, response) : handleApp(request, response)
     yield* Effect.acquireRelease(
-      Effect.sync(() => server.on("request", handle)),
-      () => Effect.sync(() => server.off("request", handle))
+      Effect.sync(() => server.on("request", dispatch)),
+      () => Effect.sync(() => server.off("request", dispatch))
     )
   })
 
