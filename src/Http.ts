@@ -108,6 +108,7 @@ export const layer = Layer.unwrapEffect(
     return Layer.scopedDiscard(shutdownGracefully(server, settled)).pipe(
       // A long accept queue: after a restart every client reconnects within SSE_RETRY.
       Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port, host: config.host, backlog: 4096 })),
+      // The page's routes read their assets at start-up, before the server (and its platform) exists.
       Layer.provide(Layer.scopedDiscard(listen(server)).pipe(Layer.provide(NodeFileSystem.layer)))
     )
   })
