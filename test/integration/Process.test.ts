@@ -117,6 +117,62 @@ describe("the service process", () => {
       expect((yield* second.exited).code).toBe(0)
     }).pipe(Effect.scoped), 90_000)
 
+  it.live("comes back after kill -9: stops the PostgreSQL server the killed node left running, and starts", () =>
+    Effect.gen(function*() {
+      const env = yield* settings
+      const first = yield* ServiceProcess.spawn(env)
+      yield* started(first)
+      const posted = yield* post(env.PORT, "before the crash")
+      first.child.kill("SIGKILL")
+      yield* first.exited
+      // The orphan: still serving, still holding its port and lock file.
+      expect(yield* accepts(env.EMBEDDED_POSTGRES_PORT)).toBe(true)
+
+      const second = yield* ServiceProcess.spawn(env)
+      yield* started(second)
+      expect(second.output()).toMatch(/Stopped the embedded PostgreSQL \(pid \d+\) that a previous pollcast \(pid \d+\)/)
+      const history = yield* Effect.promise(() =>
+        fetch(`http://127.0.0.1:${env.PORT}/messages?channel=process`).then((response) => response.json() as Promise<{ messages: Array<{ id: string }> }>)
+      )
+      expect(history.messages.map((message) => message.id)).toEqual([posted.id])
+      second.child.kill("SIGTERM")
+      expect((yield* second.exited).code).toBe(0)
+    }).pipe(Effect.scoped), 90_000)
+
+  it.live("refuses a data folder that another live pollcast is using, and leaves that one running", () =>
+    Effect.gen(function*() {
+      const env = yield* settings
+      const first = yield* ServiceProcess.spawn(env)
+      yield* started(first)
+      const second = yield* ServiceProcess.spawn({ ...env, PORT: String(yield* Effect.promise(freePort)) })
+      const exit = yield* second.exited
+      expect(exit.code).not.toBe(0)
+      expect(second.output()).toContain(`is in use by another pollcast (pid ${first.child.pid})`)
+      expect(second.output()).not.toMatch(/^\s+at /m)
+      // The first one still stores and serves.
+      const posted = yield* post(env.PORT, "still here")
+      expect(posted.id).toMatch(/^[0-9a-f]{16}-[0-9a-f]{16}$/)
+      first.child.kill("SIGTERM")
+      expect((yield* first.exited).code).toBe(0)
+    }).pipe(Effect.scoped), 90_000)
+
+  it.live("under `npm start`, stops on a SIGTERM sent to npm (as a container runtime sends it)", () =>
+    Effect.gen(function*() {
+      const env = yield* settings
+      const service = yield* ServiceProcess.spawn(env, ["npm", "start", "--silent"])
+      yield* started(service)
+      service.child.kill("SIGTERM")
+      const exit = yield* service.exited.pipe(Effect.timeoutFail({
+        duration: "10 seconds",
+        onTimeout: () => new Error(`npm still running 10 seconds after SIGTERM:\n${service.output()}`)
+      }))
+      expect(exit.code).toBe(0)
+      // The service itself stopped, not just npm: its port and its database are closed.
+      yield* eventually(accepts(env.PORT), (open) => !open, "5 seconds", "the service to stop")
+      expect(yield* accepts(env.EMBEDDED_POSTGRES_PORT)).toBe(false)
+      expect(service.output()).toContain("Embedded PostgreSQL stopped")
+    }).pipe(Effect.scoped), 90_000)
+
   it.live("refuses an invalid setting at start-up, naming it, with a non-zero exit code", () =>
     Effect.gen(function*() {
       const env = yield* settings

@@ -16,13 +16,19 @@ export interface ServiceProcess {
 
 const root = Path.resolve(import.meta.dirname, "../..")
 
-/** Starts the service; the process is killed, if still running, when the scope closes. */
-export const spawn = (env: Record<string, string>) =>
+/**
+ * Starts the service (`node --import tsx src/main.ts`, or `command`); the process is killed, if
+ * still running, when the scope closes.
+ */
+export const spawn = (
+  env: Record<string, string>,
+  command: readonly [string, ...Array<string>] = [process.execPath, "--import", "tsx", "src/main.ts"]
+) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
       const exit = yield* Deferred.make<{ code: number | null; signal: NodeJS.Signals | null }>()
       let output = ""
-      const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+      const child = ChildProcess.spawn(command[0], command.slice(1), {
         cwd: root,
         env: { ...process.env, LOG_LEVEL: "Info", ...env },
         stdio: ["ignore", "pipe", "pipe"]

@@ -29,7 +29,11 @@ export default async function setup(project: TestProject) {
   await Fs.chmod(folder, 0o755)
   const scope = Effect.runSync(Scope.make())
   const server = await Effect.runPromise(
-    EmbeddedPostgres.start({ dataDir: Path.join(folder, "postgres"), port: await freePort() }).pipe(Scope.extend(scope))
+    EmbeddedPostgres.start({ dataDir: Path.join(folder, "postgres"), port: await freePort() }).pipe(
+      Scope.extend(scope),
+      // Said plainly: the run cannot go on without its database.
+      Effect.tapError((error) => Effect.sync(() => console.error(`\nThe tests' PostgreSQL did not start: ${error.message}\n`)))
+    )
   )
   project.provide("databaseUrl", Redacted.value(server.url("postgres")))
   return async () => {
