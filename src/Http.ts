@@ -4,7 +4,7 @@
  */
 import { HttpRouter, HttpServer } from "@effect/platform"
 import { NodeFileSystem, NodeHttpServer } from "@effect/platform-node"
-import { Deferred, Effect, Layer } from "effect"
+import { Deferred, Duration, Effect, Layer } from "effect"
 import * as NodeHttp from "node:http"
 import { AppConfig } from "./Config.js"
 import { EventStream } from "./EventStream.js"
@@ -103,7 +103,14 @@ const shutdownGracefully = (server: NodeHttp.Server, settled: Effect.Effect<void
 export const layer = Layer.unwrapEffect(
   Effect.gen(function*() {
     const config = yield* AppConfig
+    // An idle keep-alive connection is closed by the server only after KEEP_ALIVE_TIMEOUT (Node
+    // advertises it in a Keep-Alive header). Node's 5 s default races clients and proxies that
+    // reuse a connection just as it closes (ECONNRESET); proxies and load balancers expect the
+    // server to wait longer than they do (60 s is common), and the headers timeout to be longer still.
+    const keepAlive = Duration.toMillis(config.keepAliveTimeout)
     const server = NodeHttp.createServer()
+    server.keepAliveTimeout = keepAlive
+    server.headersTimeout = keepAlive + 1000
     const settled = requestsSettled(server)
     return Layer.scopedDiscard(shutdownGracefully(server, settled)).pipe(
       // A long accept queue: after a restart every client reconnects within SSE_RETRY.

@@ -28,19 +28,40 @@ const codePoints = (text: string) => {
   return count
 }
 
-export const Author = Schema.String.pipe(
-  Schema.filter((author) => author.length > 0 && codePoints(author) <= maxAuthorCharacters, {
-    message: () => `must be 1 to ${maxAuthorCharacters} characters (leave it out to post as "${defaultAuthor}")`
-  }),
-  Schema.filter((author) => !author.includes("\u0000"), { message: () => "must not contain NUL characters" })
+/**
+ * Text as PostgreSQL can store it: well-formed UTF-16 (a lone surrogate would silently become
+ * U+FFFD on its way to the database) and no NUL (which `text` cannot hold).
+ */
+const storableText = <S extends Schema.Schema.Any>(schema: S) =>
+  schema.pipe(
+    Schema.filter((text: string) => text.isWellFormed(), {
+      message: () => "must be valid Unicode text (it contains a lone surrogate, such as \\ud800 alone)"
+    }),
+    Schema.filter((text: string) => !text.includes("\u0000"), { message: () => "must not contain NUL characters" })
+  )
+
+/** Trimmed, so that an author of only spaces is refused rather than stored blank. */
+export const Author = storableText(
+  Schema.Trim.pipe(
+    Schema.filter((author) => author.length > 0, {
+      message: () => `must not be blank (leave it out to post as "${defaultAuthor}")`
+    }),
+    Schema.filter((author) => codePoints(author) <= maxAuthorCharacters, {
+      message: () => `must be at most ${maxAuthorCharacters} characters`
+    })
+  )
 )
 
-const idPattern = /^[0-9a-f]{16}-[0-9a-f]{16}$/
+/**
+ * Both halves are what the database holds: the transaction id an unsigned 64-bit `xid8`, the
+ * sequence number a signed 64-bit `bigint`, so at most 7fffffffffffffff.
+ */
+const idPattern = /^[0-9a-f]{16}-[0-7][0-9a-f]{15}$/
+
+export const idRule = "16 hex digits, '-', 16 hex digits, the second at most 7fffffffffffffff"
 
 export const MessageId = Schema.String.pipe(
-  Schema.pattern(idPattern, {
-    message: () => "must be a message id as sent by pollcast (16 hex digits, '-', 16 hex digits)"
-  }),
+  Schema.pattern(idPattern, { message: () => `must be a message id as sent by pollcast (${idRule})` }),
   Schema.brand("MessageId")
 )
 export type MessageId = typeof MessageId.Type
@@ -77,12 +98,13 @@ export const NewMessage = (maxBodyBytes: number) =>
   Schema.Struct({
     channel: Schema.optionalWith(Channel, { default: () => defaultChannel }),
     author: Schema.optionalWith(Author, { default: () => defaultAuthor }),
-    body: Schema.String.pipe(
-      Schema.filter((body) => body.length > 0, { message: () => "must not be empty" }),
-      Schema.filter((body) => Buffer.byteLength(body, "utf8") <= maxBodyBytes, {
-        message: () => `must be at most ${maxBodyBytes} bytes of UTF-8`
-      }),
-      Schema.filter((body) => !body.includes("\u0000"), { message: () => "must not contain NUL characters" })
+    body: storableText(
+      Schema.String.pipe(
+        Schema.filter((body) => body.length > 0, { message: () => "must not be empty" }),
+        Schema.filter((body) => Buffer.byteLength(body, "utf8") <= maxBodyBytes, {
+          message: () => `must be at most ${maxBodyBytes} bytes of UTF-8`
+        })
+      )
     )
   })
 export type NewMessage = ReturnType<typeof NewMessage>["Type"]

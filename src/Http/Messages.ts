@@ -7,7 +7,7 @@ import { Effect, Schema } from "effect"
 import type { IncomingMessage } from "node:http"
 import { AppConfig } from "../Config.js"
 import { beginning, encodeMessage, MessageId, NewMessage } from "../Message.js"
-import { MessageRepo } from "../MessageRepo.js"
+import { type DatabaseError, MessageRepo } from "../MessageRepo.js"
 import { InvalidRequest, PayloadTooLarge, ServiceUnavailable } from "./HttpErrors.js"
 import { ChannelsParam, channelsOf, LimitParam } from "./Params.js"
 
@@ -58,7 +58,11 @@ const readText = (incoming: IncomingMessage, limit: number) =>
     return Effect.sync(stop)
   })
 
-const databaseUnavailable = () => new ServiceUnavailable({ message: "The database is unavailable; try again shortly" })
+/** The outage goes to the log (one line, no stack: it is expected), the client gets a 503. */
+const databaseUnavailable = (error: DatabaseError) =>
+  Effect.logWarning(`Answering 503: ${error.message}`).pipe(
+    Effect.zipRight(Effect.fail(new ServiceUnavailable({ message: "The database is unavailable; try again shortly" })))
+  )
 
 export const routes = Effect.gen(function*() {
   const config = yield* AppConfig
@@ -106,6 +110,18 @@ export const routes = Effect.gen(function*() {
       before: params.before,
       limit: params.limit
     }).pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
+    // An id past the newest message was never issued by this database (or it was restored
+    // elsewhere): say so rather than page on silently from nowhere.
+    if (params.after !== undefined && page.messages.length === 0) {
+      const head = yield* repo.head.pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
+      if (params.after > head) {
+        return yield* new InvalidRequest({
+          field: "after",
+          message: `after: ${params.after} is ahead of the newest message (${head}); ` +
+            "it was not issued by this database: read the newest page instead"
+        })
+      }
+    }
     const first = page.messages[0]
     const last = page.messages[page.messages.length - 1]
     const forward = params.after !== undefined

@@ -150,6 +150,11 @@ const connect = (lastEventId) => {
     if (generation !== state.generation) return
     appendMessages([JSON.parse(event.data)])
   })
+  // The server could not resume from our position (the database was restored elsewhere, or the
+  // messages after it have expired): what is shown may be wrong, so load the channel afresh.
+  source.addEventListener("reset", () => {
+    if (generation === state.generation) void openChannel(state.channel)
+  })
   source.addEventListener("error", () => {
     if (generation !== state.generation) return
     if (source.readyState === EventSource.CONNECTING) {
@@ -284,11 +289,20 @@ bodyInput.addEventListener("keydown", (event) => {
 bodyInput.addEventListener("input", resizeBody)
 olderButton.addEventListener("click", () => void loadOlder())
 
+/** The channel named by the URL's fragment, or "" when it names none (or is not even valid %-encoding). */
+const channelFromHash = () => {
+  try {
+    return decodeURIComponent(location.hash.slice(1))
+  } catch {
+    return ""
+  }
+}
+
 window.addEventListener("hashchange", () => {
-  const channel = decodeURIComponent(location.hash.slice(1))
+  const channel = channelFromHash()
   if (channelPattern.test(channel) && channel !== state.channel) void openChannel(channel)
 })
 
 authorInput.value = localStorage.getItem(authorKey) ?? ""
-const fromHash = decodeURIComponent(location.hash.slice(1))
+const fromHash = channelFromHash()
 void openChannel(channelPattern.test(fromHash) ? fromHash : defaultChannel)

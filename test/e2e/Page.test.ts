@@ -1,10 +1,13 @@
 /**
  * The web page at `/`, in a real Chromium, against a real service and PostgreSQL.
  */
+import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import type { Page } from "playwright-core"
+import { messageIdParts, type MessageId } from "../../src/Message.js"
 import * as Browser from "../support/Browser.js"
+import { eventually } from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 
@@ -171,6 +174,46 @@ layer(Layer.merge(TestDatabase.layer, Browser.Browser.layer), { timeout: 120_000
           "posted while down 2",
           "after the restart"
         ])
+      }))
+
+    it.scoped("opens the default channel when the URL's fragment is not valid %-encoding", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const { errors, page } = yield* Browser.open(node.url("/#%E0%A4"))
+        yield* live(page)
+        expect(yield* Effect.promise(() => page.inputValue("#channel"))).toBe("general")
+        expect(errors).toEqual([])
+      }))
+
+    it.scoped("reloads the channel when the messages after its position have expired while it was away", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const firstRun = yield* Scope.make()
+        const node = yield* TestNode.start({ SSE_RETRY: "300 millis" }).pipe(Scope.extend(firstRun))
+        const port = new URL(node.url("/")).port
+        const other = yield* TestNode.start()
+        const { errors, page } = yield* Browser.open(node.url("/#e2e-expired"))
+        yield* live(page)
+        yield* post(node, { channel: "e2e-expired", body: "seen 1" })
+        yield* post(node, { channel: "e2e-expired", body: "seen 2" })
+        yield* messageCount(page, 2)
+
+        yield* Scope.close(firstRun, Exit.void)
+        yield* Effect.promise(() => page.waitForSelector("#status[data-state=\"reconnecting\"]"))
+        const missed = yield* post(other, { channel: "e2e-expired", body: "missed, then expired" })
+        // What retention does on some node: everything up to `missed` is deleted, and marked so.
+        const { seq, txid } = messageIdParts(missed.id as MessageId)
+        yield* sql`DELETE FROM messages WHERE channel = 'e2e-expired' AND (txid, id) <= (${txid}::xid8, ${seq}::bigint)`
+        yield* sql`
+          INSERT INTO message_retention (txid, id) VALUES (${txid}::xid8, ${seq}::bigint)
+          ON CONFLICT (singleton) DO UPDATE SET txid = excluded.txid, id = excluded.id`
+        yield* post(other, { channel: "e2e-expired", body: "kept" })
+
+        yield* TestNode.start({ PORT: port, SSE_RETRY: "300 millis" })
+        // Told that what followed its position is gone, the page shows the channel afresh.
+        yield* eventually(shown(page), (messages) => messages.map((message) => message.body).join("|") === "kept", "20 seconds")
+        yield* live(page)
+        expect(errors).toEqual([])
       }))
   }
 )

@@ -1,6 +1,7 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Http from "node:http"
+import * as Net from "node:net"
 import * as SseClient from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
@@ -199,6 +200,78 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
       }))
   })
 
+  describe("text that PostgreSQL cannot hold as given", () => {
+    it.scoped("answers 400 naming the field for a lone surrogate, and for an author of only spaces", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        // Written as JSON escapes: JSON.stringify would not produce them from a JavaScript string.
+        for (const [text, field] of [
+          [`{"body": "x\\ud800y"}`, "body"],
+          [`{"body": "x\\udc00"}`, "body"],
+          [`{"body": "ok", "author": "\\ud83d"}`, "author"],
+          [`{"body": "ok", "author": "   "}`, "author"]
+        ] as const) {
+          const reply = yield* post(node.url("/messages"), text)
+          expect(reply.status, text).toBe(400)
+          expect(reply.json, text).toMatchObject({ error: "InvalidRequest", field })
+        }
+        // A whole surrogate pair is fine, and an author is stored trimmed.
+        const fine = yield* post(node.url("/messages"), `{"channel": "unicode", "body": "\\ud83d\\ude80", "author": "  ada  "}`)
+        expect(fine.status).toBe(201)
+        expect(fine.json).toMatchObject({ body: "🚀", author: "ada" })
+        yield* SseClient.eventually(request(node.url("/messages?channel=unicode")), (reply) => reply.json.messages.length === 1)
+      }))
+  })
+
+  describe("ids the server never issued", () => {
+    const tooLarge = "0000000000000000-8000000000000000"
+    const ahead = "7fffffffffffffff-7fffffffffffffff"
+
+    it.scoped("answers 400 naming the field for an id beyond what the database can hold", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        for (const parameter of ["after", "before"]) {
+          const reply = yield* request(node.url(`/messages?${parameter}=${tooLarge}`))
+          expect(reply.status, parameter).toBe(400)
+          expect(reply.json).toMatchObject({ error: "InvalidRequest", field: parameter })
+        }
+        const header = yield* request(node.url("/events"), { headers: { "last-event-id": tooLarge } })
+        expect(header.status).toBe(400)
+        expect(header.json).toMatchObject({ error: "InvalidRequest", field: "Last-Event-ID" })
+        const query = yield* request(node.url(`/events?lastEventId=${tooLarge}`))
+        expect(query.json).toMatchObject({ error: "InvalidRequest", field: "lastEventId" })
+      }))
+
+    it.scoped("answers 400 to a history page after an id ahead of the newest message", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const posted = yield* post(node.url("/messages"), { channel: "ahead", body: "newest" })
+        yield* SseClient.eventually(request(node.url(`/messages?channel=ahead`)), (reply) => reply.json.messages.length === 1)
+        const reply = yield* request(node.url(`/messages?channel=ahead&after=${ahead}`))
+        expect(reply.status).toBe(400)
+        expect(reply.json).toMatchObject({ error: "InvalidRequest", field: "after" })
+        expect(reply.json.message).toContain(posted.json.id)
+        // The newest id itself is where an honest client stands: an empty page, no error.
+        const caughtUp = yield* request(node.url(`/messages?channel=ahead&after=${posted.json.id}`))
+        expect(caughtUp.status).toBe(200)
+        expect(caughtUp.json).toMatchObject({ messages: [], lastEventId: posted.json.id })
+      }))
+
+    it.scoped("tells an /events client resuming from an id ahead of the newest message where it continues, then delivers live", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const before = yield* post(node.url("/messages"), { channel: "resume-ahead", body: "before" })
+        yield* SseClient.eventually(request(node.url(`/messages`)), (reply) => reply.json.lastEventId === before.json.id)
+        const client = yield* SseClient.connected(node.url("/events?channel=resume-ahead"), { lastEventId: ahead })
+        yield* client.waitUntil(() => client.resets.length > 0)
+        expect(client.resets).toEqual([{ id: before.json.id, reason: "ahead", lastEventId: before.json.id }])
+        const live = yield* post(node.url("/messages"), { channel: "resume-ahead", body: "live" })
+        yield* client.waitUntil(() => client.messages.length === 1)
+        expect(client.messages.map((message) => message.id)).toEqual([live.json.id])
+        expect(client.opens()).toBe(1)
+      }))
+  })
+
   describe("other routes", () => {
     it.scoped("GET /events answers 400 to a malformed Last-Event-ID or channel", () =>
       Effect.gen(function*() {
@@ -256,6 +329,29 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         }
         expect((yield* request(node.url("/assets/app.0000000000000000.js"))).status).toBe(404)
       }))
+
+    it.scoped("keeps an idle keep-alive connection open longer than proxies do, and says for how long", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const socket = yield* Effect.acquireRelease(
+          Effect.sync(() => Net.connect(Number(new URL(node.url("/")).port), "127.0.0.1")),
+          (socket) => Effect.sync(() => socket.destroy())
+        )
+        let received = ""
+        socket.on("data", (chunk) => (received += chunk))
+        const ask = () => {
+          received = ""
+          socket.write("GET /healthz HTTP/1.1\r\nHost: pollcast\r\n\r\n")
+          return SseClient.waitUntil(() => received.includes("\r\n\r\n{\"status\":\"ok\"}"), "5 seconds", "an answer")
+        }
+        yield* ask()
+        expect(received).toMatch(/\r\nKeep-Alive: timeout=65\r\n/i)
+        // Past Node's default of 5 seconds, the same connection still serves.
+        yield* Effect.sleep("5500 millis")
+        expect(socket.destroyed).toBe(false)
+        yield* ask()
+        expect(received).toMatch(/^HTTP\/1\.1 200 OK/)
+      }), 20_000)
 
     it.scoped("answers unknown routes with a 404 JSON error, health checks with 200", () =>
       Effect.gen(function*() {

@@ -13,10 +13,19 @@ export interface ReceivedMessage {
   readonly createdAt: string
 }
 
+/** A `reset` event: the id it carries, and its data. */
+export interface ReceivedReset {
+  readonly id: string
+  readonly reason: string
+  readonly lastEventId: string
+}
+
 export interface SseClient {
   readonly source: EventSource
   /** Every message event, in arrival order. */
   readonly messages: Array<ReceivedMessage>
+  /** Every reset event, in arrival order. */
+  readonly resets: Array<ReceivedReset>
   /** How many times the connection opened (1 + reconnections). */
   readonly opens: () => number
   /** Waits (real time) until `done` holds; fails after `timeout`. */
@@ -49,6 +58,7 @@ export const connect = (url: string, options: { readonly lastEventId?: string } 
     Effect.sync((): SseClient => {
       let opens = 0
       const messages: Array<ReceivedMessage> = []
+      const resets: Array<ReceivedReset> = []
       const source = new EventSource(url, {
         fetch: (input, init) => {
           const headers = new Headers(init?.headers)
@@ -64,9 +74,13 @@ export const connect = (url: string, options: { readonly lastEventId?: string } 
       source.addEventListener("message", (event) => {
         messages.push(JSON.parse(event.data) as ReceivedMessage)
       })
+      source.addEventListener("reset", (event) => {
+        resets.push({ id: event.lastEventId, ...(JSON.parse(event.data) as Omit<ReceivedReset, "id">) })
+      })
       return {
         source,
         messages,
+        resets,
         opens: () => opens,
         waitUntil: (done, timeout) => waitUntil(done, timeout, `events from ${url}`),
         bodies: () => messages.map((message) => message.body)
