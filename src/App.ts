@@ -7,9 +7,10 @@ import * as EventStream from "./EventStream.js"
 import * as Http from "./Http.js"
 import * as MessageRepo from "./MessageRepo.js"
 import * as Poller from "./Poller.js"
+import * as Retention from "./Retention.js"
 
 /** Everything but the HTTP server: the repo, the poller and its broadcast, the event streams. */
-export const services = EventStream.layer.pipe(
+export const services = Layer.merge(EventStream.layer, Retention.layer).pipe(
   Layer.provideMerge(Poller.layer),
   Layer.provideMerge(MessageRepo.layer)
 )

@@ -9,11 +9,12 @@
  * against well under 1 µs for a plain write, see the benchmarks in the README.)
  *
  * A client's backlog is bounded: one with more than CLIENT_BUFFER_BYTES waiting, besides the
- * latest batch (which a client keeping up may still be reading), is cut off. Its EventSource
- * reconnects with Last-Event-ID and loses nothing, and it cannot hold the others back or make the
- * node hoard messages for it.
+ * latest batch (which a client keeping up may still be reading), is cut off, and so is one that has
+ * taken nothing of its backlog for CLIENT_STALL_TIMEOUT. Its EventSource reconnects with
+ * Last-Event-ID and loses nothing, and it cannot hold the others back or make the node hoard
+ * messages for it.
  */
-import { Context, Effect, Layer, Option, PubSub, Scope, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, PubSub, Scope, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { AppConfig } from "./Config.js"
 import { type Channel, encodeMessage, type Message, type MessageId, maxId } from "./Message.js"
@@ -100,6 +101,8 @@ export interface Sink {
   readonly write: (frames: Uint8Array) => void
   /** Bytes written but not yet taken by the client. */
   readonly backlog: () => number
+  /** Bytes the client has taken so far: while it reads, this grows. */
+  readonly flushed: () => number
   /** The client fell too far behind: cut its connection. Called at most once. */
   readonly cutOff: () => void
   /** The node is shutting down: end the stream. */
@@ -119,6 +122,9 @@ interface Subscriber {
   readonly sink: Sink
   /** Bytes written by the latest fan-out, which a client keeping up may still be reading. */
   lastWrite: number
+  /** `sink.flushed()` when last looked at, and when the client was last seen taking something. */
+  lastFlushed: number
+  lastProgressAt: number
 }
 
 export class Broadcast extends Context.Tag("pollcast/Broadcast")<Broadcast, {
@@ -142,41 +148,65 @@ export const make = (start: MessageId) =>
     const config = yield* AppConfig
     const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<Item>(), PubSub.shutdown)
     const subscribers = new Set<Subscriber>()
+    const stallTimeout = Duration.toMillis(config.clientStallTimeout)
     let position = start
     let closed = false
 
-    // Runs with nothing else in between: a subscriber registers either before a batch (and gets
-    // it) or after it (and the position it reads covers it).
-    const fanOut = (item: Item) => {
-      if (item._tag === "Heartbeat") {
-        for (const { sink } of subscribers) sink.write(heartbeatFrame)
-        return
+    /** Whether a subscriber has taken nothing of a waiting backlog for CLIENT_STALL_TIMEOUT. */
+    const stalled = (subscriber: Subscriber, backlog: number, now: number) => {
+      if (backlog > 0) {
+        const flushed = subscriber.sink.flushed()
+        if (flushed === subscriber.lastFlushed) return now - subscriber.lastProgressAt >= stallTimeout
+        subscriber.lastFlushed = flushed
       }
+      subscriber.lastProgressAt = now
+      return false
+    }
+
+    // Runs with nothing else in between: a subscriber registers either before a batch (and gets
+    // it) or after it (and the position it reads covers it). Returns how many were cut off.
+    const fanOut = (item: Item, now: number) => {
+      let overflowing = 0
+      let stalling = 0
       for (const subscriber of subscribers) {
         const { floor, selection, sink } = subscriber
-        if (sink.backlog() > config.clientBufferBytes + subscriber.lastWrite) {
+        const backlog = sink.backlog()
+        const overflows = backlog > config.clientBufferBytes + subscriber.lastWrite
+        if (overflows || stalled(subscriber, backlog, now)) {
+          if (overflows) overflowing++
+          else stalling++
           subscribers.delete(subscriber)
           sink.cutOff()
+          continue
+        }
+        if (item._tag === "Heartbeat") {
+          sink.write(heartbeatFrame)
           continue
         }
         const frames = item.framesFor(selection, floor)
         subscriber.lastWrite = frames?.length ?? 0
         if (frames !== undefined) sink.write(frames)
       }
-      position = item.last
+      if (item._tag === "Batch") position = item.last
+      return { overflowing, stalling }
     }
 
     // Subscribed here, before anything can be published, so that nothing is missed.
     const batches = yield* PubSub.subscribe(pubsub)
     yield* Stream.fromQueue(batches).pipe(
       Stream.runForEach((item) =>
-        Effect.suspend(() => {
-          const before = subscribers.size
-          fanOut(item)
-          const cut = before - subscribers.size
-          return cut === 0 ? Effect.void : Effect.logWarning(
-            `Disconnected ${cut} client(s) with more than ${config.clientBufferBytes} bytes waiting (CLIENT_BUFFER_BYTES)`
-          )
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          const { overflowing, stalling } = fanOut(item, now)
+          return Effect.all([
+            overflowing === 0 ? Effect.void : Effect.logWarning(
+              `Disconnected ${overflowing} client(s) with more than ${config.clientBufferBytes} bytes waiting (CLIENT_BUFFER_BYTES)`
+            ),
+            stalling === 0 ? Effect.void : Effect.logWarning(
+              `Disconnected ${stalling} client(s) that read nothing for ${
+                Duration.format(config.clientStallTimeout)
+              } (CLIENT_STALL_TIMEOUT)`
+            )
+          ], { discard: true })
         })
       ),
       Effect.forkScoped
@@ -194,13 +224,20 @@ export const make = (start: MessageId) =>
       // Scope.addFinalizer rather than acquireRelease: the latter keeps a copy of the fiber's
       // references for its finalizer, about 1 KB for every connected client.
       subscribe: ({ after, selection, sink }) =>
-        Effect.scopeWith((scope) => {
+        Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.scopeWith((scope) => {
           const floor = Option.match(after, { onNone: () => position, onSome: (id) => maxId(id, position) })
-          const subscriber: Subscriber = { selection, floor, sink, lastWrite: 0 }
+          const subscriber: Subscriber = {
+            selection,
+            floor,
+            sink,
+            lastWrite: 0,
+            lastFlushed: sink.flushed(),
+            lastProgressAt: now
+          }
           if (closed) sink.end()
           else subscribers.add(subscriber)
           return Effect.as(Scope.addFinalizer(scope, Effect.sync(() => subscribers.delete(subscriber))), position)
-        }),
+        })),
 
       position: Effect.sync(() => position),
       subscribers: Effect.sync(() => subscribers.size),

@@ -20,20 +20,30 @@ export interface Settings {
   readonly maxBodyBytes: number
   /** Bytes of events a client may leave unread before it is disconnected (it resumes with Last-Event-ID). */
   readonly clientBufferBytes: number
+  /** A client with bytes waiting that takes none of them for this long is disconnected. */
+  readonly clientStallTimeout: Duration.Duration
+  /** How long messages are kept; none: forever. */
+  readonly messageRetention: Option.Option<Duration.Duration>
+  /** How often expired messages are looked for (with MESSAGE_RETENTION). */
+  readonly retentionInterval: Duration.Duration
+  /** How long an idle keep-alive connection stays open; longer than a proxy's own, so it closes first. */
+  readonly keepAliveTimeout: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
   readonly logLevel: LogLevel.LogLevel
 }
 
 // Each setting is read through Config.nested(name), so that a failed check still names it.
-const positiveDuration = (name: string, fallback: Duration.DurationInput) =>
+const anyPositiveDuration = (name: string) =>
   Config.duration().pipe(
     Config.validate({
       message: `must be a positive duration such as "1 second" or "250 millis"`,
       validation: (duration) => Duration.greaterThan(duration, Duration.zero)
     }),
-    Config.nested(name),
-    Config.withDefault(Duration.decode(fallback))
+    Config.nested(name)
   )
+
+const positiveDuration = (name: string, fallback: Duration.DurationInput) =>
+  anyPositiveDuration(name).pipe(Config.withDefault(Duration.decode(fallback)))
 
 const integerBetween = (name: string, fallback: number, min: number, max: number) =>
   Config.integer().pipe(
@@ -67,6 +77,10 @@ export const settings: Config.Config<Settings> = Config.all({
   sseRetry: positiveDuration("SSE_RETRY", "2 seconds"),
   maxBodyBytes: integerBetween("MAX_BODY_BYTES", 16_384, 1, 1_048_576),
   clientBufferBytes: integerBetween("CLIENT_BUFFER_BYTES", 1_048_576, 1024, 1_073_741_824),
+  clientStallTimeout: positiveDuration("CLIENT_STALL_TIMEOUT", "30 seconds"),
+  messageRetention: Config.option(anyPositiveDuration("MESSAGE_RETENTION")),
+  retentionInterval: positiveDuration("RETENTION_INTERVAL", "1 minute"),
+  keepAliveTimeout: positiveDuration("KEEP_ALIVE_TIMEOUT", "65 seconds"),
   shutdownTimeout: positiveDuration("SHUTDOWN_TIMEOUT", "5 seconds"),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
 })

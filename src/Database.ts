@@ -10,6 +10,7 @@ import * as Path from "node:path"
 import { AppConfig } from "./Config.js"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.js"
 import createMessages from "./migrations/00001_create_messages.js"
+import retention from "./migrations/00002_retention.js"
 
 export const databaseName = "pollcast"
 
@@ -25,12 +26,15 @@ const describeUrl = (url: Redacted.Redacted) => {
   }
 }
 
+/** How a node's connections are named in pg_stat_activity. */
+export const applicationName = "pollcast"
+
 /** A client for the database at `url`, pooled, with at most `maxConnections`. */
-export const client = (url: Redacted.Redacted, maxConnections: number) =>
+export const client = (url: Redacted.Redacted, maxConnections: number, name = applicationName) =>
   PgClient.layer({
     url,
     maxConnections,
-    applicationName: "pollcast",
+    applicationName: name,
     connectTimeout: Duration.seconds(5),
     idleTimeout: Duration.seconds(30)
   })
@@ -51,7 +55,7 @@ export const ensureDatabase = (adminUrl: Redacted.Redacted, name: string) =>
  * failed attempt is retried (and then finds the work done).
  */
 export const migrate = PgMigrator.run({
-  loader: PgMigrator.fromRecord({ "00001_create_messages": createMessages })
+  loader: PgMigrator.fromRecord({ "00001_create_messages": createMessages, "00002_retention": retention })
 }).pipe(
   Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }),
   Effect.tap((applied) =>
@@ -87,20 +91,26 @@ const databaseUrl = Layer.unwrapEffect(
     }))
 )
 
-// Provided by databaseUrl, the pool is closed before an embedded server is stopped.
-export const layer = Layer.unwrapEffect(
-  Effect.gen(function*() {
-    const config = yield* AppConfig
-    const url = yield* DatabaseUrl
-    const connected = client(url, config.databasePoolSize).pipe(
-      Layer.mapError((error) =>
-        new DatabaseConnectError({
-          message: `Could not connect to PostgreSQL at ${describeUrl(url)}: ${
-            error.cause instanceof Error ? error.cause.message : error.message
-          }`
-        })
+/**
+ * The migrated database, with a pool of DATABASE_POOL_SIZE connections named `name`. Provided by
+ * databaseUrl, the pool is closed before an embedded server is stopped.
+ */
+export const layerNamed = (name: string) =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      const url = yield* DatabaseUrl
+      const connected = client(url, config.databasePoolSize, name).pipe(
+        Layer.mapError((error) =>
+          new DatabaseConnectError({
+            message: `Could not connect to PostgreSQL at ${describeUrl(url)}: ${
+              error.cause instanceof Error ? error.cause.message : error.message
+            }`
+          })
+        )
       )
-    )
-    return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(connected))
-  })
-).pipe(Layer.provide(databaseUrl))
+      return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(connected))
+    })
+  ).pipe(Layer.provide(databaseUrl))
+
+export const layer = layerNamed(applicationName)

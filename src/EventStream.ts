@@ -11,6 +11,15 @@
  * during it is replayed after registering.
  *
  * Once live, a client costs no fiber: the Broadcast's fan-out writes to its connection directly.
+ *
+ * What a client may make the node hold is bounded: the replay is read a page at a time, each page
+ * bounded in rows and bytes, and the next is read only once the client has taken the last; a client
+ * that takes nothing for CLIENT_STALL_TIMEOUT is disconnected. The channel selections that clients
+ * share live exactly as long as a client uses them.
+ *
+ * A resuming client whose id this database never issued (ahead of its newest message, as after a
+ * restore elsewhere), or older than what retention kept, is told so with a `reset` event carrying
+ * the position it continues from, and then gets what follows that position.
  */
 import { Context, Duration, Effect, Layer, Option, Scope } from "effect"
 import { isNonEmptyReadonlyArray } from "effect/Array"
@@ -26,6 +35,8 @@ export interface ClientConnection {
   readonly write: (bytes: Uint8Array) => boolean
   /** Bytes queued but not yet handed to the operating system. */
   readonly queued: () => number
+  /** Bytes handed to the operating system so far: it grows while the client reads. */
+  readonly flushed: () => number
   /** Completes once the queued bytes are flushed. */
   readonly drained: Effect.Effect<void>
   /** Ends the stream normally; the client will reconnect. */
@@ -41,6 +52,18 @@ export interface OpenOptions {
   readonly connection: ClientConnection
 }
 
+/** Why a resuming client is sent a `reset` event. */
+export type ResetReason = "ahead" | "expired"
+
+/**
+ * The `reset` event: the client's id could not be resumed from, and the stream goes on after
+ * `lastEventId` (also the event's id, so that an EventSource reconnects from there).
+ */
+export const resetFrame = (reason: ResetReason, position: MessageId): Uint8Array =>
+  new TextEncoder().encode(
+    Sse.event({ id: position, event: "reset", data: JSON.stringify({ reason, lastEventId: position }) })
+  )
+
 /** A connection as a Broadcast sink: live frames are held back until the replay is done. */
 class ClientStream implements Sink {
   private live = false
@@ -53,6 +76,10 @@ class ClientStream implements Sink {
   /** Frames that come before anything live: the retry field and the replay. */
   push(bytes: Uint8Array): boolean {
     return this.ended || this.connection.write(bytes)
+  }
+
+  get open() {
+    return !this.ended
   }
 
   write(frames: Uint8Array) {
@@ -69,8 +96,14 @@ class ClientStream implements Sink {
     return this.connection.queued() + this.heldBytes
   }
 
+  flushed() {
+    return this.connection.flushed()
+  }
+
   cutOff() {
     this.ended = true
+    this.held = []
+    this.heldBytes = 0
     this.connection.destroy()
   }
 
@@ -96,11 +129,20 @@ export class EventStream extends Context.Tag("pollcast/EventStream")<EventStream
   readonly open: (options: OpenOptions) => Effect.Effect<void, never, Scope.Scope>
   /** How many event streams are open. */
   readonly connections: Effect.Effect<number>
+  /** How many distinct channel selections the open streams follow. */
+  readonly selections: Effect.Effect<number>
   /** Ends every open stream, and any opened later: for shutdown. */
   readonly drain: Effect.Effect<void>
 }>() {}
 
-const replayPageSize = 500
+/** A replay page: at most this many rows, and (but for its first row) this many bytes of bodies. */
+export const replayPageRows = 500
+export const replayPageBytes = 64 * 1024
+
+interface SharedSelection {
+  readonly selection: Selection
+  users: number
+}
 
 export const make = Effect.gen(function*() {
   const config = yield* AppConfig
@@ -109,59 +151,119 @@ export const make = Effect.gen(function*() {
   let connections = 0
   let draining = false
   const retryFrame = new TextEncoder().encode(Sse.retry(Duration.toMillis(config.sseRetry)))
-  // One Selection per distinct set of channels, shared by the clients that follow it.
-  const selections = new Map<string, Selection>()
-  const selectionOf = (channels: Channels) => {
+
+  // One Selection per distinct set of channels, shared by the clients that follow it, and dropped
+  // with the last of them: the channel sets are the clients' to choose, and there are many.
+  const selections = new Map<string, SharedSelection>()
+  const acquireSelection = (channels: Channels) => {
     const selection = Selection.of(channels)
-    const shared = selections.get(selection.key)
-    if (shared !== undefined) return shared
-    selections.set(selection.key, selection)
-    return selection
+    const shared = selections.get(selection.key) ?? { selection, users: 0 }
+    if (shared.users === 0) selections.set(selection.key, shared)
+    shared.users++
+    return shared
+  }
+  const releaseSelection = (shared: SharedSelection) => {
+    if (--shared.users === 0) selections.delete(shared.selection.key)
   }
 
-  /** Writes the stored messages in (after, through] a page at a time, as fast as the client reads. */
+  /** Waits until the client has taken what it was written; false if it took nothing for too long. */
+  const drainedInTime = (connection: ClientConnection) =>
+    connection.drained.pipe(
+      Effect.timeoutTo({ duration: config.clientStallTimeout, onSuccess: () => true, onTimeout: () => false })
+    )
+
+  /**
+   * Writes the stored messages in (after, through] a page at a time, each page once the client has
+   * taken the one before. A client that stops reading is cut off after CLIENT_STALL_TIMEOUT.
+   */
   const replay = (client: ClientStream, connection: ClientConnection, channels: Channels, after: MessageId, through: MessageId) =>
     Effect.iterate(Option.some(after), {
-      while: (from): from is Option.Some<MessageId> => Option.isSome(from) && from.value < through && !draining,
+      while: (from): from is Option.Some<MessageId> =>
+        Option.isSome(from) && from.value < through && !draining && client.open,
       body: (from) =>
-        repo.replay({ channels, after: from.value, through, limit: replayPageSize }).pipe(
-          Effect.flatMap((messages) =>
-            messages.length > 0 && !client.push(Buffer.concat(messages.map(messageFrame)))
-              ? Effect.as(connection.drained, messages)
-              : Effect.succeed(messages)
-          ),
-          Effect.map((messages) =>
-            isNonEmptyReadonlyArray(messages) && messages.length === replayPageSize
-              ? Option.some(messages[messages.length - 1]!.id)
-              : Option.none()
-          )
+        repo.replay({ channels, after: from.value, through, limit: replayPageRows, maxBytes: replayPageBytes }).pipe(
+          Effect.flatMap((messages) => {
+            if (!isNonEmptyReadonlyArray(messages)) return Effect.succeed(Option.none<MessageId>())
+            const next = Option.some(messages[messages.length - 1]!.id)
+            if (client.push(Buffer.concat(messages.map(messageFrame)))) return Effect.succeed(next)
+            return Effect.map(drainedInTime(connection), (taken) => {
+              if (taken) return next
+              client.cutOff()
+              return Option.none<MessageId>()
+            })
+          })
         )
+    }).pipe(
+      Effect.tap(() =>
+        client.open ? Effect.void : Effect.logInfo(
+          `Disconnected a client that read nothing of its replay for ${
+            Duration.format(config.clientStallTimeout)
+          } (CLIENT_STALL_TIMEOUT)`
+        )
+      )
+    )
+
+  /**
+   * Where a client resuming from `from` continues: from there, unless this database never issued
+   * the id or retention has removed what follows it; then the client is told with a `reset` event.
+   * Replays up to what this node has fanned out, and returns the position replayed to.
+   */
+  const resume = (client: ClientStream, connection: ClientConnection, channels: Channels, from: MessageId) =>
+    Effect.gen(function*() {
+      const reached = yield* broadcast.position
+      let start = from
+      if (from > reached) {
+        // Ahead of this node's poller: fine if another node delivered it, unless no such message exists.
+        const head = yield* repo.head
+        if (from > head) {
+          client.push(resetFrame("ahead", head))
+          start = head
+        }
+      } else if (from < reached) {
+        const kept = yield* repo.retainedAfter
+        if (from < kept) {
+          client.push(resetFrame("expired", kept))
+          start = kept
+        }
+      }
+      if (start < reached) {
+        yield* replay(client, connection, channels, start, reached)
+        return reached
+      }
+      return start
     })
 
   const open = ({ channels, connection, lastEventId }: OpenOptions) => {
     const client = new ClientStream(connection)
     return Effect.gen(function*() {
+      const shared = acquireSelection(channels)
       connections++
-      yield* Effect.scopeWith((scope) => Scope.addFinalizer(scope, Effect.sync(() => connections--)))
+      yield* Effect.scopeWith((scope) =>
+        Scope.addFinalizer(
+          scope,
+          Effect.sync(() => {
+            connections--
+            releaseSelection(shared)
+          })
+        )
+      )
       client.push(retryFrame)
       let after = lastEventId
       if (Option.isSome(lastEventId)) {
-        const reached = yield* broadcast.position
-        if (reached > lastEventId.value) {
-          yield* replay(client, connection, channels, lastEventId.value, reached)
-          after = Option.some(reached)
-        }
+        after = Option.some(yield* resume(client, connection, channels, lastEventId.value))
       }
+      if (!client.open) return
       if (draining) return client.end()
-      const position = yield* broadcast.subscribe({ selection: selectionOf(channels), after, sink: client })
+      const position = yield* broadcast.subscribe({ selection: shared.selection, after, sink: client })
       if (Option.isSome(after) && position > after.value) {
         yield* replay(client, connection, channels, after.value, position)
       }
       client.goLive()
     }).pipe(
-      // The client reconnects with the id of the last message it got, and loses nothing.
+      // The client reconnects with the id of the last message it got, and loses nothing. The
+      // outage itself is the poller's to report; one line per stream would flood the log.
       Effect.catchTag("DatabaseError", (error) =>
-        Effect.logWarning("Ending an event stream: its replay could not be read", error).pipe(
+        Effect.logDebug(`Ending an event stream: ${error.message}`).pipe(
           Effect.zipRight(Effect.sync(() => client.end()))
         ))
     )
@@ -170,6 +272,7 @@ export const make = Effect.gen(function*() {
   return EventStream.of({
     open,
     connections: Effect.sync(() => connections),
+    selections: Effect.sync(() => selections.size),
     drain: Effect.suspend(() => {
       draining = true
       return broadcast.close

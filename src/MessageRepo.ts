@@ -16,7 +16,7 @@
  * order their requests arrived. An idle service writes each message at once, as it comes.
  */
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Chunk, Context, Data, Deferred, Effect, Exit, Layer, Queue, Schema } from "effect"
+import { Chunk, Context, Data, Deferred, Duration, Effect, Exit, Layer, Queue, Schema } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import {
   type Channel,
@@ -32,6 +32,22 @@ export class DatabaseError extends Data.TaggedError("DatabaseError")<{ readonly 
   override get message() {
     const driver = this.cause.cause instanceof Error ? ` (${this.cause.cause.message})` : ""
     return `The database is unavailable: ${this.cause.message}${driver}`
+  }
+}
+
+/**
+ * The stored messages' transaction ids are ahead of the server's transaction counter: the
+ * database was restored (pg_dump) into another PostgreSQL. Served as it is, delivery order would be
+ * wrong (messages hidden, then delivered again as new), so the service refuses to start.
+ */
+export class RestoredDatabaseError extends Data.TaggedError("RestoredDatabaseError")<{
+  readonly newestTxid: string
+  readonly nextTxid: string
+}> {
+  override get message() {
+    return `The stored messages come from another PostgreSQL server: their transaction ids reach ${this.newestTxid}, ` +
+      `but this server's transaction counter is at ${this.nextTxid} (was the database restored from a dump?). ` +
+      `Stop every pollcast node on this database and run \`npm run repair\` once, with the same DATABASE_URL or DATA_DIR`
   }
 }
 
@@ -60,6 +76,8 @@ export interface ReplayRequest {
   /** A position the poller has published, so every row up to it is final. */
   readonly through: MessageId
   readonly limit: number
+  /** Bytes of message bodies a page holds at most (but always its first message). */
+  readonly maxBytes: number
 }
 
 export class MessageRepo extends Context.Tag("pollcast/MessageRepo")<MessageRepo, {
@@ -71,6 +89,13 @@ export class MessageRepo extends Context.Tag("pollcast/MessageRepo")<MessageRepo
   /** Rows in (after, through], for a client resuming from `after`. */
   readonly replay: (request: ReplayRequest) => Effect.Effect<ReadonlyArray<Message>, DatabaseError>
   readonly history: (request: HistoryRequest) => Effect.Effect<HistoryPage, DatabaseError>
+  /** Every message after this position is kept; retention has deleted every one up to it. */
+  readonly retainedAfter: Effect.Effect<MessageId, DatabaseError>
+  /**
+   * Deletes one batch of the oldest messages created more than `retention` ago (never the newest
+   * message), unless another node is doing so; returns how many were deleted.
+   */
+  readonly prune: (retention: Duration.Duration, batchSize: number) => Effect.Effect<number, DatabaseError>
   readonly ping: Effect.Effect<void, DatabaseError>
 }>() {}
 
@@ -106,6 +131,63 @@ const toMessage = (row: Row) =>
   }, true)
 
 const columns = "id, txid, channel, author, body, created_at"
+
+const Position = Schema.Struct({ txid: Schema.String, id: Schema.String })
+const decodePositions = Schema.decodeUnknown(Schema.Array(Position))
+
+/** Taken by the node that deletes expired messages, so that one node at a time does. */
+const retentionLock = 0x706f6c6c63617374n // "pollcast"
+
+/**
+ * Fails with RestoredDatabaseError when stored transaction ids are ahead of the server's counter
+ * (see there). One index lookup: the newest txid is the end of messages_delivery_order.
+ */
+export const checkTransactionIds = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const [found] = yield* sql<{ readonly newest: string | null; readonly next: string }>`
+    SELECT (SELECT txid FROM messages ORDER BY txid DESC LIMIT 1)::text AS newest,
+           pg_snapshot_xmax(pg_current_snapshot())::text AS next`
+  if (found !== undefined && found.newest !== null && BigInt(found.newest) >= BigInt(found.next)) {
+    return yield* new RestoredDatabaseError({ newestTxid: found.newest, nextTxid: found.next })
+  }
+}).pipe(Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ cause }))))
+
+/** Connections of running pollcast nodes (named `applicationName`) on this database, by client address. */
+export const connectedNodes = (applicationName: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ readonly address: string; readonly connections: number }>`
+      SELECT coalesce(host(client_addr), 'local') AS address, count(*)::int AS connections
+      FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name = ${applicationName}
+      GROUP BY 1 ORDER BY 1`)
+
+/**
+ * The repair after a restore: renumbers every stored message below the server's transaction
+ * counter, keeping their delivery order. All take transaction id 1 (below any real one) and
+ * sequence numbers 1, 2, 3… in their old (txid, id) order, so their ids change: clients holding old
+ * ids are told to reset (ahead of the newest message) and reload. Runs in one transaction with the
+ * table locked; returns how many messages it renumbered.
+ */
+export const renumberRestored = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  return yield* sql.withTransaction(Effect.gen(function*() {
+    yield* sql`LOCK TABLE messages IN ACCESS EXCLUSIVE MODE`
+    yield* sql`
+      CREATE TEMPORARY TABLE renumbered ON COMMIT DROP AS
+      SELECT id AS old_id, row_number() OVER (ORDER BY txid, id) AS new_id FROM messages`
+    // Identity columns can be updated only when generated BY DEFAULT; negating first keeps every
+    // intermediate state unique.
+    yield* sql`ALTER TABLE messages ALTER COLUMN id SET GENERATED BY DEFAULT`
+    yield* sql`UPDATE messages SET id = -id`
+    const updated = yield* sql`
+      UPDATE messages SET id = renumbered.new_id, txid = '1'::xid8
+      FROM renumbered WHERE messages.id = -renumbered.old_id`.raw
+    yield* sql`ALTER TABLE messages ALTER COLUMN id SET GENERATED ALWAYS`
+    // Retention's mark moves to the start of the renumbered messages.
+    yield* sql`UPDATE message_retention SET txid = '1'::xid8, id = 0`
+    return (updated as { readonly rowCount?: number }).rowCount ?? 0
+  }))
+})
 
 /** Needs a Scope: the writers live in it. */
 export const make = Effect.gen(function*() {
@@ -184,13 +266,24 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("MessageRepo.head")
     ),
 
-    replay: ({ after, channels, limit, through }) =>
+    // The page is cut at `maxBytes` of bodies inside the database, so that a resuming client costs
+    // this node one bounded page at a time however large the messages: the window sums the sizes
+    // of the (at most `limit`) candidate rows in order, and only those starting below it are sent.
+    replay: ({ after, channels, limit, maxBytes, through }) =>
       rows(
-        sql`SELECT ${sql.literal(columns)} FROM messages
-            WHERE (txid, id) > ${position(after)} AND (txid, id) <= ${position(through)}
-              AND ${channelFilter(channels)}
-            ORDER BY txid, id
-            LIMIT ${limit}`
+        sql`SELECT ${sql.literal(columns)} FROM (
+              SELECT ${sql.literal(columns)},
+                     sum(octet_length(body)) OVER (ORDER BY txid, id) - octet_length(body) AS bytes_before
+              FROM (
+                SELECT ${sql.literal(columns)} FROM messages
+                WHERE (txid, id) > ${position(after)} AND (txid, id) <= ${position(through)}
+                  AND ${channelFilter(channels)}
+                ORDER BY txid, id
+                LIMIT ${limit}
+              ) candidates
+            ) page
+            WHERE bytes_before < ${maxBytes}
+            ORDER BY txid, id`
       ).pipe(databaseError, Effect.withSpan("MessageRepo.replay")),
 
     // Reads one row past the page to learn whether there is more.
@@ -215,8 +308,43 @@ export const make = Effect.gen(function*() {
       )
     },
 
+    retainedAfter: sql<{ readonly txid: string; readonly id: string }>`SELECT txid, id FROM message_retention`.pipe(
+      Effect.map((found) => (found[0] === undefined ? beginning : messageId(found[0].txid, found[0].id))),
+      databaseError,
+      Effect.withSpan("MessageRepo.retainedAfter")
+    ),
+
+    // A short transaction per batch: while it runs it holds back every node's delivery horizon.
+    // Deletion takes a prefix of the delivery order (stopping at the first message still young
+    // enough), so one position says what is gone; only final rows, never the newest.
+    prune: (retention, batchSize) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const [lock] = yield* sql<{ readonly locked: boolean }>`SELECT pg_try_advisory_xact_lock(${retentionLock}) AS locked`
+        if (lock?.locked !== true) return 0
+        const oldest = yield* sql<{ readonly txid: string; readonly id: string; readonly expired: boolean }>`
+          SELECT txid, id, created_at < now() - ${Duration.toMillis(retention)} * interval '1 millisecond' AS expired
+          FROM messages
+          WHERE ${finalRows}
+            AND (txid, id) < (SELECT txid, id FROM messages ORDER BY txid DESC, id DESC LIMIT 1)
+          ORDER BY txid, id
+          LIMIT ${batchSize}`
+        const expired = oldest.findIndex((row) => !row.expired)
+        const last = oldest[(expired === -1 ? oldest.length : expired) - 1]
+        if (last === undefined) return 0
+        const through = messageId(last.txid, last.id)
+        const deleted = yield* sql`DELETE FROM messages WHERE (txid, id) <= ${position(through)} RETURNING txid, id`.pipe(
+          Effect.flatMap(decodePositions),
+          Effect.orDie
+        )
+        yield* sql`
+          INSERT INTO message_retention (txid, id) VALUES (${last.txid}::xid8, ${last.id}::bigint)
+          ON CONFLICT (singleton) DO UPDATE SET txid = excluded.txid, id = excluded.id`
+        return deleted.length
+      })).pipe(databaseError, Effect.withSpan("MessageRepo.prune")),
+
     ping: sql`SELECT 1`.pipe(Effect.asVoid, databaseError)
   })
 })
 
-export const layer = Layer.scoped(MessageRepo, make)
+/** The repo, once the stored messages are known to belong to this server (see RestoredDatabaseError). */
+export const layer = Layer.scoped(MessageRepo, Effect.zipRight(checkTransactionIds, make))

@@ -12,7 +12,7 @@
 import { Cause, Effect, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
 import type * as NodeHttp from "node:http"
 import { type ClientConnection, EventStream } from "../EventStream.js"
-import { MessageId } from "../Message.js"
+import { idRule, MessageId } from "../Message.js"
 import { InvalidRequest } from "./HttpErrors.js"
 import { ChannelsParam, channelsOf } from "./Params.js"
 
@@ -56,7 +56,7 @@ const parse = (request: NodeHttp.IncomingMessage) => {
     return {
       error: new InvalidRequest({
         field: source,
-        message: `${source}: must be the id of a message sent by pollcast (16 hex digits, '-', 16 hex digits)`
+        message: `${source}: must be the id of a message sent by pollcast (${idRule})`
       })
     }
   }
@@ -65,22 +65,33 @@ const parse = (request: NodeHttp.IncomingMessage) => {
 
 /** The response as the EventStream sees it (a class: thousands of these are alive at once). */
 class NodeConnection implements ClientConnection {
+  private written = 0
+
   constructor(private readonly response: NodeHttp.ServerResponse) {}
 
   write(bytes: Uint8Array) {
-    return this.response.writableEnded || this.response.destroyed ? true : this.response.write(bytes)
+    if (this.response.writableEnded || this.response.destroyed) return true
+    this.written += bytes.length
+    return this.response.write(bytes)
   }
 
   queued() {
     return this.response.writableLength
   }
 
+  flushed() {
+    return this.written - this.response.writableLength
+  }
+
   get drained() {
     const response = this.response
     return Effect.async<void>((resume) => {
       if (response.writableLength === 0 || response.destroyed) return resume(Effect.void)
-      const done = () => resume(Effect.void)
-      response.once("drain", done).once("close", done)
+      const done = () => {
+        response.off("drain", done).off("close", done)
+        resume(Effect.void)
+      }
+      response.on("drain", done).on("close", done)
       return Effect.sync(() => response.off("drain", done).off("close", done))
     })
   }

@@ -18,6 +18,8 @@ export interface InMemoryRepo {
   /** Polls die (a defect, as from a bug) rather than fail. */
   readonly setDying: (dying: boolean) => void
   readonly setPollDuration: (duration: Duration.DurationInput) => void
+  /** As retention would: every message up to `id` is gone. */
+  readonly pruneThrough: (id: MessageId) => void
 }
 
 export const make = (): InMemoryRepo => {
@@ -28,9 +30,11 @@ export const make = (): InMemoryRepo => {
   let failing = false
   let dying = false
   let pollDuration = Duration.zero
+  let retainedAfter = beginning
 
+  let sequence = 0
   const add = (channel: string, body: string) => {
-    const seq = BigInt(messages.length + 1)
+    const seq = BigInt(++sequence)
     const message = new Message({
       id: messageId(1000n + seq, seq),
       channel: channel as Channel,
@@ -58,16 +62,24 @@ export const make = (): InMemoryRepo => {
       }).pipe(Effect.ensuring(Effect.sync(() => running--))),
     head: Effect.sync(() => messages[messages.length - 1]?.id ?? beginning),
     // Yields first, as a query to a database would, so that other fibers run in between.
-    replay: ({ after: from, channels, limit, through }) =>
+    replay: ({ after: from, channels, limit, maxBytes, through }) =>
       Effect.zipRight(
         Effect.yieldNow(),
-        Effect.sync(() =>
-          after(from)
+        Effect.sync(() => {
+          let bytes = 0
+          return after(from)
             .filter((message) => message.id <= through && (channels === "all" || channels.includes(message.channel)))
             .slice(0, limit)
-        )
+            .filter((message) => {
+              const before = bytes
+              bytes += Buffer.byteLength(message.body)
+              return before < maxBytes
+            })
+        })
       ),
     history: () => Effect.die("not used by these tests"),
+    retainedAfter: Effect.sync(() => retainedAfter),
+    prune: () => Effect.die("not used by these tests"),
     ping: Effect.void
   })
 
@@ -85,6 +97,10 @@ export const make = (): InMemoryRepo => {
     },
     setPollDuration: (duration) => {
       pollDuration = Duration.decode(duration)
+    },
+    pruneThrough: (id) => {
+      retainedAfter = id
+      messages.splice(0, messages.filter((message) => message.id <= id).length)
     }
   }
 }

@@ -13,6 +13,7 @@ export const make = (options: { readonly reads?: boolean } = {}): TestSink => {
   const chunks: Array<Uint8Array> = []
   const parsed = parser()
   let unread = 0
+  let taken = 0
   let cut = false
   let ended = false
   return {
@@ -22,8 +23,10 @@ export const make = (options: { readonly reads?: boolean } = {}): TestSink => {
       chunks.push(frames)
       parsed.feed(frames)
       if (options.reads === false) unread += frames.length
+      else taken += frames.length
     },
     backlog: () => unread,
+    flushed: () => taken,
     cutOff: () => {
       cut = true
     },

@@ -98,6 +98,27 @@ describe("Broadcast", () => {
       expect(bodies(healthy)).toHaveLength(20)
     }).pipe(Effect.provide(broadcastLayer({ CLIENT_BUFFER_BYTES: "2048" }))))
 
+  it.scoped("cuts off a subscriber that takes nothing of its backlog for CLIENT_STALL_TIMEOUT, not a slow reader", () =>
+    Effect.gen(function*() {
+      const broadcast = yield* Broadcast.Broadcast
+      const stalled = (yield* subscribe({ reads: false })).sink
+      const idle = (yield* subscribe()).sink
+      // Always behind, but taking a little more every time it is looked at.
+      let taken = 0
+      const slow = { ...TestSink.make(), backlog: () => 100, flushed: () => ++taken }
+      yield* broadcast.subscribe({ selection: Broadcast.Selection.of("all"), after: Option.none(), sink: slow })
+      yield* broadcast.publish([message("a", "unread")])
+      yield* fannedOut
+      // Heartbeats every second look at every client; the stalled one is let go after 5 seconds.
+      yield* TestClock.adjust("4 seconds")
+      expect(stalled.wasCutOff()).toBe(false)
+      yield* TestClock.adjust("2 seconds")
+      expect(stalled.wasCutOff()).toBe(true)
+      expect(slow.wasCutOff()).toBe(false)
+      expect(idle.wasCutOff()).toBe(false)
+      expect(yield* broadcast.subscribers).toBe(2)
+    }).pipe(Effect.provide(broadcastLayer({ HEARTBEAT_INTERVAL: "1 second", CLIENT_STALL_TIMEOUT: "5 seconds" }))))
+
   it.scoped("forgets a subscriber as soon as its scope closes", () =>
     Effect.gen(function*() {
       const broadcast = yield* Broadcast.Broadcast

@@ -32,6 +32,7 @@ const open = (lastEventId: Option.Option<MessageId>, channels: "all" | readonly 
         return true
       },
       queued: () => 0,
+      flushed: () => 0,
       drained: Effect.void,
       end: () => {
         ended = true

@@ -1,0 +1,123 @@
+/**
+ * What a client can make a node hold is bounded and freed: channel selections live as long as a
+ * client uses them, and a resuming client that does not read is cut off with little queued.
+ * Against a real PostgreSQL, over real HTTP.
+ */
+import { SqlClient } from "@effect/sql"
+import { expect, layer } from "@effect/vitest"
+import { Context, Effect } from "effect"
+import * as Http from "node:http"
+import * as Net from "node:net"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
+import { EventStream } from "../../src/EventStream.js"
+import { beginning } from "../../src/Message.js"
+import { eventually } from "../support/SseClient.js"
+import * as TestDatabase from "../support/TestDatabase.js"
+import * as TestNode from "../support/TestNode.js"
+
+V8.setFlagsFromString("--expose-gc")
+const collectGarbage = Vm.runInNewContext("gc") as () => void
+
+/** The live heap: what is left after full garbage collections. */
+const liveHeap = Effect.sync(() => {
+  for (let i = 0; i < 3; i++) collectGarbage()
+  return process.memoryUsage().heapUsed
+})
+
+const randomName = () => Math.random().toString(36).slice(2).padEnd(12, "x").repeat(3)
+
+/** Opens /events on `path`, waits for the stream's first bytes, and closes the connection. */
+const openAndClose = (url: string) =>
+  Effect.async<void, Error>((resume) => {
+    const request = Http.get(url, { agent: false }, (response) => {
+      response.once("data", () => {
+        request.destroy()
+        resume(Effect.void)
+      })
+    })
+    request.on("error", (error) => {
+      if (!request.destroyed) resume(Effect.fail(error))
+    })
+  })
+
+const megabytes = (bytes: number) => Math.round(bytes / 104_857.6) / 10
+
+layer(TestDatabase.layer, { timeout: 300_000, excludeTestServices: true })("bounds", (it) => {
+  it.scoped("frees the selections of 10,000 distinct channel sets once their streams close", () =>
+    Effect.gen(function*() {
+      const node = yield* TestNode.start({ HEARTBEAT_INTERVAL: "1 hour" })
+      const eventStream = Context.get(node.context, EventStream)
+      const channelSets = (count: number) =>
+        Array.from({ length: count }, () =>
+          `/events?${Array.from({ length: 20 }, () => `channel=${randomName()}`).join("&")}`)
+      const openAll = (paths: ReadonlyArray<string>) =>
+        Effect.forEach(paths, (path) => openAndClose(node.url(path)), { concurrency: 50, discard: true }).pipe(
+          Effect.zipRight(eventually(eventStream.connections, (open) => open === 0, "30 seconds", "every stream to close"))
+        )
+
+      // Warm up (code paths, the server's pools), then measure.
+      yield* openAll(channelSets(500))
+      const before = yield* liveHeap
+      yield* openAll(channelSets(10_000))
+      const after = yield* liveHeap
+
+      expect(yield* eventStream.selections).toBe(0)
+      expect(megabytes(after - before), "MB of live heap kept").toBeLessThan(5)
+    }))
+
+  it.scoped("cuts off 20 resuming clients that never read, each with little queued, and frees them", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      // 400 messages of 16 KiB that take six bytes each once escaped in JSON: ~39 MB per replay.
+      yield* sql`
+        INSERT INTO messages (channel, author, body)
+        SELECT 'backlog', 'bulk', repeat(chr(1), 16384) FROM generate_series(1, 400)`
+      const node = yield* TestNode.start({ CLIENT_STALL_TIMEOUT: "2 seconds", HEARTBEAT_INTERVAL: "1 hour" })
+      const eventStream = Context.get(node.context, EventStream)
+      yield* eventually(
+        Effect.promise(() =>
+          fetch(node.url("/messages?channel=backlog&limit=1")).then((response) =>
+            response.json() as Promise<{ messages: Array<unknown> }>
+          )
+        ),
+        (page) => page.messages.length === 1
+      )
+
+      const baseline = process.memoryUsage().arrayBuffers
+      let peak = baseline
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, process.memoryUsage().arrayBuffers)
+      }, 20)
+      yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sampler)))
+
+      const port = Number(new URL(node.url("/")).port)
+      const sockets = yield* Effect.forEach(Array.from({ length: 20 }), () =>
+        Effect.async<Net.Socket>((resume) => {
+          const socket = Net.connect(port, "127.0.0.1", () => {
+            socket.write(
+              `GET /events?channel=backlog HTTP/1.1\r\nHost: pollcast\r\nLast-Event-ID: ${beginning}\r\n\r\n`
+            )
+            // Never reads: what the server writes piles up in the kernel, then in the server.
+            socket.pause()
+            resume(Effect.succeed(socket))
+          })
+          socket.on("error", () => socket.destroy())
+        }))
+      yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((socket) => socket.destroy())))
+      yield* eventually(eventStream.connections, (open) => open === 20, "10 seconds", "the streams to open")
+
+      // The server lets go of every one of them by itself, and releases what they held.
+      yield* eventually(eventStream.connections, (open) => open === 0, "30 seconds", "the streams to be cut off")
+      // A paused socket notices nothing; reading again, each finds its connection closed.
+      yield* Effect.forEach(sockets, (socket) =>
+        Effect.async<void>((resume) => {
+          if (socket.destroyed) return resume(Effect.void)
+          socket.once("close", () => resume(Effect.void))
+          socket.resume()
+        }), { concurrency: "unbounded" })
+      // Each may have had at most CLIENT_BUFFER_BYTES and a replay page queued (the page is
+      // bounded at 64 KiB of bodies, under 0.5 MB framed); without the bounds each held ~39 MB.
+      expect(megabytes(peak - baseline), "MB of buffers at the peak").toBeLessThan(20 * 1.5)
+    }))
+})

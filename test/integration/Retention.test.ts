@@ -1,0 +1,66 @@
+/**
+ * MESSAGE_RETENTION: old messages are deleted in small batches, the newest is always kept, and a
+ * client resuming from before what is kept is told so and continues from the oldest kept message.
+ */
+import { SqlClient } from "@effect/sql"
+import { expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { messageId } from "../../src/Message.js"
+import * as SseClient from "../support/SseClient.js"
+import * as TestDatabase from "../support/TestDatabase.js"
+import * as TestNode from "../support/TestNode.js"
+
+interface Page {
+  readonly messages: Array<{ readonly id: string; readonly body: string }>
+  readonly previous: string | null
+}
+
+const history = (node: TestNode.TestNode, query: string) =>
+  Effect.promise(() => fetch(node.url(`/messages?${query}`)).then((response) => response.json() as Promise<Page>))
+
+const post = (node: TestNode.TestNode, body: string) =>
+  Effect.promise(() =>
+    fetch(node.url("/messages"), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ channel: "retention", body })
+    }).then((response) => response.json() as Promise<{ readonly id: string }>)
+  )
+
+layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("retention", (it) => {
+  it.scoped("deletes expired messages in batches, always keeps the newest, and tells a resuming client what is gone", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const count = sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM messages`.pipe(
+        Effect.map((rows) => rows[0]!.n)
+      )
+      // 2,500 messages written an hour ago: more than two batches.
+      const old = yield* sql<{ readonly txid: string; readonly id: string }>`
+        INSERT INTO messages (channel, author, body, created_at)
+        SELECT 'retention', 'archive', 'old ' || n, now() - interval '1 hour' FROM generate_series(1, 2500) AS n
+        RETURNING txid::text AS txid, id::text AS id`
+      const oldIds = old.map((row) => messageId(row.txid, row.id)).sort()
+      const node = yield* TestNode.start({ MESSAGE_RETENTION: "10 minutes", RETENTION_INTERVAL: "100 millis" })
+
+      // Every one expired, but the newest stays: it says where the log has reached.
+      yield* SseClient.eventually(count, (n) => n === 1, "30 seconds", "expired messages to be deleted")
+      expect((yield* history(node, "channel=retention")).messages.map((message) => message.id)).toEqual([oldIds[2499]])
+
+      const fresh = [yield* post(node, "new 1"), yield* post(node, "new 2"), yield* post(node, "new 3")]
+      // Now the last old one is no longer the newest, and goes too.
+      yield* SseClient.eventually(count, (n) => n === 3, "30 seconds", "the last expired message to be deleted")
+
+      // History stops cleanly at the oldest kept message.
+      const newest = yield* history(node, "channel=retention&limit=2")
+      expect(newest.messages.map((message) => message.body)).toEqual(["new 2", "new 3"])
+      const before = yield* history(node, `channel=retention&limit=2&before=${newest.previous}`)
+      expect(before).toMatchObject({ messages: [{ body: "new 1" }], previous: null })
+
+      // A client that had only the first old message is told where what is kept begins.
+      const client = yield* SseClient.connected(node.url("/events?channel=retention"), { lastEventId: oldIds[0]! })
+      yield* client.waitUntil(() => client.messages.length === 3)
+      expect(client.resets).toEqual([{ id: oldIds[2499], reason: "expired", lastEventId: oldIds[2499] }])
+      expect(client.messages.map((message) => message.id)).toEqual(fresh.map((message) => message.id))
+      expect(client.opens()).toBe(1)
+    }))
+})
