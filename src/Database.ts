@@ -10,6 +10,7 @@ import * as Path from "node:path"
 import { AppConfig } from "./Config.js"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.js"
 import createMessages from "./migrations/00001_create_messages.js"
+import notifyWakeup from "./migrations/00003_notify_wakeup.js"
 
 export const databaseName = "pollcast"
 
@@ -51,7 +52,10 @@ export const ensureDatabase = (adminUrl: Redacted.Redacted, name: string) =>
  * failed attempt is retried (and then finds the work done).
  */
 export const migrate = PgMigrator.run({
-  loader: PgMigrator.fromRecord({ "00001_create_messages": createMessages })
+  loader: PgMigrator.fromRecord({
+    "00001_create_messages": createMessages,
+    "00003_notify_wakeup": notifyWakeup
+  })
 }).pipe(
   Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }),
   Effect.tap((applied) =>
