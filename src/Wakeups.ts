@@ -65,7 +65,8 @@ const connectionConfig = (config: PgClientConfig): pg.ClientConfig => ({
   ...(config.ssl === undefined ? {} : { ssl: config.ssl }),
   application_name: "pollcast wakeups",
   connectionTimeoutMillis: Duration.toMillis(config.connectTimeout ?? Duration.seconds(5)),
-  // An idle LISTEN connection sends nothing: TCP keepalive notices a peer that vanished silently.
+  // An idle LISTEN connection sends nothing: TCP keepalive notices a peer that vanished silently
+  // (after the system's probes, about 11 minutes on Linux's defaults), and keeps NAT state alive.
   keepAlive: true,
   keepAliveInitialDelayMillis: 10_000
 })
