@@ -65,6 +65,8 @@ const connectionConfig = (config: PgClientConfig): pg.ClientConfig => ({
   ...(config.ssl === undefined ? {} : { ssl: config.ssl }),
   application_name: "pollcast wakeups",
   connectionTimeoutMillis: Duration.toMillis(config.connectTimeout ?? Duration.seconds(5)),
+  // Bounds the LISTEN itself, its only query.
+  query_timeout: Duration.toMillis(config.connectTimeout ?? Duration.seconds(5)),
   // An idle LISTEN connection sends nothing: TCP keepalive notices a peer that vanished silently
   // (after the system's probes, about 11 minutes on Linux's defaults), and keeps NAT state alive.
   keepAlive: true,
