@@ -109,7 +109,7 @@ const startTarget = (target: Target, databaseUrl: string, pollIntervalMs: number
       // Heartbeats would make streams differ by timing; the baseline sends none either.
       HEARTBEAT_INTERVAL: "1 hour",
       LOG_LEVEL: "Info",
-      ...(target === "interval" ? { NOTIFY_WAKEUP: "false" } : {})
+      NOTIFY_WAKEUP: target === "interval" ? "false" : "true"
     }, { nodeArgs })
     : startService({ DATABASE_URL: databaseUrl, POLL_INTERVAL_MS: String(pollIntervalMs) }, {
       entry: "scripts/baseline-server.mjs",
