@@ -572,7 +572,8 @@ if (scenarios.has("e")) {
 
 if (scenarios.has("wakeup")) {
   // (a)'s load at the default interval, where waiting for the poll would cost half a second; then,
-  // on the same clients, 2,000 messages/s: how many polls the notifications turn into.
+  // on the same clients, 2,000 messages/s: how many polls the notifications turn into. Idle for
+  // 10 s first: statistics arrive once a second, so a short window cannot tell 1 query/s apart.
   const wakeupPollIntervalMs = 1000
   const load = { clients: 1000, channels: 1, rate: 100, seconds }
   const burstRate = 2000
@@ -582,7 +583,7 @@ if (scenarios.has("wakeup")) {
     burstRate,
     pollIntervalMs: wakeupPollIntervalMs,
     ...(await perTarget(allTargets, async (target) => {
-      const run = await connectClients(target, load, wakeupPollIntervalMs, 5)
+      const run = await connectClients(target, load, wakeupPollIntervalMs, 10)
       try {
         const delivery = await measureDelivery(run.server, run.generators, run.database.name, load, wakeupPollIntervalMs)
         let burst: Delivery | undefined
