@@ -4,8 +4,15 @@
  * which it creates and drops a database per run), each server as a child process, and load
  * generators in separate processes (scripts/bench/clients.ts) holding real SSE connections.
  *
- * Options: --scenarios a,b,c,d,e (default: all)   --quick (smaller, shorter)   --targets pollcast,baseline
- * Writes bench-results/bench-<time>.json and docs/bench-chart.svg, and prints a table.
+ * Targets: `pollcast` as shipped (woken by LISTEN/NOTIFY), `interval` (pollcast with
+ * NOTIFY_WAKEUP=false: polling on POLL_INTERVAL only), and `baseline`. Each scenario runs the
+ * targets it compares (see below).
+ *
+ * Options: --scenarios a,b,c,d,e,wakeup,polls,intervals (default: all)   --quick (smaller, shorter)
+ *          --targets pollcast,interval,baseline (default: all)
+ * Writes bench-results/bench-<time>.json, docs/bench-chart.svg and docs/bench-wakeup-chart.svg,
+ * and prints a table. Any other setting of pollcast passes through the environment
+ * (e.g. WAKEUP_MIN_GAP="0 millis").
  */
 import { Effect, Exit, Redacted, Scope } from "effect"
 import * as ChildProcess from "node:child_process"
@@ -14,14 +21,14 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import pg from "pg"
 import * as EmbeddedPostgres from "../src/EmbeddedPostgres.js"
-import { writeChart } from "./bench/chart.js"
+import { writeChart, writeIntervalChart } from "./bench/chart.js"
 import type { Command, Report } from "./bench/clients.js"
 import { Histogram } from "./bench/histogram.js"
 import { cpuSeconds, machine, rss } from "./bench/processStats.js"
 import { publish, type Published } from "./bench/publisher.js"
 import { build, freePort, root, type RunningService, startService } from "./support/service.js"
 
-type Target = "pollcast" | "baseline"
+type Target = "pollcast" | "interval" | "baseline"
 
 const argument = (name: string) => {
   const index = process.argv.indexOf(`--${name}`)
@@ -34,8 +41,8 @@ const quick = process.argv.includes("--quick")
  * servers alike and hide theirs. Commits are still written, just not waited for.
  */
 const durable = process.argv.includes("--durable")
-const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e").split(","))
-const targets = (argument("targets") ?? "pollcast,baseline").split(",") as Array<Target>
+const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,wakeup,polls,intervals").split(","))
+const targets = (argument("targets") ?? "pollcast,interval,baseline").split(",") as Array<Target>
 /** --profile DIR: run the servers under --cpu-prof, writing their profiles to DIR. */
 const profileDir = argument("profile")
 const nodeArgs = [
@@ -95,13 +102,14 @@ const transactions = async (name: string) =>
 // --- Servers -----------------------------------------------------------------------------------
 
 const startTarget = (target: Target, databaseUrl: string, pollIntervalMs: number) =>
-  target === "pollcast"
+  target !== "baseline"
     ? startService({
       DATABASE_URL: databaseUrl,
       POLL_INTERVAL: `${pollIntervalMs} millis`,
       // Heartbeats would make streams differ by timing; the baseline sends none either.
       HEARTBEAT_INTERVAL: "1 hour",
-      LOG_LEVEL: "Info"
+      LOG_LEVEL: "Info",
+      NOTIFY_WAKEUP: target === "interval" ? "false" : "true"
     }, { nodeArgs })
     : startService({ DATABASE_URL: databaseUrl, POLL_INTERVAL_MS: String(pollIntervalMs) }, {
       entry: "scripts/baseline-server.mjs",
@@ -227,30 +235,58 @@ interface Delivery {
   readonly serverMainThreadCpuSeconds: number
   readonly generatorCpuSeconds: number
   readonly databaseQueriesPerSecond: number
+  /** pollcast's polls (and notifications received) per second while publishing, from /stats. */
+  readonly pollsPerSecond?: number | undefined
+  readonly notificationsPerSecond?: number | undefined
   readonly rssAfterMB: number
 }
 
-/** Publishes `load` and waits for the probes to have it all; then checks what every client got. */
+interface PollerStats {
+  readonly polls: number
+  readonly wakeup: { readonly notifications: number }
+}
+
+/** pollcast's poll and notification counts; undefined for the baseline, whose /stats has neither. */
+const pollerStats = async (server: RunningService): Promise<PollerStats | undefined> => {
+  const response = await fetch(new URL("/stats", server.url)).catch(() => undefined)
+  if (response?.ok !== true) return undefined
+  const stats = (await response.json()) as Partial<PollerStats>
+  return typeof stats.polls === "number" && stats.wakeup !== undefined ? { polls: stats.polls, wakeup: stats.wakeup } : undefined
+}
+
+/**
+ * Publishes `load` (through POST, or with `insertInto` as plain SQL INSERTs into that database)
+ * and waits for the probes to have it all; then checks what every client got.
+ */
 const measureDelivery = async (
   server: RunningService,
   generators: Generators,
   database: string,
   load: Load,
-  pollIntervalMs: number
+  pollIntervalMs: number,
+  insertInto?: string
 ): Promise<Delivery> => {
   // Warm up (JIT, connection pools on both sides) at the same rate, then start measuring afresh.
-  await publish({ url: server.url, rate: load.rate, seconds: 2, channelOf: (sequence) => channelOf(sequence, load.channels) })
+  await publish({
+    url: server.url,
+    rate: load.rate,
+    seconds: 2,
+    channelOf: (sequence) => channelOf(sequence, load.channels),
+    databaseUrl: insertInto
+  })
   await sleep(500 + 2 * pollIntervalMs)
   await generators.reset()
   const cpuBefore = cpuSeconds(server.pid)
   const mainThreadCpuBefore = cpuSeconds(server.pid, server.pid)
   const generatorCpuBefore = generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
   const transactionsBefore = await transactions(database)
+  const statsBefore = await pollerStats(server)
   const published: Published = await publish({
     url: server.url,
     rate: load.rate,
     seconds: load.seconds,
-    channelOf: (sequence) => channelOf(sequence, load.channels)
+    channelOf: (sequence) => channelOf(sequence, load.channels),
+    databaseUrl: insertInto
   })
   const expected = (group: string) => published.byChannel.get(group) ?? { count: 0, sequenceSum: 0 }
   // Wait for the probes, giving up after 10 s without progress.
@@ -269,6 +305,7 @@ const measureDelivery = async (
   const serverMainThreadCpuSeconds = cpuSeconds(server.pid, server.pid) - mainThreadCpuBefore
   const generatorCpuSeconds = generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - generatorCpuBefore
   const elapsed = (now() - published.firstAt) / 1000
+  const statsAfter = await pollerStats(server)
   await sleep(1100) // statistics reach pg_stat_database at most once a second
   const databaseQueriesPerSecond = ((await transactions(database)) - transactionsBefore - 1) / (elapsed + 1.1)
 
@@ -308,6 +345,12 @@ const measureDelivery = async (
     serverMainThreadCpuSeconds: round(serverMainThreadCpuSeconds, 2),
     generatorCpuSeconds: round(generatorCpuSeconds, 2),
     databaseQueriesPerSecond: round(databaseQueriesPerSecond),
+    pollsPerSecond: statsBefore === undefined || statsAfter === undefined
+      ? undefined
+      : round((statsAfter.polls - statsBefore.polls) / elapsed),
+    notificationsPerSecond: statsBefore === undefined || statsAfter === undefined
+      ? undefined
+      : round((statsAfter.wakeup.notifications - statsBefore.wakeup.notifications) / elapsed),
     rssAfterMB: round(rss(server.pid) / 1024 / 1024)
   }
 }
@@ -418,11 +461,14 @@ process.on("exit", () => {
 })
 let lastServerOutput = ""
 
-const perTarget = async <A>(f: (target: Target) => Promise<A>) => {
+/** Runs `f` for each of `compared` that --targets allows. */
+const perTarget = async <A>(compared: ReadonlyArray<Target>, f: (target: Target) => Promise<A>) => {
   const out: Partial<Record<Target, A>> = {}
-  for (const target of targets) out[target] = await f(target)
+  for (const target of compared) if (targets.includes(target)) out[target] = await f(target)
   return out
 }
+const againstBaseline: ReadonlyArray<Target> = ["pollcast", "baseline"]
+const allTargets: ReadonlyArray<Target> = ["pollcast", "interval", "baseline"]
 
 const pollIntervalMs = 100
 const seconds = quick ? 5 : 12
@@ -430,7 +476,7 @@ const seconds = quick ? 5 : 12
 if (scenarios.has("a")) {
   const load = { clients: 1000, channels: 1, rate: 100, seconds }
   log(`(a) ${load.clients} clients, ${load.rate} messages/s, POLL_INTERVAL ${pollIntervalMs} millis`)
-  results.a = { load, pollIntervalMs, ...(await perTarget((target) => runOnce(target, load, pollIntervalMs, 3))) }
+  results.a = { load, pollIntervalMs, ...(await perTarget(againstBaseline, (target) => runOnce(target, load, pollIntervalMs, 3))) }
 }
 
 if (scenarios.has("b")) {
@@ -441,14 +487,14 @@ if (scenarios.has("b")) {
   results.b = {
     load,
     pollIntervalMs: defaultPollIntervalMs,
-    ...(await perTarget((target) => runOnce(target, load, defaultPollIntervalMs, 10)))
+    ...(await perTarget(againstBaseline, (target) => runOnce(target, load, defaultPollIntervalMs, 10)))
   }
 }
 
 if (scenarios.has("c")) {
   const load = { clients: 1000, channels: 100, rate: 100, seconds }
   log(`(c) ${load.clients} clients over ${load.channels} channels, ${load.rate} messages/s`)
-  results.c = { load, pollIntervalMs, ...(await perTarget((target) => runOnce(target, load, pollIntervalMs, 3))) }
+  results.c = { load, pollIntervalMs, ...(await perTarget(againstBaseline, (target) => runOnce(target, load, pollIntervalMs, 3))) }
 }
 
 if (scenarios.has("d")) {
@@ -461,7 +507,7 @@ if (scenarios.has("d")) {
   results.d = {
     rate,
     pollIntervalMs: stepPollIntervalMs,
-    ...(await perTarget(async (target) => {
+    ...(await perTarget(allTargets, async (target) => {
       const curve: Array<{ clients: number } & RunResult> = []
       for (const clients of steps) {
         log(`  ${target}: ${clients} clients`)
@@ -482,7 +528,7 @@ if (scenarios.has("e")) {
   results.e = {
     clients,
     pollIntervalMs,
-    ...(await perTarget(async (target) => {
+    ...(await perTarget(allTargets, async (target) => {
       const load = { clients, channels: 1, rate: rates[0]!, seconds: quick ? 4 : 8 }
       const run = await connectClients(target, load, pollIntervalMs, 1)
       const steps: Array<Delivery> = []
@@ -524,6 +570,73 @@ if (scenarios.has("e")) {
   }
 }
 
+if (scenarios.has("wakeup")) {
+  // (a)'s load at the default interval, where waiting for the poll would cost half a second; then,
+  // on the same clients, 2,000 messages/s: how many polls the notifications turn into. Idle for
+  // 10 s first: statistics arrive once a second, so a short window cannot tell 1 query/s apart.
+  const wakeupPollIntervalMs = 1000
+  const load = { clients: 1000, channels: 1, rate: 100, seconds }
+  const burstRate = 2000
+  log(`(wakeup) ${load.clients} clients, ${load.rate} then ${burstRate} messages/s, POLL_INTERVAL ${wakeupPollIntervalMs} millis`)
+  results.wakeup = {
+    load,
+    burstRate,
+    pollIntervalMs: wakeupPollIntervalMs,
+    ...(await perTarget(allTargets, async (target) => {
+      const run = await connectClients(target, load, wakeupPollIntervalMs, 10)
+      try {
+        const delivery = await measureDelivery(run.server, run.generators, run.database.name, load, wakeupPollIntervalMs)
+        let burst: Delivery | undefined
+        if (target !== "baseline") {
+          log(`  ${target}: ${burstRate} messages/s`)
+          await run.generators.reset()
+          burst = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate: burstRate }, wakeupPollIntervalMs)
+        }
+        return { connection: run.connection, delivery, burst }
+      } finally {
+        await run.stop()
+      }
+    }))
+  }
+}
+
+if (scenarios.has("polls")) {
+  // Other systems' plain INSERTs, one statement and transaction each (no group commit), to few
+  // clients (a cheap fan-out): how many polls, and so queries, the notifications turn into.
+  const load = { clients: 10, channels: 1, rate: 100, seconds }
+  const rates = [100, 2000]
+  log(`(polls) ${load.clients} clients, plain INSERTs at ${rates.join(" and ")} per second, POLL_INTERVAL 1000 millis`)
+  results.polls = {
+    load,
+    pollIntervalMs: 1000,
+    ...(await perTarget(["pollcast", "interval"], async (target) => {
+      const run = await connectClients(target, load, 1000, 1)
+      try {
+        const steps: Array<Delivery> = []
+        for (const rate of rates) {
+          await run.generators.reset()
+          steps.push(await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate }, 1000, run.database.url))
+        }
+        return steps
+      } finally {
+        await run.stop()
+      }
+    }))
+  }
+}
+
+if (scenarios.has("intervals")) {
+  const intervals = quick ? [100, 1000] : [50, 100, 250, 500, 1000, 2000]
+  const load = { clients: quick ? 200 : 1000, channels: 1, rate: 100, seconds: quick ? 4 : 8 }
+  log(`(intervals) latency against POLL_INTERVAL ${intervals.join(", ")} ms, ${load.clients} clients, ${load.rate} messages/s`)
+  const steps: Array<{ pollIntervalMs: number } & Partial<Record<Target, RunResult>>> = []
+  for (const interval of intervals) {
+    log(`  POLL_INTERVAL ${interval} ms`)
+    steps.push({ pollIntervalMs: interval, ...(await perTarget(["pollcast", "interval"], (target) => runOnce(target, load, interval, 1))) })
+  }
+  results.intervals = { load, steps }
+}
+
 // --- Report ------------------------------------------------------------------------------------
 
 const output = {
@@ -536,57 +649,109 @@ Fs.mkdirSync(Path.join(root, "bench-results"), { recursive: true })
 const file = Path.join(root, "bench-results", `bench-${output.at.replace(/[:.]/g, "-")}.json`)
 Fs.writeFileSync(file, JSON.stringify(output, null, 2))
 if (results.d !== undefined) writeChart(Path.join(root, "docs", "bench-chart.svg"), output)
+if (results.intervals !== undefined) writeIntervalChart(Path.join(root, "docs", "bench-wakeup-chart.svg"), output)
 
-const table: Array<[string, string, string, string]> = []
-const row = (label: string, pollcast: number | string | undefined, baseline: number | string | undefined, higherIsBetter?: boolean) => {
+// Columns: pollcast (with wake-up), pollcast interval-only, baseline, and pollcast against the baseline.
+type Cell = number | string | undefined
+const table: Array<[string, string, string, string, string]> = []
+const row = (label: string, cells: Partial<Record<Target, Cell>>, higherIsBetter?: boolean) => {
+  const { baseline, interval, pollcast } = cells
   const ratio = typeof pollcast === "number" && typeof baseline === "number" && pollcast > 0 && baseline > 0 && higherIsBetter !== undefined
     ? higherIsBetter ? `${round(pollcast / baseline, 2)}×` : `${round(baseline / pollcast, 2)}×`
     : ""
-  table.push([label, String(pollcast ?? "–"), String(baseline ?? "–"), ratio])
+  table.push([label, String(pollcast ?? "–"), String(interval ?? "–"), String(baseline ?? "–"), ratio])
 }
-const section = (title: string) => table.push([`— ${title}`, "", "", ""])
-type Pair = Partial<Record<Target, RunResult>>
-const runRows = (pair: Pair) => {
-  const p = pair.pollcast
-  const b = pair.baseline
-  row("connect: all clients (s)", p?.connection.connectSeconds, b?.connection.connectSeconds, false)
-  row("connect p99 (ms)", p?.connection.connectMs.p99, b?.connection.connectMs.p99, false)
-  row("latency p50 (ms)", p?.delivery.latencyMs.p50, b?.delivery.latencyMs.p50, false)
-  row("latency p90 (ms)", p?.delivery.latencyMs.p90, b?.delivery.latencyMs.p90, false)
-  row("latency p99 (ms)", p?.delivery.latencyMs.p99, b?.delivery.latencyMs.p99, false)
-  row("latency max (ms)", p?.delivery.latencyMs.max, b?.delivery.latencyMs.max, false)
-  row("  of which POST p50 / p99 (ms)", p === undefined ? undefined : `${p.delivery.postMs.p50} / ${p.delivery.postMs.p99}`, b === undefined ? undefined : `${b.delivery.postMs.p50} / ${b.delivery.postMs.p99}`)
-  row("deliveries/s", p?.delivery.deliveriesPerSecond, b?.delivery.deliveriesPerSecond, true)
-  row("complete (every client, every message, once, one order)", String(p?.delivery.complete ?? "–"), String(b?.delivery.complete ?? "–"))
-  row("server RSS idle (MB)", p?.connection.rssIdleMB, b?.connection.rssIdleMB, false)
-  row("server RSS with clients (MB)", p?.connection.rssWithClientsMB, b?.connection.rssWithClientsMB, false)
-  row("server KB per connection (all / second half)", p === undefined ? undefined : `${p.connection.kbPerConnection} / ${p.connection.marginalKbPerConnection}`, b === undefined ? undefined : `${b.connection.kbPerConnection} / ${b.connection.marginalKbPerConnection}`)
-  row("server KB per connection, live (after a full GC)", p?.connection.liveKbPerConnection, b?.connection.liveKbPerConnection, false)
-  row("server CPU s (delivery phase)", p?.delivery.serverCpuSeconds, b?.delivery.serverCpuSeconds, false)
-  row("  of which the event loop's thread", p?.delivery.serverMainThreadCpuSeconds, b?.delivery.serverMainThreadCpuSeconds, false)
-  row("DB queries/s idle, with clients", p?.connection.idleQueriesPerSecond, b?.connection.idleQueriesPerSecond)
-  row("DB queries/s while publishing", p?.delivery.databaseQueriesPerSecond, b?.delivery.databaseQueriesPerSecond)
+const section = (title: string) => table.push([`— ${title}`, "", "", "", ""])
+type Runs = Partial<Record<Target, RunResult>>
+/** `f` of the result of each target that ran. */
+const each = <A, B>(runs: Partial<Record<Target, A>>, f: (run: A) => B) => {
+  const out: Partial<Record<Target, B>> = {}
+  for (const target of allTargets) if (runs[target] !== undefined) out[target] = f(runs[target])
+  return out
+}
+const cells: <A>(runs: Partial<Record<Target, A>>, f: (run: A) => Cell) => Partial<Record<Target, Cell>> = each
+const deliveryRows = (deliveries: Partial<Record<Target, Delivery>>) => {
+  row("latency p50 (ms)", cells(deliveries, (d) => d.latencyMs.p50), false)
+  row("latency p90 (ms)", cells(deliveries, (d) => d.latencyMs.p90), false)
+  row("latency p99 (ms)", cells(deliveries, (d) => d.latencyMs.p99), false)
+  row("latency max (ms)", cells(deliveries, (d) => d.latencyMs.max), false)
+  row("  of which POST p50 / p99 (ms)", cells(deliveries, (d) => `${d.postMs.p50} / ${d.postMs.p99}`))
+  row("published msg/s", cells(deliveries, (d) => d.publishedRate), true)
+  row("deliveries/s", cells(deliveries, (d) => d.deliveriesPerSecond), true)
+  row("complete (every client, every message, once, one order)", cells(deliveries, (d) => String(d.complete)))
+  row("server CPU s (delivery phase)", cells(deliveries, (d) => d.serverCpuSeconds), false)
+  row("  of which the event loop's thread", cells(deliveries, (d) => d.serverMainThreadCpuSeconds), false)
+  row("DB queries/s while publishing", cells(deliveries, (d) => d.databaseQueriesPerSecond))
+  row("polls/s while publishing", cells(deliveries, (d) => d.pollsPerSecond))
+  row("notifications/s while publishing", cells(deliveries, (d) => d.notificationsPerSecond))
+}
+const runRows = (runs: Runs) => {
+  row("connect: all clients (s)", cells(runs, (r) => r.connection.connectSeconds), false)
+  row("connect p99 (ms)", cells(runs, (r) => r.connection.connectMs.p99), false)
+  deliveryRows(each(runs, (r) => r.delivery))
+  row("server RSS idle (MB)", cells(runs, (r) => r.connection.rssIdleMB), false)
+  row("server RSS with clients (MB)", cells(runs, (r) => r.connection.rssWithClientsMB), false)
+  row("server KB per connection (all / second half)", cells(runs, (r) => `${r.connection.kbPerConnection} / ${r.connection.marginalKbPerConnection}`))
+  row("server KB per connection, live (after a full GC)", cells(runs, (r) => r.connection.liveKbPerConnection), false)
+  row("DB queries/s idle, with clients", cells(runs, (r) => r.connection.idleQueriesPerSecond))
 }
 for (const key of ["a", "b", "c"] as const) {
-  const entry = results[key] as (Pair & { load: Load }) | undefined
+  const entry = results[key] as (Runs & { load: Load; pollIntervalMs: number }) | undefined
   if (entry === undefined) continue
-  section(`(${key}) ${entry.load.clients} clients, ${entry.load.channels} channel(s), ${entry.load.rate} msg/s`)
+  section(`(${key}) ${entry.load.clients} clients, ${entry.load.channels} channel(s), ${entry.load.rate} msg/s, POLL_INTERVAL ${entry.pollIntervalMs} ms`)
   runRows(entry)
+}
+const wakeup = results.wakeup as
+  | (Partial<Record<Target, RunResult & { burst?: Delivery | undefined }>> & { load: Load; burstRate: number; pollIntervalMs: number })
+  | undefined
+if (wakeup !== undefined) {
+  section(`(wakeup) ${wakeup.load.clients} clients, ${wakeup.load.rate} msg/s, POLL_INTERVAL ${wakeup.pollIntervalMs} ms`)
+  runRows(wakeup)
+  section(`(wakeup) the same clients, ${wakeup.burstRate} msg/s`)
+  const bursts: Partial<Record<Target, Delivery>> = {}
+  for (const target of ["pollcast", "interval"] as const) {
+    const burst = wakeup[target]?.burst
+    if (burst !== undefined) bursts[target] = burst
+  }
+  deliveryRows(bursts)
 }
 const d = results.d as Partial<Record<Target, { maxClientsWithinP99OneSecond: number; curve: Array<{ clients: number } & RunResult> }>> | undefined
 if (d !== undefined) {
   section("(d) clients one node holds with p99 ≤ 1 s")
-  row("clients (largest step held)", d.pollcast?.maxClientsWithinP99OneSecond, d.baseline?.maxClientsWithinP99OneSecond, true)
-  const largest = (target: Target) => d[target]?.curve[d[target]!.curve.length - 1]
-  row("p99 at largest step (ms)", largest("pollcast")?.delivery.latencyMs.p99, largest("baseline")?.delivery.latencyMs.p99, false)
+  row("clients (largest step held)", cells(d, (curve) => curve.maxClientsWithinP99OneSecond), true)
+  row("p99 at largest step (ms)", cells(d, (curve) => curve.curve[curve.curve.length - 1]?.delivery.latencyMs.p99), false)
 }
-const e = results.e as Partial<Record<Target, { highestSustainedDeliveriesPerSecond: number }>> | undefined
+const e = results.e as Partial<Record<Target, { highestSustainedDeliveriesPerSecond: number; steps: Array<Delivery> }>> | undefined
 if (e !== undefined) {
   section("(e) saturation, 1000 clients")
-  row("highest sustained deliveries/s", e.pollcast?.highestSustainedDeliveriesPerSecond, e.baseline?.highestSustainedDeliveriesPerSecond, true)
+  row("highest sustained deliveries/s", cells(e, (run) => run.highestSustainedDeliveriesPerSecond), true)
+  row("polls/s at the highest rate sustained", cells(e, (run) => {
+    const sustained = run.steps.filter((step) => step.deliveriesPerSecond === run.highestSustainedDeliveriesPerSecond)
+    return sustained[0]?.pollsPerSecond
+  }))
 }
-const widths = [0, 1, 2, 3].map((column) => Math.max(...table.map((line) => line[column]!.length), 8))
-console.log(["", "pollcast", "baseline", "ratio"].map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
+const polls = results.polls as (Partial<Record<Target, Array<Delivery>>> & { load: Load }) | undefined
+if (polls !== undefined) {
+  for (const [index, rate] of [100, 2000].entries()) {
+    section(`(polls) ${polls.load.clients} clients, plain INSERTs at ${rate}/s, POLL_INTERVAL 1000 ms`)
+    const at = each(polls, (steps) => steps[index]!)
+    row("inserts/s achieved", cells(at, (d) => d.publishedRate))
+    row("polls/s", cells(at, (d) => d.pollsPerSecond))
+    row("notifications/s", cells(at, (d) => d.notificationsPerSecond))
+    row("DB queries/s (inserts included)", cells(at, (d) => d.databaseQueriesPerSecond))
+    row("latency p50 / p99 (ms)", cells(at, (d) => `${d.latencyMs.p50} / ${d.latencyMs.p99}`))
+    row("complete", cells(at, (d) => String(d.complete)))
+  }
+}
+const intervalSweep = results.intervals as { steps: Array<{ pollIntervalMs: number } & Runs> } | undefined
+if (intervalSweep !== undefined) {
+  section("(intervals) latency p50 / p99 (ms) against POLL_INTERVAL")
+  for (const step of intervalSweep.steps) {
+    row(`POLL_INTERVAL ${step.pollIntervalMs} ms`, cells(step as Runs, (r) => `${r.delivery.latencyMs.p50} / ${r.delivery.latencyMs.p99}`))
+  }
+}
+const widths = [0, 1, 2, 3, 4].map((column) => Math.max(...table.map((line) => line[column]!.length), 8))
+console.log(["", "pollcast", "interval-only", "baseline", "pollcast vs baseline"].map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
 for (const line of table) console.log(line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "))
 console.log(
   `\nmachine: ${output.machine.cpu}, ${output.machine.cores} cores, ${output.machine.memoryGiB} GiB, Node ${output.machine.node}, PostgreSQL ${postgresVersion} (synchronous_commit=${synchronousCommit}); load generator on the same machine`

@@ -1,6 +1,6 @@
 /**
- * The service's layers wired together, over any SqlClient: main provides the real database and
- * the environment's settings; tests provide their own.
+ * The service's layers wired together, over a PgClient: main provides the real database and the
+ * environment's settings; tests provide their own.
  */
 import { Layer } from "effect"
 import * as EventStream from "./EventStream.js"
@@ -8,11 +8,12 @@ import * as Http from "./Http.js"
 import * as MessageRepo from "./MessageRepo.js"
 import * as Poller from "./Poller.js"
 import * as Retention from "./Retention.js"
+import * as Wakeups from "./Wakeups.js"
 
-/** Everything but the HTTP server: the repo, the poller and its broadcast, the event streams. */
+/** Everything but the HTTP server: the repo, the wake-ups, the poller and its broadcast, the event streams, retention. */
 export const services = Layer.merge(EventStream.layer, Retention.layer).pipe(
   Layer.provideMerge(Poller.layer),
-  Layer.provideMerge(MessageRepo.layer)
+  Layer.provideMerge(Layer.merge(MessageRepo.layer, Wakeups.layer))
 )
 
 export const layer = Http.layer.pipe(Layer.provideMerge(services))

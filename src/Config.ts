@@ -14,6 +14,10 @@ export interface Settings {
   readonly databasePoolSize: number
   readonly pollInterval: Duration.Duration
   readonly pollBatchSize: number
+  /** Poll as soon as PostgreSQL notifies an insert (LISTEN/NOTIFY), besides every pollInterval. */
+  readonly notifyWakeup: boolean
+  /** The least time between the starts of two polls, so that a stream of notifications batches. */
+  readonly wakeupMinGap: Duration.Duration
   readonly heartbeatInterval: Duration.Duration
   /** The reconnection delay sent to clients in the SSE `retry:` field. */
   readonly sseRetry: Duration.Duration
@@ -45,6 +49,16 @@ const anyPositiveDuration = (name: string) =>
 const positiveDuration = (name: string, fallback: Duration.DurationInput) =>
   anyPositiveDuration(name).pipe(Config.withDefault(Duration.decode(fallback)))
 
+const nonNegativeDuration = (name: string, fallback: Duration.DurationInput) =>
+  Config.duration().pipe(
+    Config.validate({
+      message: `must be a duration such as "10 millis", or "0 millis"`,
+      validation: (duration) => Duration.greaterThanOrEqualTo(duration, Duration.zero) && Duration.isFinite(duration)
+    }),
+    Config.nested(name),
+    Config.withDefault(Duration.decode(fallback))
+  )
+
 const integerBetween = (name: string, fallback: number, min: number, max: number) =>
   Config.integer().pipe(
     Config.validate({
@@ -73,6 +87,8 @@ export const settings: Config.Config<Settings> = Config.all({
   databasePoolSize: integerBetween("DATABASE_POOL_SIZE", 10, 2, 1000),
   pollInterval: positiveDuration("POLL_INTERVAL", "1 second"),
   pollBatchSize: integerBetween("POLL_BATCH_SIZE", 500, 1, 10_000),
+  notifyWakeup: Config.boolean().pipe(Config.nested("NOTIFY_WAKEUP"), Config.withDefault(true)),
+  wakeupMinGap: nonNegativeDuration("WAKEUP_MIN_GAP", "10 millis"),
   heartbeatInterval: positiveDuration("HEARTBEAT_INTERVAL", "15 seconds"),
   sseRetry: positiveDuration("SSE_RETRY", "2 seconds"),
   maxBodyBytes: integerBetween("MAX_BODY_BYTES", 16_384, 1, 1_048_576),

@@ -11,6 +11,7 @@ import { AppConfig } from "./Config.js"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.js"
 import createMessages from "./migrations/00001_create_messages.js"
 import retention from "./migrations/00002_retention.js"
+import notifyWakeup from "./migrations/00003_notify_wakeup.js"
 
 export const databaseName = "pollcast"
 
@@ -55,7 +56,11 @@ export const ensureDatabase = (adminUrl: Redacted.Redacted, name: string) =>
  * failed attempt is retried (and then finds the work done).
  */
 export const migrate = PgMigrator.run({
-  loader: PgMigrator.fromRecord({ "00001_create_messages": createMessages, "00002_retention": retention })
+  loader: PgMigrator.fromRecord({
+    "00001_create_messages": createMessages,
+    "00002_retention": retention,
+    "00003_notify_wakeup": notifyWakeup
+  })
 }).pipe(
   Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }),
   Effect.tap((applied) =>

@@ -1,16 +1,23 @@
 /**
- * The poller: on every tick of `Schedule.fixed(POLL_INTERVAL)`, one query reads what is new for
- * every channel, and the Broadcast fans it out. However many clients and channels a node serves,
- * it polls once per interval; polls never overlap (they run one after another in a single fiber);
- * a full batch means more is waiting, so the next poll follows at once. A failing poll is logged
- * and retried with capped exponential backoff from the same position, so nothing is skipped.
+ * The poller: one query reads what is new for every channel, and the Broadcast fans it out. It
+ * polls on every tick of `Schedule.fixed(POLL_INTERVAL)` and, with NOTIFY_WAKEUP, whenever
+ * PostgreSQL notifies an insert (see Wakeups): a notification is an extra tick and never carries
+ * data, so the interval stays the safety net for a notification lost or never sent.
+ *
+ * A tick starts a poll at once when none is running; while one runs, any number of ticks queue
+ * exactly one more, so polls never overlap and a burst of inserts becomes a few polls, each
+ * carrying more. Polls start at least WAKEUP_MIN_GAP apart. A full batch means more is waiting, so
+ * the next poll follows at once. A failing poll is logged and retried with capped exponential
+ * backoff from the same position, so nothing is skipped. However many clients and channels a node
+ * serves, it makes one query per tick.
  */
-import { Clock, Context, Effect, Layer, Option, Ref, Schedule, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, Queue, Ref, Schedule, Stream } from "effect"
 import { isNonEmptyReadonlyArray } from "effect/Array"
 import * as Broadcast from "./Broadcast.js"
 import { AppConfig } from "./Config.js"
 import type { MessageId } from "./Message.js"
 import { MessageRepo } from "./MessageRepo.js"
+import { Wakeups } from "./Wakeups.js"
 
 export interface PollerStatus {
   /** When a poll last succeeded (epoch milliseconds). */
@@ -41,6 +48,7 @@ export const changes = (status: Ref.Ref<PollerStatus>) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
     const repo = yield* MessageRepo
+    const wakeups = yield* Wakeups
 
     const poll = Effect.gen(function*() {
       const { consecutiveFailures, position } = yield* Ref.get(status)
@@ -75,8 +83,25 @@ export const changes = (status: Ref.Ref<PollerStatus>) =>
         Stream.orDie
       )
 
-    return Stream.fromSchedule(Schedule.fixed(config.pollInterval)).pipe(Stream.flatMap(() => catchUp))
-  }).pipe(Stream.unwrap)
+    // The ticks of the interval and of the wake-ups go into a queue of one that drops the rest:
+    // whatever arrives while a poll runs makes exactly one more.
+    const ticks = yield* Queue.dropping<void>(1)
+    yield* Stream.merge(Stream.fromSchedule(Schedule.fixed(config.pollInterval)), wakeups.ticks).pipe(
+      Stream.runForEach(() => Queue.offer(ticks, undefined)),
+      Effect.forkScoped
+    )
+    const minGap = Duration.toMillis(config.wakeupMinGap)
+    let lastStart = Number.NEGATIVE_INFINITY
+    // Waits out the gap before taking a tick, so that ticks arriving meanwhile make one poll.
+    const nextTick = Effect.gen(function*() {
+      const wait = lastStart + minGap - (yield* Clock.currentTimeMillis)
+      if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
+      yield* Queue.take(ticks)
+      lastStart = yield* Clock.currentTimeMillis
+    })
+
+    return Stream.repeatEffect(nextTick).pipe(Stream.flatMap(() => catchUp))
+  }).pipe(Stream.unwrapScoped)
 
 const make = (start: MessageId) =>
   Effect.gen(function*() {

@@ -1,6 +1,7 @@
 /**
- * Draws scenario (d) — latency percentiles and server memory against the number of clients, for
- * pollcast and the baseline — as a self-contained SVG for the README.
+ * Charts for the README, as self-contained SVGs: scenario (d), latency percentiles and server
+ * memory against the number of clients for pollcast and the baseline; and scenario (intervals),
+ * latency against POLL_INTERVAL with and without wake-up.
  */
 import * as Fs from "node:fs"
 
@@ -16,13 +17,20 @@ interface Output {
   readonly results: Record<string, unknown>
 }
 
-const colors = { pollcast: "#2563eb", baseline: "#ea580c" } as const
+const colors = { pollcast: "#2563eb", baseline: "#ea580c", interval: "#475467" } as const
+
+const labels = {
+  pollcast: "pollcast",
+  interval: "pollcast, interval only",
+  baseline: "baseline (node:http + pg + setInterval)"
+} as const
+const legendWidths = { pollcast: 110, interval: 190, baseline: 300 } as const
 
 const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;")
 
 export const writeChart = (file: string, output: Output) => {
   const d = output.results.d as { rate: number; pollIntervalMs: number } & Partial<Record<keyof typeof colors, { curve: Array<Step> }>>
-  const series = (["pollcast", "baseline"] as const).flatMap((target) => (d[target] === undefined ? [] : [{ target, curve: d[target]!.curve }]))
+  const series = (["pollcast", "interval", "baseline"] as const).flatMap((target) => (d[target] === undefined ? [] : [{ target, curve: d[target]!.curve }]))
   const allClients = series.flatMap((s) => s.curve.map((step) => step.clients))
   const maxClients = Math.max(...allClients, 1)
 
@@ -77,8 +85,8 @@ export const writeChart = (file: string, output: Output) => {
   let legendX = 70
   for (const { target } of series) {
     parts.push(`<rect x="${legendX}" y="18" width="14" height="4" fill="${colors[target]}"/>`)
-    text(legendX + 20, 24, target === "pollcast" ? "pollcast" : "baseline (node:http + pg + setInterval)")
-    legendX += target === "pollcast" ? 110 : 300
+    text(legendX + 20, 24, labels[target])
+    legendX += legendWidths[target]
   }
   text(legendX, 24, "latency: solid p99, dashed p50", `fill="#667085"`)
   const m = output.machine
@@ -90,4 +98,69 @@ ${parts.join("\n")}
 </svg>
 `
   Fs.writeFileSync(file, svg)
+}
+
+interface IntervalStep {
+  readonly pollIntervalMs: number
+  readonly pollcast?: { readonly delivery: { readonly latencyMs: { readonly p50: number; readonly p99: number } } }
+  readonly interval?: { readonly delivery: { readonly latencyMs: { readonly p50: number; readonly p99: number } } }
+}
+
+/** Latency p50 and p99 against POLL_INTERVAL (both log scales), with wake-up and interval-only. */
+export const writeIntervalChart = (file: string, output: Output) => {
+  const sweep = output.results.intervals as { load: { clients: number; rate: number }; steps: Array<IntervalStep> }
+  const intervals = sweep.steps.map((step) => step.pollIntervalMs)
+  const width = 640
+  const height = 440
+  const panel = { left: 80, top: 60, width: 520, height: 300 }
+  const parts: Array<string> = []
+  const text = (tx: number, ty: number, content: string, attrs = "") =>
+    parts.push(`<text x="${tx}" y="${ty}" ${attrs}>${escape(content)}</text>`)
+  const [lowest, highest] = [Math.min(...intervals), Math.max(...intervals)]
+  const span = Math.max(1e-9, Math.log10(highest) - Math.log10(lowest))
+  const x = (interval: number) => panel.left + ((Math.log10(interval) - Math.log10(lowest)) / span) * panel.width
+  // Latency from 1 ms to 10 s.
+  const y = (millis: number) => {
+    const clamped = Math.min(10_000, Math.max(1, millis))
+    return panel.top + panel.height - (Math.log10(clamped) / 4) * panel.height
+  }
+
+  parts.push(`<rect x="${panel.left}" y="${panel.top}" width="${panel.width}" height="${panel.height}" fill="none" stroke="#d0d5dd"/>`)
+  text(panel.left, panel.top - 12, "Delivery latency (ms, log scale) against POLL_INTERVAL", `font-weight="600"`)
+  for (const ms of [1, 10, 100, 1000, 10_000]) {
+    parts.push(`<line x1="${panel.left}" x2="${panel.left + panel.width}" y1="${y(ms)}" y2="${y(ms)}" stroke="#eef0f3"/>`)
+    text(panel.left - 8, y(ms) + 4, String(ms), `text-anchor="end" fill="#667085"`)
+  }
+  for (const interval of intervals) {
+    text(x(interval), panel.top + panel.height + 18, interval >= 1000 ? `${interval / 1000} s` : `${interval} ms`, `text-anchor="middle" fill="#667085"`)
+  }
+  text(panel.left + panel.width / 2, panel.top + panel.height + 38, "POLL_INTERVAL (log scale)", `text-anchor="middle" fill="#667085"`)
+
+  const line = (points: Array<[number, number]>, color: string, dash = "") => {
+    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" ${dash} points="${points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" ")}"/>`)
+    for (const [px, py] of points) parts.push(`<circle cx="${px.toFixed(1)}" cy="${py.toFixed(1)}" r="3" fill="${color}"/>`)
+  }
+  const modes = (["pollcast", "interval"] as const).filter((mode) => sweep.steps.some((step) => step[mode] !== undefined))
+  for (const mode of modes) {
+    const measured = sweep.steps.flatMap((step) => (step[mode] === undefined ? [] : [{ interval: step.pollIntervalMs, latency: step[mode]!.delivery.latencyMs }]))
+    line(measured.map(({ interval, latency }) => [x(interval), y(latency.p99)]), colors[mode])
+    line(measured.map(({ interval, latency }) => [x(interval), y(latency.p50)]), colors[mode], `stroke-dasharray="5 4"`)
+  }
+
+  let legendX = panel.left
+  for (const mode of modes) {
+    parts.push(`<rect x="${legendX}" y="18" width="14" height="4" fill="${colors[mode]}"/>`)
+    text(legendX + 20, 24, mode === "pollcast" ? "pollcast, woken by NOTIFY" : "pollcast, interval only")
+    legendX += 200
+  }
+  text(legendX, 24, "solid p99, dashed p50", `fill="#667085"`)
+  const m = output.machine
+  text(panel.left, height - 26, `Measured ${output.at.slice(0, 10)} on ${m.cpu}, ${m.cores} cores; Node ${m.node}, PostgreSQL ${m.postgres};`, `fill="#667085" font-size="11"`)
+  text(panel.left, height - 12, `${sweep.load.clients} clients, ${sweep.load.rate} msg/s, from POST sent to event received; load generator on the same machine.`, `fill="#667085" font-size="11"`)
+
+  Fs.writeFileSync(file, `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="13">
+<rect width="${width}" height="${height}" fill="#ffffff"/>
+${parts.join("\n")}
+</svg>
+`)
 }

@@ -1,8 +1,10 @@
 /**
- * Publishes messages through POST /messages at a steady rate, each body carrying its send time
- * and a sequence number: `t=<epoch ms>;s=<n>;` padded to a realistic length.
+ * Publishes messages at a steady rate, each body carrying its send time and a sequence number:
+ * `t=<epoch ms>;s=<n>;` padded to a realistic length. Through POST /messages, or (with
+ * `databaseUrl`) as plain SQL INSERTs, one statement and transaction each, as other systems write.
  */
 import * as Http from "node:http"
+import pg from "pg"
 import { Histogram } from "./histogram.js"
 
 export interface Published {
@@ -14,7 +16,7 @@ export interface Published {
   readonly lastAt: number
   /** Accepted messages per second over the publishing window. */
   readonly rate: number
-  /** Time from sending a POST to its 201. */
+  /** Time from sending a POST to its 201 (or an INSERT to its completion). */
   readonly postLatency: Histogram
 }
 
@@ -27,10 +29,13 @@ export const publish = async (options: {
   readonly rate: number
   readonly seconds: number
   readonly channelOf: (sequence: number) => string
+  /** INSERT into this database instead of POSTing to `url`. */
+  readonly databaseUrl?: string | undefined
 }): Promise<Published> => {
   // Many publishers at once, as a busy service sees them: with few connections (32 was tried) the
   // publisher itself caps the rate, at connections / round trip, before either server does.
   const agent = new Http.Agent({ keepAlive: true, maxSockets: 128 })
+  const pool = options.databaseUrl === undefined ? undefined : new pg.Pool({ connectionString: options.databaseUrl, max: 16 })
   const target = new URL("/messages", options.url)
   const byChannel = new Map<string, { count: number; sequenceSum: number }>()
   let accepted = 0
@@ -40,39 +45,45 @@ export const publish = async (options: {
   const pending = new Set<Promise<void>>()
   const postLatency = new Histogram()
 
+  /** Stores one message; resolves whether it was accepted. */
+  const store = (channel: string, body: string): Promise<boolean> =>
+    pool !== undefined
+      ? pool.query("INSERT INTO messages (channel, author, body) VALUES ($1, 'bench', $2)", [channel, body]).then(
+        () => true,
+        () => false
+      )
+      : new Promise((resolve) => {
+        const json = JSON.stringify({ channel, author: "bench", body })
+        const request = Http.request(target, {
+          method: "POST",
+          agent,
+          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(json) }
+        }, (response) => {
+          response.resume()
+          response.on("end", () => resolve(response.statusCode === 201))
+        })
+        request.on("error", () => resolve(false))
+        request.end(json)
+      })
+
   const send = (seq: number) => {
     const channel = options.channelOf(seq)
     const head = `t=${now().toFixed(3)};s=${seq};`
-    const body = JSON.stringify({ channel, author: "bench", body: head + "x".repeat(Math.max(0, bodyLength - head.length)) })
+    const body = head + "x".repeat(Math.max(0, bodyLength - head.length))
     inFlight++
     const sentAt = now()
-    const done = new Promise<void>((resolve) => {
-      const request = Http.request(target, {
-        method: "POST",
-        agent,
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
-      }, (response) => {
-        response.resume()
-        response.on("end", () => {
-          if (response.statusCode === 201) {
-            accepted++
-            lastAt = now()
-            postLatency.record(lastAt - sentAt)
-            const entry = byChannel.get(channel) ?? { count: 0, sequenceSum: 0 }
-            entry.count++
-            entry.sequenceSum += seq
-            byChannel.set(channel, entry)
-          } else {
-            failed++
-          }
-          resolve()
-        })
-      })
-      request.on("error", () => {
+    const done = store(channel, body).then((stored) => {
+      if (stored) {
+        accepted++
+        lastAt = now()
+        postLatency.record(lastAt - sentAt)
+        const entry = byChannel.get(channel) ?? { count: 0, sequenceSum: 0 }
+        entry.count++
+        entry.sequenceSum += seq
+        byChannel.set(channel, entry)
+      } else {
         failed++
-        resolve()
-      })
-      request.end(body)
+      }
     }).finally(() => {
       inFlight--
       pending.delete(done)
@@ -101,6 +112,7 @@ export const publish = async (options: {
   })
   await Promise.all(pending)
   agent.destroy()
+  await pool?.end()
   const seconds = Math.max(0.001, (lastAt - firstAt) / 1000)
   return { byChannel, accepted, failed, firstAt, lastAt, rate: accepted / seconds, postLatency }
 }

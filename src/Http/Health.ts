@@ -1,6 +1,8 @@
 /**
  * `GET /healthz` (the process answers), `GET /readyz` (the database answers and the poller has
- * polled recently, else 503) and `GET /stats` (figures for operators and benchmarks).
+ * polled recently, else 503) and `GET /stats` (figures for operators and benchmarks). Both of the
+ * last say whether wake-up is listening; without it delivery keeps to POLL_INTERVAL, slower but
+ * whole, so it does not make a node unready.
  */
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { Clock, Duration, Effect } from "effect"
@@ -9,6 +11,7 @@ import { AppConfig } from "../Config.js"
 import { EventStream } from "../EventStream.js"
 import { MessageRepo } from "../MessageRepo.js"
 import { Poller } from "../Poller.js"
+import { Wakeups } from "../Wakeups.js"
 
 export const routes = Effect.gen(function*() {
   const config = yield* AppConfig
@@ -16,6 +19,7 @@ export const routes = Effect.gen(function*() {
   const poller = yield* Poller
   const broadcast = yield* Broadcast
   const eventStream = yield* EventStream
+  const wakeups = yield* Wakeups
   // A poll is overdue once three intervals have passed without one, plus room for a slow query.
   const stalePollAfter = Duration.toMillis(Duration.sum(Duration.times(config.pollInterval, 3), Duration.seconds(5)))
 
@@ -33,7 +37,8 @@ export const routes = Effect.gen(function*() {
       status: ready ? "ready" : "unavailable",
       database: database ? "reachable" : "unreachable",
       poller: polling ? "polling" : "overdue",
-      lastPollMillisAgo
+      lastPollMillisAgo,
+      wakeup: (yield* wakeups.status).state
     }, { status: ready ? 200 : 503 })
   })
 
@@ -45,7 +50,8 @@ export const routes = Effect.gen(function*() {
       position: yield* broadcast.position,
       polls: status.polls,
       lastPollAt: new Date(status.lastSuccessAt).toISOString(),
-      consecutivePollFailures: status.consecutiveFailures
+      consecutivePollFailures: status.consecutiveFailures,
+      wakeup: yield* wakeups.status
     })
   })
 

@@ -3,14 +3,24 @@ import { Effect, Layer, Option, TestClock } from "effect"
 import { Broadcast, Selection } from "../../src/Broadcast.js"
 import * as Poller from "../../src/Poller.js"
 import * as InMemoryRepo from "../support/InMemoryRepo.js"
+import * as InMemoryWakeups from "../support/InMemoryWakeups.js"
 import { testConfig } from "../support/TestConfig.js"
 import * as TestSink from "../support/TestSink.js"
 
-const pollerOn = (repo: InMemoryRepo.InMemoryRepo, settings: Record<string, string> = {}) =>
+const pollerOn = (
+  repo: InMemoryRepo.InMemoryRepo,
+  settings: Record<string, string> = {},
+  wakeups: InMemoryWakeups.InMemoryWakeups = InMemoryWakeups.make()
+) =>
   Poller.layer.pipe(
-    Layer.provide(repo.layer),
+    Layer.provide(Layer.merge(repo.layer, wakeups.layer)),
     Layer.provide(testConfig({ POLL_INTERVAL: "1 second", HEARTBEAT_INTERVAL: "1 hour", ...settings }))
   )
+
+const bodies = (events: ReadonlyArray<{ readonly data: string }>) => events.map((event) => JSON.parse(event.data).body)
+
+/** Lets the poller start (and subscribe to wake-ups) before a test notifies it. */
+const started = TestClock.adjust("10 millis")
 
 /** Subscribes to every channel and records the events received. */
 const follow = Effect.gen(function*() {
@@ -120,5 +130,128 @@ describe("Poller", () => {
       yield* TestClock.adjust("15 seconds")
       expect(chunks()).toEqual([": heartbeat\n\n", ": heartbeat\n\n"])
     }).pipe(Effect.provide(pollerOn(repo, { HEARTBEAT_INTERVAL: "15 seconds" })))
+  })
+
+  describe("woken by notifications", () => {
+    it.scoped("polls as soon as a notification arrives, without waiting for the interval", () => {
+      const repo = InMemoryRepo.make()
+      const wakeups = InMemoryWakeups.make()
+      return Effect.gen(function*() {
+        const client = yield* follow
+        yield* started
+        repo.add("c", "instant")
+        wakeups.notify()
+        yield* TestClock.adjust("1 millis")
+        expect(repo.polls()).toBe(1)
+        expect(bodies(client.events)).toEqual(["instant"])
+
+        // And again, long after: each wake-up polls once; the interval still ticks as before.
+        yield* TestClock.adjust("5 seconds")
+        expect(repo.polls()).toBe(6)
+        repo.add("c", "again")
+        wakeups.notify()
+        yield* TestClock.adjust("1 millis")
+        expect(repo.polls()).toBe(7)
+        expect(bodies(client.events)).toEqual(["instant", "again"])
+      }).pipe(Effect.provide(pollerOn(repo, { POLL_INTERVAL: "1 second" }, wakeups)))
+    })
+
+    it.scoped("polls exactly once more for any number of notifications during a poll", () => {
+      const repo = InMemoryRepo.make()
+      const wakeups = InMemoryWakeups.make()
+      repo.setPollDuration("500 millis")
+      return Effect.gen(function*() {
+        const client = yield* follow
+        yield* started
+        repo.add("c", "first")
+        wakeups.notify()
+        yield* TestClock.adjust("100 millis")
+        expect(repo.polls()).toBe(1)
+        repo.add("c", "second")
+        for (let i = 0; i < 50; i++) wakeups.notify()
+        // The next starts as soon as the first ends, and no other follows it.
+        yield* TestClock.adjust("400 millis")
+        expect(repo.polls()).toBe(2)
+        yield* TestClock.adjust("5 seconds")
+        expect(repo.polls()).toBe(2)
+        expect(repo.maxConcurrentPolls()).toBe(1)
+        expect(bodies(client.events)).toEqual(["first", "second"])
+      }).pipe(Effect.provide(pollerOn(repo, { POLL_INTERVAL: "1 hour" }, wakeups)))
+    })
+
+    it.scoped("delivers at the next interval when notifications are lost", () => {
+      const repo = InMemoryRepo.make()
+      const wakeups = InMemoryWakeups.make()
+      return Effect.gen(function*() {
+        const client = yield* follow
+        yield* started
+        repo.add("c", "announced")
+        wakeups.notify()
+        yield* TestClock.adjust("100 millis")
+        expect(bodies(client.events)).toEqual(["announced"])
+
+        // The LISTEN connection is down: inserts go unannounced.
+        wakeups.setState("reconnecting")
+        repo.add("c", "unannounced")
+        yield* TestClock.adjust("850 millis")
+        expect(bodies(client.events)).toEqual(["announced"])
+        yield* TestClock.adjust("50 millis")
+        expect(bodies(client.events)).toEqual(["announced", "unannounced"])
+      }).pipe(Effect.provide(pollerOn(repo, { POLL_INTERVAL: "1 second" }, wakeups)))
+    })
+
+    it.scoped("never runs two polls at once under a storm of notifications and interval ticks", () => {
+      const repo = InMemoryRepo.make()
+      const wakeups = InMemoryWakeups.make()
+      repo.setPollDuration("35 millis")
+      return Effect.gen(function*() {
+        const client = yield* follow
+        yield* started
+        for (let i = 1; i <= 500; i++) {
+          repo.add("c", `m${i}`)
+          wakeups.notify()
+          yield* TestClock.adjust("3 millis")
+        }
+        // Back to back, 35 ms each, over 1.5 seconds: not one poll per notification.
+        expect(repo.polls()).toBeGreaterThanOrEqual(40)
+        expect(repo.polls()).toBeLessThanOrEqual(44)
+        yield* TestClock.adjust("1 second")
+        expect(repo.maxConcurrentPolls()).toBe(1)
+        expect(bodies(client.events)).toEqual(Array.from({ length: 500 }, (_, i) => `m${i + 1}`))
+      }).pipe(Effect.provide(pollerOn(repo, { POLL_INTERVAL: "100 millis", WAKEUP_MIN_GAP: "0 millis" }, wakeups)))
+    })
+
+    it.scoped("starts polls at least WAKEUP_MIN_GAP apart, however often it is notified", () => {
+      const repo = InMemoryRepo.make()
+      const wakeups = InMemoryWakeups.make()
+      return Effect.gen(function*() {
+        const client = yield* follow
+        yield* started
+        for (let i = 1; i <= 1000; i++) {
+          repo.add("c", `m${i}`)
+          wakeups.notify()
+          yield* TestClock.adjust("1 millis")
+        }
+        // 1,000 notifications over one second, a poll at most every 50 ms.
+        expect(repo.polls()).toBeGreaterThanOrEqual(19)
+        expect(repo.polls()).toBeLessThanOrEqual(21)
+        yield* TestClock.adjust("50 millis")
+        expect(bodies(client.events)).toHaveLength(1000)
+      }).pipe(Effect.provide(pollerOn(repo, { POLL_INTERVAL: "10 seconds", WAKEUP_MIN_GAP: "50 millis" }, wakeups)))
+    })
+
+    it.scoped("a full batch after a notification is followed by the next poll at once", () => {
+      const repo = InMemoryRepo.make()
+      const wakeups = InMemoryWakeups.make()
+      return Effect.gen(function*() {
+        const client = yield* follow
+        yield* started
+        for (let i = 1; i <= 25; i++) repo.add("c", `m${i}`)
+        wakeups.notify()
+        yield* TestClock.adjust("1 millis")
+        expect(repo.polls()).toBe(3)
+        expect(bodies(client.events)).toHaveLength(25)
+      }).pipe(Effect.provide(pollerOn(repo, { POLL_INTERVAL: "1 hour", POLL_BATCH_SIZE: "10", WAKEUP_MIN_GAP: "1 second" }, wakeups)))
+    })
   })
 })

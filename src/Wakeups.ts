@@ -1,0 +1,174 @@
+/**
+ * Wake-ups for the poller: the notifications the messages table's trigger sends whenever an INSERT
+ * commits (migration 00003), received on a LISTEN connection of their own. A wake-up only says
+ * "poll now": the poll still reads every row, so a lost one costs at most one POLL_INTERVAL.
+ *
+ * The connection is a `pg` Client of its own, outside the pool, held in a Scope; when it drops it
+ * is re-established with backoff, with one log line when it is lost and one when it is back.
+ * Not `PgClient.listen` (@effect/sql-pg 0.53): its stream skips notifications with an empty
+ * payload and, when its connection drops, goes silent without failing (Effect-TS/effect#3775),
+ * so it could never be re-established.
+ */
+import type { PgClientConfig } from "@effect/sql-pg/PgClient"
+import { PgClient } from "@effect/sql-pg"
+import { Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, PubSub, Redacted, Schedule, Stream } from "effect"
+import pg from "pg"
+import { AppConfig } from "./Config.js"
+import { wakeupChannel } from "./migrations/00003_notify_wakeup.js"
+
+/**
+ * - `disabled`: NOTIFY_WAKEUP is off;
+ * - `connecting`: not listening yet, at start-up;
+ * - `listening`: notifications arrive;
+ * - `reconnecting`: the connection was lost or could not be made; retried with backoff.
+ */
+export type WakeupState = "disabled" | "connecting" | "listening" | "reconnecting"
+
+export interface WakeupStatus {
+  readonly state: WakeupState
+  /** Notifications received since start. */
+  readonly notifications: number
+  /** How many times the LISTEN connection was lost, or could not be made at start-up. */
+  readonly outages: number
+}
+
+export class Wakeups extends Context.Tag("pollcast/Wakeups")<Wakeups, {
+  /**
+   * One element per notification received, and one each time listening starts (what was
+   * inserted while nobody listened was not announced). Never fails, never ends.
+   */
+  readonly ticks: Stream.Stream<void>
+  readonly status: Effect.Effect<WakeupStatus>
+}>() {
+  /** No wake-ups: the poller keeps to POLL_INTERVAL. */
+  static readonly disabled = Layer.succeed(
+    Wakeups,
+    Wakeups.of({ ticks: Stream.never, status: Effect.succeed({ state: "disabled", notifications: 0, outages: 0 }) })
+  )
+}
+
+export class WakeupConnectionError extends Data.TaggedError("WakeupConnectionError")<{ readonly message: string }> {}
+
+const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/** The pool's connection settings, for a connection of its own that operators can tell apart. */
+const connectionConfig = (config: PgClientConfig): pg.ClientConfig => ({
+  ...(config.url === undefined
+    ? {
+      host: config.host,
+      port: config.port,
+      database: config.database,
+      user: config.username,
+      password: config.password === undefined ? undefined : Redacted.value(config.password)
+    }
+    : { connectionString: Redacted.value(config.url) }),
+  ...(config.ssl === undefined ? {} : { ssl: config.ssl }),
+  application_name: "pollcast wakeups",
+  connectionTimeoutMillis: Duration.toMillis(config.connectTimeout ?? Duration.seconds(5)),
+  // Bounds the LISTEN itself, its only query.
+  query_timeout: Duration.toMillis(config.connectTimeout ?? Duration.seconds(5)),
+  // An idle LISTEN connection sends nothing: TCP keepalive notices a peer that vanished silently
+  // (after the system's probes, about 11 minutes on Linux's defaults), and keeps NAT state alive.
+  keepAlive: true,
+  keepAliveInitialDelayMillis: 10_000
+})
+
+/**
+ * A connected client that LISTENs, closed with the Scope, and `lost`, which fails once its
+ * connection ends for any reason. Connecting can be interrupted (at shutdown, say).
+ */
+const listen = (config: pg.ClientConfig, onNotification: () => void) =>
+  Effect.gen(function*() {
+    const lost = yield* Deferred.make<never, WakeupConnectionError>()
+    const client = new pg.Client(config)
+    const fail = (message: string) => Deferred.unsafeDone(lost, Exit.fail(new WakeupConnectionError({ message })))
+    // Listened to before connecting: an 'error' event with no listener would crash the process.
+    client.on("error", (error) => fail(error.message))
+    client.on("end", () => fail("the connection ended"))
+    client.on("notification", (notification) => {
+      if (notification.channel === wakeupChannel) onNotification()
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second"))
+    )
+    yield* Effect.tryPromise({
+      try: async () => {
+        await client.connect()
+        await client.query(`LISTEN ${pg.escapeIdentifier(wakeupChannel)}`)
+      },
+      catch: (cause) => new WakeupConnectionError({ message: describe(cause) })
+    })
+    return { lost: Deferred.await(lost) }
+  })
+
+/** Reconnection delays: 100 ms doubling up to 5 s. */
+const reconnectBackoff = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
+
+/** A connection that held this long was not flapping: the next outage starts the backoff afresh. */
+const stableAfter = Duration.minutes(1)
+
+const make = (config: pg.ClientConfig) =>
+  Effect.gen(function*() {
+    const pubsub = yield* Effect.acquireRelease(PubSub.sliding<void>(1), PubSub.shutdown)
+    let state: WakeupState = "connecting"
+    let notifications = 0
+    let outages = 0
+    const retry = yield* Schedule.driver(reconnectBackoff)
+
+    const onNotification = () => {
+      notifications++
+      pubsub.unsafeOffer(undefined)
+    }
+
+    // One session: connect and LISTEN, then wait until the connection is lost.
+    const session = Effect.gen(function*() {
+      const connection = yield* listen(config, onNotification)
+      if (state === "reconnecting") {
+        yield* Effect.logInfo("Listening for wake-ups again: delivery is immediate again")
+      }
+      state = "listening"
+      const listeningSince = yield* Clock.currentTimeMillis
+      pubsub.unsafeOffer(undefined)
+      const lost = yield* Effect.flip(connection.lost)
+      state = "reconnecting"
+      outages++
+      yield* Effect.logWarning(
+        `Lost the LISTEN connection for wake-ups (${lost.message}); reconnecting with backoff, delivering every POLL_INTERVAL meanwhile`
+      )
+      if ((yield* Clock.currentTimeMillis) - listeningSince >= Duration.toMillis(stableAfter)) yield* retry.reset
+    }).pipe(
+      Effect.scoped,
+      Effect.catchAll((error) => {
+        if (state !== "connecting") return Effect.logDebug(`Reconnecting for wake-ups failed: ${error.message}`)
+        state = "reconnecting"
+        outages++
+        return Effect.logWarning(
+          `Could not LISTEN for wake-ups (${error.message}); retrying with backoff, delivering every POLL_INTERVAL meanwhile`
+        )
+      })
+    )
+
+    yield* session.pipe(
+      // The schedule never ends, so `next` never fails.
+      Effect.zipRight(Effect.orDie(retry.next(undefined))),
+      Effect.forever,
+      Effect.annotateLogs({ service: "Wakeups" }),
+      Effect.forkScoped
+    )
+
+    return Wakeups.of({
+      ticks: Stream.fromPubSub(pubsub),
+      status: Effect.sync(() => ({ state, notifications, outages }))
+    })
+  })
+
+/** Listens on a connection made with the PgClient's settings. */
+export const live = Layer.scoped(
+  Wakeups,
+  Effect.flatMap(PgClient.PgClient, (client) => make(connectionConfig(client.config)))
+)
+
+/** Live unless NOTIFY_WAKEUP is off. */
+export const layer = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) => (config.notifyWakeup ? live : Wakeups.disabled))
+)
