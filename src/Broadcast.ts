@@ -143,10 +143,15 @@ export class Broadcast extends Context.Tag("pollcast/Broadcast")<Broadcast, {
   readonly close: Effect.Effect<void>
 }>() {}
 
+/** Batches (and heartbeats) published but not yet fanned out, at most. */
+const pendingBatches = 16
+
 export const make = (start: MessageId) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
-    const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<Item>(), PubSub.shutdown)
+    // Bounded: when the fan-out falls behind, the poller waits for it (and its next poll carries
+    // more) instead of batches piling up in memory.
+    const pubsub = yield* Effect.acquireRelease(PubSub.bounded<Item>(pendingBatches), PubSub.shutdown)
     const subscribers = new Set<Subscriber>()
     const stallTimeout = Duration.toMillis(config.clientStallTimeout)
     let position = start
