@@ -1,14 +1,17 @@
 /**
  * `GET /healthz` (the process answers), `GET /readyz` (the database answers and the poller has
- * polled recently, else 503) and `GET /stats` (figures for operators and benchmarks).
+ * polled recently, else 503), both open to all, and `GET /stats` (figures for operators and
+ * benchmarks; once access control is on, for tokens with the admin claim).
  */
-import { HttpRouter, HttpServerResponse } from "@effect/platform"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Clock, Duration, Effect } from "effect"
 import { Broadcast } from "../Broadcast.js"
 import { AppConfig } from "../Config.js"
 import { EventStream } from "../EventStream.js"
 import { MessageRepo } from "../MessageRepo.js"
 import { Poller } from "../Poller.js"
+import { RequestPolicy } from "./RequestPolicy.js"
 
 export const routes = Effect.gen(function*() {
   const config = yield* AppConfig
@@ -16,6 +19,7 @@ export const routes = Effect.gen(function*() {
   const poller = yield* Poller
   const broadcast = yield* Broadcast
   const eventStream = yield* EventStream
+  const policy = yield* RequestPolicy
   // A poll is overdue once three intervals have passed without one, plus room for a slow query.
   const stalePollAfter = Duration.toMillis(Duration.sum(Duration.times(config.pollInterval, 3), Duration.seconds(5)))
 
@@ -38,6 +42,8 @@ export const routes = Effect.gen(function*() {
   })
 
   const stats = Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    yield* policy.operator(NodeHttpServerRequest.toIncomingMessage(request))
     const status = yield* poller.status
     return HttpServerResponse.unsafeJson({
       clients: yield* eventStream.connections,
@@ -45,7 +51,8 @@ export const routes = Effect.gen(function*() {
       position: yield* broadcast.position,
       polls: status.polls,
       lastPollAt: new Date(status.lastSuccessAt).toISOString(),
-      consecutivePollFailures: status.consecutiveFailures
+      consecutivePollFailures: status.consecutiveFailures,
+      limits: yield* policy.figures
     })
   })
 
