@@ -161,7 +161,21 @@ const keys = (settings: AuthSettings) =>
     if (Option.isSome(settings.publicKey) && Option.isSome(settings.jwksUrl)) {
       return yield* Effect.fail(ConfigError.InvalidData(["AUTH_JWKS_URL"], "set AUTH_PUBLIC_KEY or AUTH_JWKS_URL, not both"))
     }
-    const secret = Option.map(settings.secret, (secret) => new TextEncoder().encode(Redacted.value(secret)))
+    // Imported once: jose would import raw bytes again for every token (half the cost of a check).
+    const secretSetting = settings.secret
+    const secret = Option.isSome(secretSetting)
+      ? Option.some(
+        yield* Effect.promise(() =>
+          globalThis.crypto.subtle.importKey(
+            "raw",
+            new TextEncoder().encode(Redacted.value(secretSetting.value)),
+            { name: "HMAC", hash: "SHA-256" },
+            false,
+            ["verify"]
+          )
+        )
+      )
+      : Option.none()
     const publicKey = Option.isSome(settings.publicKey) ? Option.some(yield* importPublicKey(settings.publicKey.value)) : Option.none()
     const jwks = Option.map(settings.jwksUrl, (url) =>
       Jose.createRemoteJWKSet(url, {

@@ -41,7 +41,7 @@ const listen = (server: NodeHttp.Server) =>
     const handleEvents = yield* Events.handler
     const dispatch = (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
       const screening = policy.screen(request)
-      for (const [name, value] of Object.entries(screening.headers)) response.setHeader(name, value)
+      for (const name in screening.headers) response.setHeader(name, screening.headers[name]!)
       if (screening.answer !== undefined) return writeAnswer(response, screening.answer)
       return Events.handles(request) ? handleEvents(request, response) : handleApp(request, response)
     }

@@ -55,17 +55,38 @@ const streamRetryAfterSeconds = 5
 // Node's timers hold at most 2^31 - 1 ms (24.8 days); a later expiry is reached in steps.
 const maxTimerDelay = 2 ** 31 - 1
 
-/** Calls `expire` at epoch millisecond `at`; returns what cancels it. */
-const expireAt = (at: number, expire: () => void) => {
-  let timer: ReturnType<typeof setTimeout>
-  const arm = () => {
+/**
+ * An admitted event stream: its place in the counts and the timer that ends it when its token
+ * expires, both freed by `release` when it closes. One small object and no closures over the
+ * admission's context: thousands are alive at once (measured at about 0.5 KB per stream for the
+ * closures and finalizers this replaces).
+ */
+class Admission {
+  private timer: ReturnType<typeof setTimeout> | undefined = undefined
+
+  constructor(private readonly streams: StreamCounts, private readonly client: string) {}
+
+  /** Calls `expire` at epoch millisecond `at`. */
+  expireAt(at: number, expire: () => void) {
     const left = at - Date.now()
-    timer = left > maxTimerDelay ? setTimeout(arm, maxTimerDelay) : setTimeout(expire, Math.max(0, left))
-    timer.unref()
+    this.timer = left > maxTimerDelay
+      ? setTimeout(Admission.rearm, maxTimerDelay, this, at, expire)
+      : setTimeout(expire, Math.max(0, left))
   }
-  arm()
-  return () => clearTimeout(timer)
+
+  private static rearm(admission: Admission, at: number, expire: () => void) {
+    admission.expireAt(at, expire)
+  }
+
+  release() {
+    this.streams.remove(this.client)
+    if (this.timer !== undefined) clearTimeout(this.timer)
+  }
 }
+
+/** Releases `admission` when the scope closes (a plain finalizer: acquireRelease keeps a copy of the fiber's references). */
+const releasedWithScope = (admission: Admission) =>
+  Effect.scopeWith((scope) => Scope.addFinalizer(scope, Effect.sync(() => admission.release())))
 
 const header = (request: RequestParts, name: string): string | undefined => {
   const value = request.headers[name]
@@ -179,9 +200,11 @@ export const make = Effect.gen(function*() {
     "access-control-expose-headers": "retry-after, www-authenticate"
   })
 
+  const noHeaders: Screening = { headers: {}, answer: undefined }
+
   const screen = (request: RequestParts): Screening => {
     const path = pathOf(request.url)
-    if (path !== "/messages" && path !== "/events") return { headers: {}, answer: undefined }
+    if (path !== "/messages" && path !== "/events") return noHeaders
     const origin = header(request, "origin")
     const preflight = request.method === "OPTIONS"
     if (origin !== undefined && (anyOrigin || allowedOrigins.has(origin))) {
@@ -202,11 +225,13 @@ export const make = Effect.gen(function*() {
       }
     }
     if (origin !== undefined && !isOwnOrigin(request, origin)) {
-      return { headers: { vary: "Origin" }, answer: new OriginNotAllowed({ origin: origin.slice(0, 200) }).answer }
+      return { headers: {}, answer: new OriginNotAllowed({ origin: origin.slice(0, 200) }).answer }
     }
+    // Nothing to add to a same-origin answer: a header set here would also make Node keep a copy
+    // of all the answer's headers for as long as an event stream lasts (about 0.5 KB).
     return preflight
       ? { headers: {}, answer: { status: 204, headers: { allow: path === "/events" ? "GET, OPTIONS" : "GET, POST, OPTIONS" }, body: undefined } }
-      : { headers: { vary: "Origin" }, answer: undefined }
+      : noHeaders
   }
 
   // --- Who ---
@@ -307,13 +332,10 @@ export const make = Effect.gen(function*() {
           message: `At most ${limits.maxStreamsPerClient} event streams may be open from one address (MAX_STREAMS_PER_CLIENT)`
         })
       }
-      // Plain finalizers and a plain timer: an idle stream must cost neither a fiber nor a copy of one.
-      const scope = yield* Effect.scope
-      yield* Scope.addFinalizer(scope, Effect.sync(() => streams.remove(client)))
-      if (who.expiresAt !== undefined) {
-        const cancel = expireAt(who.expiresAt, expire)
-        yield* Scope.addFinalizer(scope, Effect.sync(cancel))
-      }
+      // A plain timer: an idle stream must not cost a fiber.
+      const admission = new Admission(streams, client)
+      if (who.expiresAt !== undefined) admission.expireAt(who.expiresAt, expire)
+      yield* releasedWithScope(admission)
     })
 
   const operator = (request: RequestParts) =>
