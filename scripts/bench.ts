@@ -4,7 +4,13 @@
  * which it creates and drops a database per run), each server as a child process, and load
  * generators in separate processes (scripts/bench/clients.ts) holding real SSE connections.
  *
- * Options: --scenarios a,b,c,d,e (default: all)   --quick (smaller, shorter)   --targets pollcast,baseline
+ * Options: --scenarios a,b,c,d,e (default: all)   --quick (smaller, shorter)
+ *          --targets pollcast,pollcast-auth,baseline (default: all three)
+ *
+ * `pollcast` runs with access control off (no key, no rate limit, no stream caps); `pollcast-auth`
+ * with all of it on: every client and the publisher present a token (HS256, verified per
+ * connection and per POST), each stream has its expiry timer, publishes are rate-limited and
+ * streams counted per client and node, with limits set above the load so that they never refuse.
  * Writes bench-results/bench-<time>.json and docs/bench-chart.svg, and prints a table.
  */
 import { Effect, Exit, Redacted, Scope } from "effect"
@@ -12,6 +18,8 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Jose from "jose"
+import * as Crypto from "node:crypto"
 import pg from "pg"
 import * as EmbeddedPostgres from "../src/EmbeddedPostgres.js"
 import { writeChart } from "./bench/chart.js"
@@ -21,7 +29,8 @@ import { cpuSeconds, machine, rss } from "./bench/processStats.js"
 import { publish, type Published } from "./bench/publisher.js"
 import { build, freePort, root, type RunningService, startService } from "./support/service.js"
 
-type Target = "pollcast" | "baseline"
+type Target = "pollcast" | "pollcast-auth" | "baseline"
+const targetNames: Record<Target, string> = { pollcast: "pollcast", "pollcast-auth": "pollcast, auth on", baseline: "baseline" }
 
 const argument = (name: string) => {
   const index = process.argv.indexOf(`--${name}`)
@@ -35,7 +44,8 @@ const quick = process.argv.includes("--quick")
  */
 const durable = process.argv.includes("--durable")
 const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e").split(","))
-const targets = (argument("targets") ?? "pollcast,baseline").split(",") as Array<Target>
+const targets = (argument("targets") ?? "pollcast,pollcast-auth,baseline").split(",") as Array<Target>
+for (const target of targets) if (!(target in targetNames)) throw new Error(`Unknown target ${target}`)
 /** --profile DIR: run the servers under --cpu-prof, writing their profiles to DIR. */
 const profileDir = argument("profile")
 const nodeArgs = [
@@ -94,19 +104,41 @@ const transactions = async (name: string) =>
 
 // --- Servers -----------------------------------------------------------------------------------
 
-const startTarget = (target: Target, databaseUrl: string, pollIntervalMs: number) =>
-  target === "pollcast"
-    ? startService({
-      DATABASE_URL: databaseUrl,
-      POLL_INTERVAL: `${pollIntervalMs} millis`,
-      // Heartbeats would make streams differ by timing; the baseline sends none either.
-      HEARTBEAT_INTERVAL: "1 hour",
-      LOG_LEVEL: "Info"
-    }, { nodeArgs })
-    : startService({ DATABASE_URL: databaseUrl, POLL_INTERVAL_MS: String(pollIntervalMs) }, {
+const authSecret = Crypto.randomBytes(32).toString("base64url")
+// One token for every client: it is verified once per connection all the same.
+const benchToken = await new Jose.SignJWT({ pollcast: { publish: ["*"], subscribe: ["*"] } })
+  .setProtectedHeader({ alg: "HS256" })
+  .setSubject("bench")
+  .setExpirationTime("3h")
+  .sign(new TextEncoder().encode(authSecret))
+
+interface BenchServer extends RunningService {
+  /** Headers every request to it carries (the token, with auth on). */
+  readonly headers: Record<string, string>
+}
+
+const noLimits = { PUBLISH_RATE: "0", MAX_STREAMS: "0", MAX_STREAMS_PER_CLIENT: "0" }
+const highLimits = { PUBLISH_RATE: "1000000", PUBLISH_BURST: "1000000", MAX_STREAMS: "1000000", MAX_STREAMS_PER_CLIENT: "1000000" }
+
+const startTarget = async (target: Target, databaseUrl: string, pollIntervalMs: number): Promise<BenchServer> => {
+  if (target === "baseline") {
+    const service = await startService({ DATABASE_URL: databaseUrl, POLL_INTERVAL_MS: String(pollIntervalMs) }, {
       entry: "scripts/baseline-server.mjs",
       nodeArgs
     })
+    return { ...service, headers: {} }
+  }
+  const auth = target === "pollcast-auth"
+  const service = await startService({
+    DATABASE_URL: databaseUrl,
+    POLL_INTERVAL: `${pollIntervalMs} millis`,
+    // Heartbeats would make streams differ by timing; the baseline sends none either.
+    HEARTBEAT_INTERVAL: "1 hour",
+    LOG_LEVEL: "Info",
+    ...(auth ? { AUTH_SECRET: authSecret, ...highLimits } : noLimits)
+  }, { nodeArgs })
+  return { ...service, headers: auth ? { authorization: `Bearer ${benchToken}` } : {} }
+}
 
 // --- Load generators ---------------------------------------------------------------------------
 
@@ -141,13 +173,14 @@ class Generators {
     })
   }
 
-  async connect(url: string, paths: ReadonlyArray<{ path: string; group: string; probe: boolean }>) {
-    const { hostname, port } = new URL(url)
+  async connect(server: BenchServer, paths: ReadonlyArray<{ path: string; group: string; probe: boolean }>) {
+    const { hostname, port } = new URL(server.url)
     await Promise.all(this.children.map((child, index) =>
       this.ask(child, {
         type: "connect",
         host: hostname,
         port: Number(port),
+        headers: server.headers,
         // Several source addresses keep each generator well inside the ephemeral port range.
         localAddress: `127.0.0.${index + 2}`,
         clients: paths.filter((_, i) => i % this.children.length === index),
@@ -232,14 +265,20 @@ interface Delivery {
 
 /** Publishes `load` and waits for the probes to have it all; then checks what every client got. */
 const measureDelivery = async (
-  server: RunningService,
+  server: BenchServer,
   generators: Generators,
   database: string,
   load: Load,
   pollIntervalMs: number
 ): Promise<Delivery> => {
   // Warm up (JIT, connection pools on both sides) at the same rate, then start measuring afresh.
-  await publish({ url: server.url, rate: load.rate, seconds: 2, channelOf: (sequence) => channelOf(sequence, load.channels) })
+  await publish({
+    url: server.url,
+    headers: server.headers,
+    rate: load.rate,
+    seconds: 2,
+    channelOf: (sequence) => channelOf(sequence, load.channels)
+  })
   await sleep(500 + 2 * pollIntervalMs)
   await generators.reset()
   const cpuBefore = cpuSeconds(server.pid)
@@ -248,6 +287,7 @@ const measureDelivery = async (
   const transactionsBefore = await transactions(database)
   const published: Published = await publish({
     url: server.url,
+    headers: server.headers,
     rate: load.rate,
     seconds: load.seconds,
     channelOf: (sequence) => channelOf(sequence, load.channels)
@@ -350,13 +390,13 @@ const connectClients = async (target: Target, load: Load, pollIntervalMs: number
   const paths = clientPaths(load)
   const half = Math.floor(paths.length / 2)
   const started = now()
-  await generators.connect(server.url, paths.slice(0, half))
+  await generators.connect(server, paths.slice(0, half))
   const halfConnectedAt = now()
   await sleep(2000)
   const halfway = await memory(server.pid)
   const rssHalf = halfway.raw
   const resumedAt = now()
-  await generators.connect(server.url, paths.slice(half))
+  await generators.connect(server, paths.slice(half))
   const connectSeconds = (halfConnectedAt - started + now() - resumedAt) / 1000
   const report = await generators.report()
   const idleBefore = await transactions(database.name)
@@ -528,6 +568,7 @@ if (scenarios.has("e")) {
 
 const output = {
   machine: { ...machine(), postgres: postgresVersion, synchronousCommit },
+  targets,
   at: new Date().toISOString(),
   quick,
   results
@@ -537,35 +578,60 @@ const file = Path.join(root, "bench-results", `bench-${output.at.replace(/[:.]/g
 Fs.writeFileSync(file, JSON.stringify(output, null, 2))
 if (results.d !== undefined) writeChart(Path.join(root, "docs", "bench-chart.svg"), output)
 
-const table: Array<[string, string, string, string]> = []
-const row = (label: string, pollcast: number | string | undefined, baseline: number | string | undefined, higherIsBetter?: boolean) => {
-  const ratio = typeof pollcast === "number" && typeof baseline === "number" && pollcast > 0 && baseline > 0 && higherIsBetter !== undefined
-    ? higherIsBetter ? `${round(pollcast / baseline, 2)}×` : `${round(baseline / pollcast, 2)}×`
+// Columns: each target; then auth on against off, and pollcast against the baseline, where both ran.
+const compareAuth = targets.includes("pollcast") && targets.includes("pollcast-auth")
+const compareBaseline = targets.includes("pollcast") && targets.includes("baseline")
+const table: Array<Array<string>> = []
+type Value = number | string | undefined
+const percentChange = (off: Value, on: Value) =>
+  typeof off === "number" && typeof on === "number" && off > 0 ? `${on >= off ? "+" : ""}${round(((on - off) / off) * 100)}%` : ""
+/** Auth on against off, for the figures of the fan-out itself: the largest difference is reported. */
+const fanOutChanges: Array<{ figure: string; change: number }> = []
+const row = (label: string, value: (target: Target) => Value, higherIsBetter?: boolean, fanOut = false) => {
+  const p = value("pollcast")
+  const b = value("baseline")
+  const a = value("pollcast-auth")
+  const ratio = typeof p === "number" && typeof b === "number" && p > 0 && b > 0 && higherIsBetter !== undefined
+    ? higherIsBetter ? `${round(p / b, 2)}×` : `${round(b / p, 2)}×`
     : ""
-  table.push([label, String(pollcast ?? "–"), String(baseline ?? "–"), ratio])
+  if (fanOut && typeof p === "number" && typeof a === "number" && p > 0) {
+    fanOutChanges.push({ figure: `${currentSection} ${label}`, change: ((a - p) / p) * 100 })
+  }
+  table.push([
+    label,
+    ...targets.map((target) => String(value(target) ?? "–")),
+    ...(compareAuth ? [percentChange(p, a)] : []),
+    ...(compareBaseline ? [ratio] : [])
+  ])
 }
-const section = (title: string) => table.push([`— ${title}`, "", "", ""])
+let currentSection = ""
+const section = (title: string) => {
+  currentSection = title.split(" ")[0]!
+  table.push([`— ${title}`, ...targets.map(() => ""), ...(compareAuth ? [""] : []), ...(compareBaseline ? [""] : [])])
+}
 type Pair = Partial<Record<Target, RunResult>>
 const runRows = (pair: Pair) => {
-  const p = pair.pollcast
-  const b = pair.baseline
-  row("connect: all clients (s)", p?.connection.connectSeconds, b?.connection.connectSeconds, false)
-  row("connect p99 (ms)", p?.connection.connectMs.p99, b?.connection.connectMs.p99, false)
-  row("latency p50 (ms)", p?.delivery.latencyMs.p50, b?.delivery.latencyMs.p50, false)
-  row("latency p90 (ms)", p?.delivery.latencyMs.p90, b?.delivery.latencyMs.p90, false)
-  row("latency p99 (ms)", p?.delivery.latencyMs.p99, b?.delivery.latencyMs.p99, false)
-  row("latency max (ms)", p?.delivery.latencyMs.max, b?.delivery.latencyMs.max, false)
-  row("  of which POST p50 / p99 (ms)", p === undefined ? undefined : `${p.delivery.postMs.p50} / ${p.delivery.postMs.p99}`, b === undefined ? undefined : `${b.delivery.postMs.p50} / ${b.delivery.postMs.p99}`)
-  row("deliveries/s", p?.delivery.deliveriesPerSecond, b?.delivery.deliveriesPerSecond, true)
-  row("complete (every client, every message, once, one order)", String(p?.delivery.complete ?? "–"), String(b?.delivery.complete ?? "–"))
-  row("server RSS idle (MB)", p?.connection.rssIdleMB, b?.connection.rssIdleMB, false)
-  row("server RSS with clients (MB)", p?.connection.rssWithClientsMB, b?.connection.rssWithClientsMB, false)
-  row("server KB per connection (all / second half)", p === undefined ? undefined : `${p.connection.kbPerConnection} / ${p.connection.marginalKbPerConnection}`, b === undefined ? undefined : `${b.connection.kbPerConnection} / ${b.connection.marginalKbPerConnection}`)
-  row("server KB per connection, live (after a full GC)", p?.connection.liveKbPerConnection, b?.connection.liveKbPerConnection, false)
-  row("server CPU s (delivery phase)", p?.delivery.serverCpuSeconds, b?.delivery.serverCpuSeconds, false)
-  row("  of which the event loop's thread", p?.delivery.serverMainThreadCpuSeconds, b?.delivery.serverMainThreadCpuSeconds, false)
-  row("DB queries/s idle, with clients", p?.connection.idleQueriesPerSecond, b?.connection.idleQueriesPerSecond)
-  row("DB queries/s while publishing", p?.delivery.databaseQueriesPerSecond, b?.delivery.databaseQueriesPerSecond)
+  const on = (f: (result: RunResult) => Value) => (target: Target) => {
+    const result = pair[target]
+    return result === undefined ? undefined : f(result)
+  }
+  row("connect: all clients (s)", on((r) => r.connection.connectSeconds), false)
+  row("connect p99 (ms)", on((r) => r.connection.connectMs.p99), false)
+  row("latency p50 (ms)", on((r) => r.delivery.latencyMs.p50), false, true)
+  row("latency p90 (ms)", on((r) => r.delivery.latencyMs.p90), false)
+  row("latency p99 (ms)", on((r) => r.delivery.latencyMs.p99), false, true)
+  row("latency max (ms)", on((r) => r.delivery.latencyMs.max), false)
+  row("  of which POST p50 / p99 (ms)", on((r) => `${r.delivery.postMs.p50} / ${r.delivery.postMs.p99}`))
+  row("deliveries/s", on((r) => r.delivery.deliveriesPerSecond), true, true)
+  row("complete (every client, every message, once, one order)", on((r) => String(r.delivery.complete)))
+  row("server RSS idle (MB)", on((r) => r.connection.rssIdleMB), false)
+  row("server RSS with clients (MB)", on((r) => r.connection.rssWithClientsMB), false)
+  row("server KB per connection (all / second half)", on((r) => `${r.connection.kbPerConnection} / ${r.connection.marginalKbPerConnection}`))
+  row("server KB per connection, live (after a full GC)", on((r) => r.connection.liveKbPerConnection), false)
+  row("server CPU s (delivery phase)", on((r) => r.delivery.serverCpuSeconds), false)
+  row("  of which the event loop's thread", on((r) => r.delivery.serverMainThreadCpuSeconds), false)
+  row("DB queries/s idle, with clients", on((r) => r.connection.idleQueriesPerSecond))
+  row("DB queries/s while publishing", on((r) => r.delivery.databaseQueriesPerSecond))
 }
 for (const key of ["a", "b", "c"] as const) {
   const entry = results[key] as (Pair & { load: Load }) | undefined
@@ -576,18 +642,31 @@ for (const key of ["a", "b", "c"] as const) {
 const d = results.d as Partial<Record<Target, { maxClientsWithinP99OneSecond: number; curve: Array<{ clients: number } & RunResult> }>> | undefined
 if (d !== undefined) {
   section("(d) clients one node holds with p99 ≤ 1 s")
-  row("clients (largest step held)", d.pollcast?.maxClientsWithinP99OneSecond, d.baseline?.maxClientsWithinP99OneSecond, true)
+  row("clients (largest step held)", (target) => d[target]?.maxClientsWithinP99OneSecond, true)
   const largest = (target: Target) => d[target]?.curve[d[target]!.curve.length - 1]
-  row("p99 at largest step (ms)", largest("pollcast")?.delivery.latencyMs.p99, largest("baseline")?.delivery.latencyMs.p99, false)
+  row("p99 at largest step (ms)", (target) => largest(target)?.delivery.latencyMs.p99, false)
 }
 const e = results.e as Partial<Record<Target, { highestSustainedDeliveriesPerSecond: number }>> | undefined
 if (e !== undefined) {
   section("(e) saturation, 1000 clients")
-  row("highest sustained deliveries/s", e.pollcast?.highestSustainedDeliveriesPerSecond, e.baseline?.highestSustainedDeliveriesPerSecond, true)
+  row("highest sustained deliveries/s", (target) => e[target]?.highestSustainedDeliveriesPerSecond, true, true)
 }
-const widths = [0, 1, 2, 3].map((column) => Math.max(...table.map((line) => line[column]!.length), 8))
-console.log(["", "pollcast", "baseline", "ratio"].map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
+const headings = [
+  "",
+  ...targets.map((target) => targetNames[target]),
+  ...(compareAuth ? ["auth on vs off"] : []),
+  ...(compareBaseline ? ["pollcast vs baseline"] : [])
+]
+const widths = headings.map((heading, column) => Math.max(heading.length, ...table.map((line) => line[column]!.length), 8))
+console.log(headings.map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
 for (const line of table) console.log(line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "))
+if (fanOutChanges.length > 0) {
+  const largest = fanOutChanges.reduce((worst, change) => (Math.abs(change.change) > Math.abs(worst.change) ? change : worst))
+  console.log(
+    `\nauth on vs off, fan-out (deliveries/s, latency p50 and p99): largest difference ${round(largest.change)}% (${largest.figure}); ` +
+      `${fanOutChanges.every((change) => Math.abs(change.change) <= 5) ? "all" : "not all"} within 5%`
+  )
+}
 console.log(
   `\nmachine: ${output.machine.cpu}, ${output.machine.cores} cores, ${output.machine.memoryGiB} GiB, Node ${output.machine.node}, PostgreSQL ${postgresVersion} (synchronous_commit=${synchronousCommit}); load generator on the same machine`
 )
