@@ -67,8 +67,8 @@ export class Access extends Context.Tag("pollcast/Access")<Access, {
   readonly verify: (token: string) => Effect.Effect<Principal, InvalidToken | VerificationUnavailable>
 }>() {}
 
-/** Longer tokens are refused unread: nothing pollcast issues needs more. */
-export const maxTokenLength = 8192
+/** Longer tokens are refused unread: no sensible token needs more. */
+const maxTokenLength = 8192
 
 const PollcastClaim = Schema.Struct({
   publish: Schema.optionalWith(Schema.Array(ChannelPattern).pipe(Schema.maxItems(256)), { default: () => [] }),

@@ -91,7 +91,14 @@ const nonEmpty = (name: string, fallback: string) =>
   )
 
 const nonNegativeDuration = (name: string, fallback: Duration.DurationInput) =>
-  Config.duration().pipe(Config.nested(name), Config.withDefault(Duration.decode(fallback)))
+  Config.duration().pipe(
+    Config.validate({
+      message: `must be a duration such as "5 seconds" or "0 seconds"`,
+      validation: (duration) => Duration.greaterThanOrEqualTo(duration, Duration.zero)
+    }),
+    Config.nested(name),
+    Config.withDefault(Duration.decode(fallback))
+  )
 
 /** A list separated by commas or white space; empty when the variable is set but blank. */
 const list = (name: string, check: (item: string) => string | undefined) =>
