@@ -4,12 +4,15 @@
  * which it creates and drops a database per run), each server as a child process, and load
  * generators in separate processes (scripts/bench/clients.ts) holding real SSE connections.
  *
- * Targets: `pollcast` as shipped (woken by LISTEN/NOTIFY), `interval` (pollcast with
- * NOTIFY_WAKEUP=false: polling on POLL_INTERVAL only), and `baseline`. Each scenario runs the
- * targets it compares (see below).
+ * Targets: `pollcast` as shipped (woken by LISTEN/NOTIFY; access control off: no key, no rate
+ * limit, no stream caps), `interval` (the same with NOTIFY_WAKEUP=false: polling on POLL_INTERVAL
+ * only), `pollcast-auth` (access control on: every client and the publisher present a token, HS256,
+ * verified per connection and per POST; each stream has its expiry timer; publishes are
+ * rate-limited and streams counted per client and node, with limits above the load so that they
+ * never refuse), and `baseline`. Each scenario runs the targets it compares (see below).
  *
  * Options: --scenarios a,b,c,d,e,wakeup,polls,intervals (default: all)   --quick (smaller, shorter)
- *          --targets pollcast,interval,baseline (default: all)
+ *          --targets pollcast,interval,pollcast-auth,baseline (default: all)
  * Writes bench-results/bench-<time>.json, docs/bench-chart.svg and docs/bench-wakeup-chart.svg,
  * and prints a table. Any other setting of pollcast passes through the environment
  * (e.g. WAKEUP_MIN_GAP="0 millis").
@@ -19,6 +22,8 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Jose from "jose"
+import * as Crypto from "node:crypto"
 import pg from "pg"
 import * as EmbeddedPostgres from "../src/EmbeddedPostgres.js"
 import { writeChart, writeIntervalChart } from "./bench/chart.js"
@@ -28,7 +33,13 @@ import { cpuSeconds, machine, rss } from "./bench/processStats.js"
 import { publish, type Published } from "./bench/publisher.js"
 import { build, freePort, root, type RunningService, startService } from "./support/service.js"
 
-type Target = "pollcast" | "interval" | "baseline"
+type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline"
+const targetNames: Record<Target, string> = {
+  pollcast: "pollcast",
+  interval: "interval-only",
+  "pollcast-auth": "pollcast, auth on",
+  baseline: "baseline"
+}
 
 const argument = (name: string) => {
   const index = process.argv.indexOf(`--${name}`)
@@ -42,7 +53,8 @@ const quick = process.argv.includes("--quick")
  */
 const durable = process.argv.includes("--durable")
 const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,wakeup,polls,intervals").split(","))
-const targets = (argument("targets") ?? "pollcast,interval,baseline").split(",") as Array<Target>
+const targets = (argument("targets") ?? "pollcast,interval,pollcast-auth,baseline").split(",") as Array<Target>
+for (const target of targets) if (!(target in targetNames)) throw new Error(`Unknown target ${target}`)
 /** --profile DIR: run the servers under --cpu-prof, writing their profiles to DIR. */
 const profileDir = argument("profile")
 const nodeArgs = [
@@ -101,20 +113,42 @@ const transactions = async (name: string) =>
 
 // --- Servers -----------------------------------------------------------------------------------
 
-const startTarget = (target: Target, databaseUrl: string, pollIntervalMs: number) =>
-  target !== "baseline"
-    ? startService({
-      DATABASE_URL: databaseUrl,
-      POLL_INTERVAL: `${pollIntervalMs} millis`,
-      // Heartbeats would make streams differ by timing; the baseline sends none either.
-      HEARTBEAT_INTERVAL: "1 hour",
-      LOG_LEVEL: "Info",
-      NOTIFY_WAKEUP: target === "interval" ? "false" : "true"
-    }, { nodeArgs })
-    : startService({ DATABASE_URL: databaseUrl, POLL_INTERVAL_MS: String(pollIntervalMs) }, {
+const authSecret = Crypto.randomBytes(32).toString("base64url")
+// One token for every client: it is verified once per connection all the same.
+const benchToken = await new Jose.SignJWT({ pollcast: { publish: ["*"], subscribe: ["*"] } })
+  .setProtectedHeader({ alg: "HS256" })
+  .setSubject("bench")
+  .setExpirationTime("3h")
+  .sign(new TextEncoder().encode(authSecret))
+
+interface BenchServer extends RunningService {
+  /** Headers every request to it carries (the token, with auth on). */
+  readonly headers: Record<string, string>
+}
+
+const noLimits = { PUBLISH_RATE: "0", MAX_STREAMS: "0", MAX_STREAMS_PER_CLIENT: "0" }
+const highLimits = { PUBLISH_RATE: "1000000", PUBLISH_BURST: "1000000", MAX_STREAMS: "1000000", MAX_STREAMS_PER_CLIENT: "1000000" }
+
+const startTarget = async (target: Target, databaseUrl: string, pollIntervalMs: number): Promise<BenchServer> => {
+  if (target === "baseline") {
+    const service = await startService({ DATABASE_URL: databaseUrl, POLL_INTERVAL_MS: String(pollIntervalMs) }, {
       entry: "scripts/baseline-server.mjs",
       nodeArgs
     })
+    return { ...service, headers: {} }
+  }
+  const auth = target === "pollcast-auth"
+  const service = await startService({
+    DATABASE_URL: databaseUrl,
+    POLL_INTERVAL: `${pollIntervalMs} millis`,
+    // Heartbeats would make streams differ by timing; the baseline sends none either.
+    HEARTBEAT_INTERVAL: "1 hour",
+    LOG_LEVEL: "Info",
+    NOTIFY_WAKEUP: target === "interval" ? "false" : "true",
+    ...(auth ? { AUTH_SECRET: authSecret, ...highLimits } : noLimits)
+  }, { nodeArgs })
+  return { ...service, headers: auth ? { authorization: `Bearer ${benchToken}` } : {} }
+}
 
 // --- Load generators ---------------------------------------------------------------------------
 
@@ -149,13 +183,14 @@ class Generators {
     })
   }
 
-  async connect(url: string, paths: ReadonlyArray<{ path: string; group: string; probe: boolean }>) {
-    const { hostname, port } = new URL(url)
+  async connect(server: BenchServer, paths: ReadonlyArray<{ path: string; group: string; probe: boolean }>) {
+    const { hostname, port } = new URL(server.url)
     await Promise.all(this.children.map((child, index) =>
       this.ask(child, {
         type: "connect",
         host: hostname,
         port: Number(port),
+        headers: server.headers,
         // Several source addresses keep each generator well inside the ephemeral port range.
         localAddress: `127.0.0.${index + 2}`,
         clients: paths.filter((_, i) => i % this.children.length === index),
@@ -259,7 +294,7 @@ const pollerStats = async (server: RunningService): Promise<PollerStats | undefi
  * and waits for the probes to have it all; then checks what every client got.
  */
 const measureDelivery = async (
-  server: RunningService,
+  server: BenchServer,
   generators: Generators,
   database: string,
   load: Load,
@@ -269,6 +304,7 @@ const measureDelivery = async (
   // Warm up (JIT, connection pools on both sides) at the same rate, then start measuring afresh.
   await publish({
     url: server.url,
+    headers: server.headers,
     rate: load.rate,
     seconds: 2,
     channelOf: (sequence) => channelOf(sequence, load.channels),
@@ -283,6 +319,7 @@ const measureDelivery = async (
   const statsBefore = await pollerStats(server)
   const published: Published = await publish({
     url: server.url,
+    headers: server.headers,
     rate: load.rate,
     seconds: load.seconds,
     channelOf: (sequence) => channelOf(sequence, load.channels),
@@ -393,13 +430,13 @@ const connectClients = async (target: Target, load: Load, pollIntervalMs: number
   const paths = clientPaths(load)
   const half = Math.floor(paths.length / 2)
   const started = now()
-  await generators.connect(server.url, paths.slice(0, half))
+  await generators.connect(server, paths.slice(0, half))
   const halfConnectedAt = now()
   await sleep(2000)
   const halfway = await memory(server.pid)
   const rssHalf = halfway.raw
   const resumedAt = now()
-  await generators.connect(server.url, paths.slice(half))
+  await generators.connect(server, paths.slice(half))
   const connectSeconds = (halfConnectedAt - started + now() - resumedAt) / 1000
   const report = await generators.report()
   const idleBefore = await transactions(database.name)
@@ -467,8 +504,11 @@ const perTarget = async <A>(compared: ReadonlyArray<Target>, f: (target: Target)
   for (const target of compared) if (targets.includes(target)) out[target] = await f(target)
   return out
 }
-const againstBaseline: ReadonlyArray<Target> = ["pollcast", "baseline"]
-const allTargets: ReadonlyArray<Target> = ["pollcast", "interval", "baseline"]
+// Access control is compared wherever the fan-out is measured; wake-up against interval-only where
+// its issue asks (every scenario at POLL_INTERVAL 100 ms or more would do, at the cost of time).
+const againstBaseline: ReadonlyArray<Target> = ["pollcast", "pollcast-auth", "baseline"]
+const withInterval: ReadonlyArray<Target> = ["pollcast", "interval", "baseline"]
+const allTargets: ReadonlyArray<Target> = ["pollcast", "interval", "pollcast-auth", "baseline"]
 
 const pollIntervalMs = 100
 const seconds = quick ? 5 : 12
@@ -507,7 +547,7 @@ if (scenarios.has("d")) {
   results.d = {
     rate,
     pollIntervalMs: stepPollIntervalMs,
-    ...(await perTarget(allTargets, async (target) => {
+    ...(await perTarget(withInterval, async (target) => {
       const curve: Array<{ clients: number } & RunResult> = []
       for (const clients of steps) {
         log(`  ${target}: ${clients} clients`)
@@ -582,7 +622,7 @@ if (scenarios.has("wakeup")) {
     load,
     burstRate,
     pollIntervalMs: wakeupPollIntervalMs,
-    ...(await perTarget(allTargets, async (target) => {
+    ...(await perTarget(withInterval, async (target) => {
       const run = await connectClients(target, load, wakeupPollIntervalMs, 10)
       try {
         const delivery = await measureDelivery(run.server, run.generators, run.database.name, load, wakeupPollIntervalMs)
@@ -641,6 +681,7 @@ if (scenarios.has("intervals")) {
 
 const output = {
   machine: { ...machine(), postgres: postgresVersion, synchronousCommit },
+  targets,
   at: new Date().toISOString(),
   quick,
   results
@@ -651,49 +692,72 @@ Fs.writeFileSync(file, JSON.stringify(output, null, 2))
 if (results.d !== undefined) writeChart(Path.join(root, "docs", "bench-chart.svg"), output)
 if (results.intervals !== undefined) writeIntervalChart(Path.join(root, "docs", "bench-wakeup-chart.svg"), output)
 
-// Columns: pollcast (with wake-up), pollcast interval-only, baseline, and pollcast against the baseline.
-type Cell = number | string | undefined
-const table: Array<[string, string, string, string, string]> = []
-const row = (label: string, cells: Partial<Record<Target, Cell>>, higherIsBetter?: boolean) => {
-  const { baseline, interval, pollcast } = cells
-  const ratio = typeof pollcast === "number" && typeof baseline === "number" && pollcast > 0 && baseline > 0 && higherIsBetter !== undefined
-    ? higherIsBetter ? `${round(pollcast / baseline, 2)}×` : `${round(baseline / pollcast, 2)}×`
+// Columns: each target that ran; then auth on against off, and pollcast against the baseline.
+const compareAuth = targets.includes("pollcast") && targets.includes("pollcast-auth")
+const compareBaseline = targets.includes("pollcast") && targets.includes("baseline")
+type Value = number | string | undefined
+const table: Array<Array<string>> = []
+const percentChange = (off: Value, on: Value) =>
+  typeof off === "number" && typeof on === "number" && off > 0 ? `${on >= off ? "+" : ""}${round(((on - off) / off) * 100)}%` : ""
+/** Auth on against off, for the figures of the fan-out itself: the largest difference is reported. */
+const fanOutChanges: Array<{ figure: string; change: number }> = []
+let currentSection = ""
+const row = (label: string, value: (target: Target) => Value, higherIsBetter?: boolean, fanOut = false) => {
+  const p = value("pollcast")
+  const b = value("baseline")
+  const a = value("pollcast-auth")
+  const ratio = typeof p === "number" && typeof b === "number" && p > 0 && b > 0 && higherIsBetter !== undefined
+    ? higherIsBetter ? `${round(p / b, 2)}×` : `${round(b / p, 2)}×`
     : ""
-  table.push([label, String(pollcast ?? "–"), String(interval ?? "–"), String(baseline ?? "–"), ratio])
+  if (fanOut && typeof p === "number" && typeof a === "number" && p > 0) {
+    fanOutChanges.push({ figure: `${currentSection} ${label}`, change: ((a - p) / p) * 100 })
+  }
+  table.push([
+    label,
+    ...targets.map((target) => String(value(target) ?? "–")),
+    ...(compareAuth ? [percentChange(p, a)] : []),
+    ...(compareBaseline ? [ratio] : [])
+  ])
 }
-const section = (title: string) => table.push([`— ${title}`, "", "", "", ""])
+const section = (title: string) => {
+  currentSection = title.split(" ")[0]!
+  table.push([`— ${title}`, ...targets.map(() => ""), ...(compareAuth ? [""] : []), ...(compareBaseline ? [""] : [])])
+}
 type Runs = Partial<Record<Target, RunResult>>
-/** `f` of the result of each target that ran. */
-const each = <A, B>(runs: Partial<Record<Target, A>>, f: (run: A) => B) => {
-  const out: Partial<Record<Target, B>> = {}
-  for (const target of allTargets) if (runs[target] !== undefined) out[target] = f(runs[target])
+/** A cell per target: `f` of that target's result, where it ran. */
+const of = <A>(results: Partial<Record<Target, A>>, f: (result: A) => Value) => (target: Target) => {
+  const result = results[target]
+  return result === undefined ? undefined : f(result)
+}
+const deliveryRows = (deliveries: Partial<Record<Target, Delivery>>) => {
+  row("latency p50 (ms)", of(deliveries, (d) => d.latencyMs.p50), false, true)
+  row("latency p90 (ms)", of(deliveries, (d) => d.latencyMs.p90), false)
+  row("latency p99 (ms)", of(deliveries, (d) => d.latencyMs.p99), false, true)
+  row("latency max (ms)", of(deliveries, (d) => d.latencyMs.max), false)
+  row("  of which POST p50 / p99 (ms)", of(deliveries, (d) => `${d.postMs.p50} / ${d.postMs.p99}`))
+  row("published msg/s", of(deliveries, (d) => d.publishedRate), true)
+  row("deliveries/s", of(deliveries, (d) => d.deliveriesPerSecond), true, true)
+  row("complete (every client, every message, once, one order)", of(deliveries, (d) => String(d.complete)))
+  row("server CPU s (delivery phase)", of(deliveries, (d) => d.serverCpuSeconds), false)
+  row("  of which the event loop's thread", of(deliveries, (d) => d.serverMainThreadCpuSeconds), false)
+  row("DB queries/s while publishing", of(deliveries, (d) => d.databaseQueriesPerSecond))
+  row("polls/s while publishing", of(deliveries, (d) => d.pollsPerSecond))
+  row("notifications/s while publishing", of(deliveries, (d) => d.notificationsPerSecond))
+}
+const deliveriesOf = (runs: Runs) => {
+  const out: Partial<Record<Target, Delivery>> = {}
+  for (const target of targets) if (runs[target] !== undefined) out[target] = runs[target].delivery
   return out
 }
-const cells: <A>(runs: Partial<Record<Target, A>>, f: (run: A) => Cell) => Partial<Record<Target, Cell>> = each
-const deliveryRows = (deliveries: Partial<Record<Target, Delivery>>) => {
-  row("latency p50 (ms)", cells(deliveries, (d) => d.latencyMs.p50), false)
-  row("latency p90 (ms)", cells(deliveries, (d) => d.latencyMs.p90), false)
-  row("latency p99 (ms)", cells(deliveries, (d) => d.latencyMs.p99), false)
-  row("latency max (ms)", cells(deliveries, (d) => d.latencyMs.max), false)
-  row("  of which POST p50 / p99 (ms)", cells(deliveries, (d) => `${d.postMs.p50} / ${d.postMs.p99}`))
-  row("published msg/s", cells(deliveries, (d) => d.publishedRate), true)
-  row("deliveries/s", cells(deliveries, (d) => d.deliveriesPerSecond), true)
-  row("complete (every client, every message, once, one order)", cells(deliveries, (d) => String(d.complete)))
-  row("server CPU s (delivery phase)", cells(deliveries, (d) => d.serverCpuSeconds), false)
-  row("  of which the event loop's thread", cells(deliveries, (d) => d.serverMainThreadCpuSeconds), false)
-  row("DB queries/s while publishing", cells(deliveries, (d) => d.databaseQueriesPerSecond))
-  row("polls/s while publishing", cells(deliveries, (d) => d.pollsPerSecond))
-  row("notifications/s while publishing", cells(deliveries, (d) => d.notificationsPerSecond))
-}
 const runRows = (runs: Runs) => {
-  row("connect: all clients (s)", cells(runs, (r) => r.connection.connectSeconds), false)
-  row("connect p99 (ms)", cells(runs, (r) => r.connection.connectMs.p99), false)
-  deliveryRows(each(runs, (r) => r.delivery))
-  row("server RSS idle (MB)", cells(runs, (r) => r.connection.rssIdleMB), false)
-  row("server RSS with clients (MB)", cells(runs, (r) => r.connection.rssWithClientsMB), false)
-  row("server KB per connection (all / second half)", cells(runs, (r) => `${r.connection.kbPerConnection} / ${r.connection.marginalKbPerConnection}`))
-  row("server KB per connection, live (after a full GC)", cells(runs, (r) => r.connection.liveKbPerConnection), false)
-  row("DB queries/s idle, with clients", cells(runs, (r) => r.connection.idleQueriesPerSecond))
+  row("connect: all clients (s)", of(runs, (r) => r.connection.connectSeconds), false)
+  row("connect p99 (ms)", of(runs, (r) => r.connection.connectMs.p99), false)
+  deliveryRows(deliveriesOf(runs))
+  row("server RSS idle (MB)", of(runs, (r) => r.connection.rssIdleMB), false)
+  row("server RSS with clients (MB)", of(runs, (r) => r.connection.rssWithClientsMB), false)
+  row("server KB per connection (all / second half)", of(runs, (r) => `${r.connection.kbPerConnection} / ${r.connection.marginalKbPerConnection}`))
+  row("server KB per connection, live (after a full GC)", of(runs, (r) => r.connection.liveKbPerConnection), false)
+  row("DB queries/s idle, with clients", of(runs, (r) => r.connection.idleQueriesPerSecond))
 }
 for (const key of ["a", "b", "c"] as const) {
   const entry = results[key] as (Runs & { load: Load; pollIntervalMs: number }) | undefined
@@ -718,41 +782,56 @@ if (wakeup !== undefined) {
 const d = results.d as Partial<Record<Target, { maxClientsWithinP99OneSecond: number; curve: Array<{ clients: number } & RunResult> }>> | undefined
 if (d !== undefined) {
   section("(d) clients one node holds with p99 ≤ 1 s")
-  row("clients (largest step held)", cells(d, (curve) => curve.maxClientsWithinP99OneSecond), true)
-  row("p99 at largest step (ms)", cells(d, (curve) => curve.curve[curve.curve.length - 1]?.delivery.latencyMs.p99), false)
+  row("clients (largest step held)", of(d, (curve) => curve.maxClientsWithinP99OneSecond), true)
+  row("p99 at largest step (ms)", of(d, (curve) => curve.curve[curve.curve.length - 1]?.delivery.latencyMs.p99), false)
 }
 const e = results.e as Partial<Record<Target, { highestSustainedDeliveriesPerSecond: number; steps: Array<Delivery> }>> | undefined
 if (e !== undefined) {
   section("(e) saturation, 1000 clients")
-  row("highest sustained deliveries/s", cells(e, (run) => run.highestSustainedDeliveriesPerSecond), true)
-  row("polls/s at the highest rate sustained", cells(e, (run) => {
-    const sustained = run.steps.filter((step) => step.deliveriesPerSecond === run.highestSustainedDeliveriesPerSecond)
-    return sustained[0]?.pollsPerSecond
-  }))
+  row("highest sustained deliveries/s", of(e, (run) => run.highestSustainedDeliveriesPerSecond), true, true)
+  row("polls/s at the highest rate sustained", of(e, (run) =>
+    run.steps.find((step) => step.deliveriesPerSecond === run.highestSustainedDeliveriesPerSecond)?.pollsPerSecond))
 }
 const polls = results.polls as (Partial<Record<Target, Array<Delivery>>> & { load: Load }) | undefined
 if (polls !== undefined) {
   for (const [index, rate] of [100, 2000].entries()) {
     section(`(polls) ${polls.load.clients} clients, plain INSERTs at ${rate}/s, POLL_INTERVAL 1000 ms`)
-    const at = each(polls, (steps) => steps[index]!)
-    row("inserts/s achieved", cells(at, (d) => d.publishedRate))
-    row("polls/s", cells(at, (d) => d.pollsPerSecond))
-    row("notifications/s", cells(at, (d) => d.notificationsPerSecond))
-    row("DB queries/s (inserts included)", cells(at, (d) => d.databaseQueriesPerSecond))
-    row("latency p50 / p99 (ms)", cells(at, (d) => `${d.latencyMs.p50} / ${d.latencyMs.p99}`))
-    row("complete", cells(at, (d) => String(d.complete)))
+    const at = (target: Target) => polls[target]?.[index]
+    const cell = (f: (delivery: Delivery) => Value) => (target: Target) => {
+      const delivery = at(target)
+      return delivery === undefined ? undefined : f(delivery)
+    }
+    row("inserts/s achieved", cell((step) => step.publishedRate))
+    row("polls/s", cell((step) => step.pollsPerSecond))
+    row("notifications/s", cell((step) => step.notificationsPerSecond))
+    row("DB queries/s (inserts included)", cell((step) => step.databaseQueriesPerSecond))
+    row("latency p50 / p99 (ms)", cell((step) => `${step.latencyMs.p50} / ${step.latencyMs.p99}`))
+    row("complete", cell((step) => String(step.complete)))
   }
 }
 const intervalSweep = results.intervals as { steps: Array<{ pollIntervalMs: number } & Runs> } | undefined
 if (intervalSweep !== undefined) {
   section("(intervals) latency p50 / p99 (ms) against POLL_INTERVAL")
   for (const step of intervalSweep.steps) {
-    row(`POLL_INTERVAL ${step.pollIntervalMs} ms`, cells(step as Runs, (r) => `${r.delivery.latencyMs.p50} / ${r.delivery.latencyMs.p99}`))
+    row(`POLL_INTERVAL ${step.pollIntervalMs} ms`, of(step as Runs, (r) => `${r.delivery.latencyMs.p50} / ${r.delivery.latencyMs.p99}`))
   }
 }
-const widths = [0, 1, 2, 3, 4].map((column) => Math.max(...table.map((line) => line[column]!.length), 8))
-console.log(["", "pollcast", "interval-only", "baseline", "pollcast vs baseline"].map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
+const headings = [
+  "",
+  ...targets.map((target) => targetNames[target]),
+  ...(compareAuth ? ["auth on vs off"] : []),
+  ...(compareBaseline ? ["pollcast vs baseline"] : [])
+]
+const widths = headings.map((heading, column) => Math.max(heading.length, ...table.map((line) => line[column]!.length), 8))
+console.log(headings.map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
 for (const line of table) console.log(line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "))
+if (fanOutChanges.length > 0) {
+  const largest = fanOutChanges.reduce((worst, change) => (Math.abs(change.change) > Math.abs(worst.change) ? change : worst))
+  console.log(
+    `\nauth on vs off, fan-out (deliveries/s, latency p50 and p99): largest difference ${round(largest.change)}% (${largest.figure}); ` +
+      `${fanOutChanges.every((change) => Math.abs(change.change) <= 5) ? "all" : "not all"} within 5%`
+  )
+}
 console.log(
   `\nmachine: ${output.machine.cpu}, ${output.machine.cores} cores, ${output.machine.memoryGiB} GiB, Node ${output.machine.node}, PostgreSQL ${postgresVersion} (synchronous_commit=${synchronousCommit}); load generator on the same machine`
 )

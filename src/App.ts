@@ -5,6 +5,7 @@
 import { Layer } from "effect"
 import * as EventStream from "./EventStream.js"
 import * as Http from "./Http.js"
+import * as RequestPolicy from "./Http/RequestPolicy.js"
 import * as MessageRepo from "./MessageRepo.js"
 import * as Poller from "./Poller.js"
 import * as Retention from "./Retention.js"
@@ -16,6 +17,6 @@ export const services = Layer.merge(EventStream.layer, Retention.layer).pipe(
   Layer.provideMerge(Layer.merge(MessageRepo.layer, Wakeups.layer))
 )
 
-export const layer = Http.layer.pipe(Layer.provideMerge(services))
+export const layer = Http.layer.pipe(Layer.provide(RequestPolicy.layer), Layer.provideMerge(services))
 
 export type Services = Layer.Layer.Success<typeof services>

@@ -2,7 +2,8 @@
  * Every setting of pollcast, read once from the environment through `effect/Config`.
  * Defaults live here and nowhere else; an invalid value stops start-up with a message naming it.
  */
-import { Config, Context, Duration, Layer, LogLevel, Option, Redacted } from "effect"
+import { Config, ConfigError, Context, Duration, Either, Layer, LogLevel, Option, Redacted } from "effect"
+import { channelPatternSyntax } from "./ChannelPattern.js"
 
 export interface Settings {
   readonly host: string
@@ -34,6 +35,43 @@ export interface Settings {
   readonly keepAliveTimeout: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
   readonly logLevel: LogLevel.LogLevel
+  /** Access control: see Access.ts and the README's Security section. */
+  readonly auth: AuthSettings
+  readonly limits: LimitSettings
+  /** Origins other than the node's own that browsers may call /messages and /events from; "*": any. */
+  readonly corsOrigins: ReadonlyArray<string>
+  /** Proxies in front of the node whose forwarding headers are believed (0: none). */
+  readonly trustProxy: number
+}
+
+export interface AuthSettings {
+  /** The HS256 key. */
+  readonly secret: Option.Option<Redacted.Redacted>
+  /** A PEM (SPKI) public key or a JWK, for RS256, ES256 or EdDSA. */
+  readonly publicKey: Option.Option<Redacted.Redacted>
+  readonly jwksUrl: Option.Option<URL>
+  /** How long a fetched key set is used before it is fetched again. */
+  readonly jwksMaxAge: Duration.Duration
+  /** The least time between two fetches of the key set (a token with an unknown key asks for one). */
+  readonly jwksCooldown: Duration.Duration
+  readonly issuer: Option.Option<string>
+  readonly audience: Option.Option<string>
+  /** Allowance for clocks that differ, on `exp` and `nbf`. */
+  readonly clockTolerance: Duration.Duration
+  /** Channel patterns a request without a token may publish to / read; none: the default for the mode. */
+  readonly anonymousPublish: Option.Option<ReadonlyArray<string>>
+  readonly anonymousSubscribe: Option.Option<ReadonlyArray<string>>
+}
+
+export interface LimitSettings {
+  /** Messages per second one identity may publish on average (0: no limit). */
+  readonly publishRate: number
+  /** Messages one identity may publish at once before the rate applies. */
+  readonly publishBurst: number
+  /** Open event streams per client address (0: no cap). */
+  readonly maxStreamsPerClient: number
+  /** Open event streams on this node (0: no cap). */
+  readonly maxStreams: number
 }
 
 // Each setting is read through Config.nested(name), so that a failed check still names it.
@@ -52,7 +90,7 @@ const positiveDuration = (name: string, fallback: Duration.DurationInput) =>
 const nonNegativeDuration = (name: string, fallback: Duration.DurationInput) =>
   Config.duration().pipe(
     Config.validate({
-      message: `must be a duration such as "10 millis", or "0 millis"`,
+      message: `must be a duration such as "5 seconds", or "0 seconds"`,
       validation: (duration) => Duration.greaterThanOrEqualTo(duration, Duration.zero) && Duration.isFinite(duration)
     }),
     Config.nested(name),
@@ -76,6 +114,101 @@ const nonEmpty = (name: string, fallback: string) =>
     Config.withDefault(fallback)
   )
 
+/** A list separated by commas or white space; empty when the variable is set but blank. */
+const list = (name: string, check: (item: string) => string | undefined) =>
+  Config.string().pipe(
+    Config.mapOrFail((text) => {
+      const items = text.split(/[\s,]+/).filter((item) => item !== "")
+      for (const item of items) {
+        const problem = check(item)
+        if (problem !== undefined) return Either.left(ConfigError.InvalidData([], `${JSON.stringify(item)} ${problem}`))
+      }
+      return Either.right(items)
+    }),
+    Config.nested(name)
+  )
+
+const channelPatterns = (name: string) =>
+  Config.option(list(name, (item) =>
+    channelPatternSyntax.test(item)
+      ? undefined
+      : "is not a channel pattern: give channel names, prefixes ending in '*' such as team.*, or * for every channel"))
+
+const origin = (item: string) => {
+  if (item === "*") return undefined
+  try {
+    const url = new URL(item)
+    return url.origin === item && (url.protocol === "http:" || url.protocol === "https:")
+      ? undefined
+      : "is not an origin: write it as scheme://host[:port], e.g. https://chat.example.com, with no path or trailing slash"
+  } catch {
+    return "is not an origin such as https://chat.example.com"
+  }
+}
+
+// At least 256 bits, as RFC 7518 requires of an HS256 key.
+const minimumSecretBytes = 32
+
+const auth: Config.Config<AuthSettings> = Config.all({
+  secret: Config.option(
+    Config.redacted().pipe(
+      Config.validate({
+        message: `must be at least ${minimumSecretBytes} bytes long; generate one with \`npm run token -- --new-secret\``,
+        validation: (secret) => Redacted.value(secret) === "" || Buffer.byteLength(Redacted.value(secret)) >= minimumSecretBytes
+      }),
+      Config.nested("AUTH_SECRET")
+    )
+  ).pipe(Config.map(Option.filter((secret) => Redacted.value(secret) !== ""))),
+  publicKey: Config.option(Config.redacted("AUTH_PUBLIC_KEY")).pipe(
+    Config.map(Option.filter((key) => Redacted.value(key).trim() !== ""))
+  ),
+  jwksUrl: Config.option(
+    Config.url().pipe(
+      Config.validate({
+        message: "must be an http:// or https:// URL",
+        validation: (url) => url.protocol === "https:" || url.protocol === "http:"
+      }),
+      Config.nested("AUTH_JWKS_URL")
+    )
+  ),
+  jwksMaxAge: positiveDuration("AUTH_JWKS_MAX_AGE", "10 minutes"),
+  jwksCooldown: nonNegativeDuration("AUTH_JWKS_COOLDOWN", "30 seconds"),
+  issuer: Config.option(Config.nonEmptyString("AUTH_ISSUER")),
+  audience: Config.option(Config.nonEmptyString("AUTH_AUDIENCE")),
+  clockTolerance: nonNegativeDuration("AUTH_CLOCK_TOLERANCE", "5 seconds"),
+  anonymousPublish: channelPatterns("ANONYMOUS_PUBLISH"),
+  anonymousSubscribe: channelPatterns("ANONYMOUS_SUBSCRIBE")
+})
+
+const limits: Config.Config<LimitSettings> = Config.all({
+  publishRate: Config.number().pipe(
+    Config.validate({
+      message: "must be a number of messages per second from 0 (no limit) to 1000000",
+      validation: (rate) => rate >= 0 && rate <= 1_000_000
+    }),
+    Config.nested("PUBLISH_RATE"),
+    Config.withDefault(20)
+  ),
+  publishBurst: integerBetween("PUBLISH_BURST", 40, 1, 1_000_000),
+  maxStreamsPerClient: integerBetween("MAX_STREAMS_PER_CLIENT", 256, 0, 1_000_000),
+  maxStreams: integerBetween("MAX_STREAMS", 10_000, 0, 1_000_000)
+})
+
+// TRUST_PROXY: a number of proxies, or true (one) / false (none).
+const trustProxy = Config.string().pipe(
+  Config.mapOrFail((text) => {
+    const value = text.trim().toLowerCase()
+    if (value === "true" || value === "yes") return Either.right(1)
+    if (value === "false" || value === "no" || value === "") return Either.right(0)
+    const count = Number(value)
+    return Number.isInteger(count) && count >= 0 && count <= 10
+      ? Either.right(count)
+      : Either.left(ConfigError.InvalidData([], "must be the number of proxies in front of the node (0 to 10), true (1) or false (0)"))
+  }),
+  Config.nested("TRUST_PROXY"),
+  Config.withDefault(0)
+)
+
 export const settings: Config.Config<Settings> = Config.all({
   host: nonEmpty("HOST", "0.0.0.0"),
   port: integerBetween("PORT", 8080, 0, 65_535),
@@ -98,7 +231,11 @@ export const settings: Config.Config<Settings> = Config.all({
   retentionInterval: positiveDuration("RETENTION_INTERVAL", "1 minute"),
   keepAliveTimeout: positiveDuration("KEEP_ALIVE_TIMEOUT", "65 seconds"),
   shutdownTimeout: positiveDuration("SHUTDOWN_TIMEOUT", "5 seconds"),
-  logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+  logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+  auth,
+  limits,
+  corsOrigins: list("CORS_ORIGINS", origin).pipe(Config.withDefault([])),
+  trustProxy
 })
 
 export class AppConfig extends Context.Tag("pollcast/AppConfig")<AppConfig, Settings>() {

@@ -2,7 +2,7 @@
  * The HTTP server: every route, JSON errors, and a shutdown that stops accepting connections, ends
  * the event streams, and gives in-flight requests SHUTDOWN_TIMEOUT to finish before cutting them.
  */
-import { HttpRouter, HttpServer } from "@effect/platform"
+import { HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
 import { NodeFileSystem, NodeHttpServer } from "@effect/platform-node"
 import { Deferred, Duration, Effect, Layer } from "effect"
 import * as NodeHttp from "node:http"
@@ -10,15 +10,17 @@ import { AppConfig } from "./Config.js"
 import { EventStream } from "./EventStream.js"
 import * as Events from "./Http/Events.js"
 import * as Health from "./Http/Health.js"
-import { internalError, NotFound } from "./Http/HttpErrors.js"
+import { internalError, NotFound, writeAnswer } from "./Http/HttpErrors.js"
 import * as Messages from "./Http/Messages.js"
 import * as Page from "./Http/Page.js"
+import { hasTokenInQuery, RequestPolicy } from "./Http/RequestPolicy.js"
 
 export const app = Effect.gen(function*() {
   const router = HttpRouter.concatAll(yield* Messages.routes, yield* Health.routes, yield* Page.routes)
   return router.pipe(
+    // The path only: a query may hold a token.
     Effect.catchTag("RouteNotFound", (notFound) =>
-      new NotFound({ message: `No route for ${notFound.request.method} ${notFound.request.url}` })),
+      new NotFound({ message: `No route for ${notFound.request.method} ${notFound.request.url.split("?")[0]}` })),
     Effect.catchAllDefect((defect) =>
       Effect.logError("Request failed unexpectedly", defect).pipe(Effect.as(internalError)))
   )
@@ -26,15 +28,23 @@ export const app = Effect.gen(function*() {
 
 /**
  * Every request goes to the HttpRouter app, but for `GET /events`, whose long-lived streams have a
- * handler of their own (see Http/Events.ts). Registered before the server listens: a request that
- * arrived in between would find no handler and wait forever.
+ * handler of their own (see Http/Events.ts); the origin rules see both first. Registered before the
+ * server listens: a request that arrived in between would find no handler and wait forever.
  */
 const listen = (server: NodeHttp.Server) =>
   Effect.gen(function*() {
-    const handleApp = yield* NodeHttpServer.makeHandler(yield* app)
+    const policy = yield* RequestPolicy
+    // A URL with an access_token is not traced: a trace keeps the whole URL.
+    const handleApp = yield* NodeHttpServer.makeHandler(yield* app).pipe(
+      Effect.locally(HttpMiddleware.currentTracerDisabledWhen, (request) => hasTokenInQuery(request.url))
+    )
     const handleEvents = yield* Events.handler
-    const dispatch = (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) =>
-      Events.handles(request) ? handleEvents(request, response) : handleApp(request, response)
+    const dispatch = (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
+      const screening = policy.screen(request)
+      for (const name in screening.headers) response.setHeader(name, screening.headers[name]!)
+      if (screening.answer !== undefined) return writeAnswer(response, screening.answer)
+      return Events.handles(request) ? handleEvents(request, response) : handleApp(request, response)
+    }
     yield* Effect.acquireRelease(
       Effect.sync(() => server.on("request", dispatch)),
       () => Effect.sync(() => server.off("request", dispatch))

@@ -26,6 +26,8 @@ export type Command =
     readonly host: string
     readonly port: number
     readonly localAddress?: string | undefined
+    /** Sent with every client's request (an Authorization header, say). */
+    readonly headers: Readonly<Record<string, string>>
     readonly clients: ReadonlyArray<ClientSpec>
     readonly concurrency: number
   }
@@ -175,6 +177,7 @@ const onReceipt = (at: number) => {
 
 const connectAll = async (command: Extract<Command, { type: "connect" }>) => {
   let next = 0
+  const extraHeaders = Object.entries(command.headers).map(([name, value]) => `${name}: ${value}\r\n`).join("")
   const connectOne = (spec: ClientSpec) =>
     new Promise<void>((resolve) => {
       const client = new Client(spec, latency, onReceipt)
@@ -188,7 +191,9 @@ const connectAll = async (command: Extract<Command, { type: "connect" }>) => {
       sockets.push(socket)
       socket.setNoDelay(true)
       socket.once("connect", () => {
-        socket.write(`GET ${spec.path} HTTP/1.1\r\nHost: ${command.host}:${command.port}\r\nAccept: text/event-stream\r\n\r\n`)
+        socket.write(
+          `GET ${spec.path} HTTP/1.1\r\nHost: ${command.host}:${command.port}\r\nAccept: text/event-stream\r\n${extraHeaders}\r\n`
+        )
       })
       let settled = false
       const settle = () => {

@@ -26,6 +26,8 @@ let sequence = 0
 
 export const publish = async (options: {
   readonly url: string
+  /** Sent with every POST (an Authorization header, say). */
+  readonly headers?: Readonly<Record<string, string>>
   readonly rate: number
   readonly seconds: number
   readonly channelOf: (sequence: number) => string
@@ -57,7 +59,7 @@ export const publish = async (options: {
         const request = Http.request(target, {
           method: "POST",
           agent,
-          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(json) }
+          headers: { ...options.headers, "content-type": "application/json", "content-length": Buffer.byteLength(json) }
         }, (response) => {
           response.resume()
           response.on("end", () => resolve(response.statusCode === 201))

@@ -9,12 +9,15 @@
  * with the same schemas and answered with the same JSON errors, and each stream's resources live
  * in a Scope closed with its connection.
  */
-import { Cause, Effect, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
+import { Cause, type Context, Effect, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
 import type * as NodeHttp from "node:http"
 import { type ClientConnection, EventStream } from "../EventStream.js"
 import { idRule, MessageId } from "../Message.js"
-import { InvalidRequest } from "./HttpErrors.js"
+import type { Channels } from "../MessageRepo.js"
+import * as Sse from "../Sse.js"
+import { InvalidRequest, writeAnswer } from "./HttpErrors.js"
 import { ChannelsParam, channelsOf } from "./Params.js"
+import { RequestPolicy } from "./RequestPolicy.js"
 
 const EventsParams = Schema.Struct({
   channel: Schema.optional(ChannelsParam),
@@ -105,9 +108,57 @@ class NodeConnection implements ClientConnection {
   }
 }
 
+const expiredFrame = new TextEncoder().encode(Sse.comment("The access token expired: reconnect with a fresh one"))
+
+/** Ends a stream whose token expired; the client reconnects with Last-Event-ID and loses nothing. */
+const endExpired = (response: NodeHttp.ServerResponse) => () => {
+  if (response.writableEnded) return
+  response.write(expiredFrame)
+  response.end()
+}
+
+interface StreamRequest {
+  readonly channels: Channels
+  readonly lastEventId: Option.Option<MessageId>
+}
+
+/**
+ * Admits the stream (RequestPolicy), then writes its head and opens it; a refusal is answered
+ * with its JSON error. Built here, not in the request handler, so that none of it stays reachable
+ * from the listeners that live as long as the connection.
+ */
+const admitThenOpen = (
+  policy: Context.Tag.Service<RequestPolicy>,
+  eventStream: Context.Tag.Service<EventStream>,
+  request: NodeHttp.IncomingMessage,
+  response: NodeHttp.ServerResponse,
+  { channels, lastEventId }: StreamRequest
+) =>
+  policy.admitStream(request, channels, endExpired(response)).pipe(
+    Effect.matchEffect({
+      onFailure: (refused) => Effect.sync(() => writeAnswer(response, refused.answer)),
+      onSuccess: () =>
+        Effect.suspend(() => {
+          // The stream ends only with its connection, so it needs no chunked encoding: each write is
+          // then one buffer to the socket instead of three (size line, data, CRLF).
+          response.useChunkedEncodingByDefault = false
+          response.writeHead(200, {
+            "content-type": "text/event-stream",
+            "cache-control": "no-cache, no-transform",
+            "x-accel-buffering": "no",
+            // An event stream is never followed by another request on its connection; closing it once
+            // the stream ends lets a draining server finish at once.
+            connection: "close"
+          })
+          return eventStream.open({ channels, lastEventId, connection: new NodeConnection(response) })
+        })
+    })
+  )
+
 /** A Node request handler for `GET /events`, running the streams on the current runtime. */
 export const handler = Effect.gen(function*() {
   const eventStream = yield* EventStream
+  const policy = yield* RequestPolicy
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
   const runSync = Runtime.runSync(runtime)
@@ -119,26 +170,14 @@ export const handler = Effect.gen(function*() {
       response.end(JSON.stringify(parsed.error.body))
       return
     }
-    // The stream ends only with its connection, so it needs no chunked encoding: each write is
-    // then one buffer to the socket instead of three (size line, data, CRLF).
-    response.useChunkedEncodingByDefault = false
-    response.writeHead(200, {
-      "content-type": "text/event-stream",
-      "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no",
-      // An event stream is never followed by another request on its connection; closing it once
-      // the stream ends lets a draining server finish at once.
-      connection: "close"
-    })
     const scope = runSync(Scope.make())
     let opening: Fiber.RuntimeFiber<void> | undefined = runFork(
-      eventStream.open({ channels: parsed.channels, lastEventId: parsed.lastEventId, connection: new NodeConnection(response) })
-        .pipe(
-          Scope.extend(scope),
-          Effect.tapErrorCause((cause) =>
-            Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("An event stream failed", cause)
-          )
+      admitThenOpen(policy, eventStream, request, response, parsed).pipe(
+        Scope.extend(scope),
+        Effect.tapErrorCause((cause) =>
+          Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("An event stream failed", cause)
         )
+      )
     )
     opening.addObserver((exit) => {
       opening = undefined

@@ -1,10 +1,12 @@
 /**
  * `GET /healthz` (the process answers), `GET /readyz` (the database answers and the poller has
- * polled recently, else 503) and `GET /stats` (figures for operators and benchmarks). Both of the
- * last say whether wake-up is listening; without it delivery keeps to POLL_INTERVAL, slower but
- * whole, so it does not make a node unready.
+ * polled recently, else 503), both open to all, and `GET /stats` (figures for operators and
+ * benchmarks; once access control is on, for tokens with the admin claim). Both of the last say
+ * whether wake-up is listening; without it delivery keeps to POLL_INTERVAL, slower but whole, so it
+ * does not make a node unready.
  */
-import { HttpRouter, HttpServerResponse } from "@effect/platform"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Clock, Duration, Effect } from "effect"
 import { Broadcast } from "../Broadcast.js"
 import { AppConfig } from "../Config.js"
@@ -12,6 +14,7 @@ import { EventStream } from "../EventStream.js"
 import { MessageRepo } from "../MessageRepo.js"
 import { Poller } from "../Poller.js"
 import { Wakeups } from "../Wakeups.js"
+import { RequestPolicy } from "./RequestPolicy.js"
 
 export const routes = Effect.gen(function*() {
   const config = yield* AppConfig
@@ -20,6 +23,7 @@ export const routes = Effect.gen(function*() {
   const broadcast = yield* Broadcast
   const eventStream = yield* EventStream
   const wakeups = yield* Wakeups
+  const policy = yield* RequestPolicy
   // A poll is overdue once three intervals have passed without one, plus room for a slow query.
   const stalePollAfter = Duration.toMillis(Duration.sum(Duration.times(config.pollInterval, 3), Duration.seconds(5)))
 
@@ -43,6 +47,8 @@ export const routes = Effect.gen(function*() {
   })
 
   const stats = Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    yield* policy.operator(NodeHttpServerRequest.toIncomingMessage(request))
     const status = yield* poller.status
     return HttpServerResponse.unsafeJson({
       clients: yield* eventStream.connections,
@@ -51,7 +57,8 @@ export const routes = Effect.gen(function*() {
       polls: status.polls,
       lastPollAt: new Date(status.lastSuccessAt).toISOString(),
       consecutivePollFailures: status.consecutiveFailures,
-      wakeup: yield* wakeups.status
+      wakeup: yield* wakeups.status,
+      limits: yield* policy.figures
     })
   })
 

@@ -10,6 +10,7 @@ import { beginning, encodeMessage, MessageId, NewMessage } from "../Message.js"
 import { type DatabaseError, MessageRepo } from "../MessageRepo.js"
 import { InvalidRequest, PayloadTooLarge, ServiceUnavailable } from "./HttpErrors.js"
 import { ChannelsParam, channelsOf, LimitParam } from "./Params.js"
+import { RequestPolicy } from "./RequestPolicy.js"
 
 /**
  * The largest request body read. JSON escaping can make a body of MAX_BODY_BYTES take six times as
@@ -67,6 +68,7 @@ const databaseUnavailable = (error: DatabaseError) =>
 export const routes = Effect.gen(function*() {
   const config = yield* AppConfig
   const repo = yield* MessageRepo
+  const policy = yield* RequestPolicy
   const requestLimit = maxRequestBytes(config.maxBodyBytes)
   const decodeNewMessage = Schema.decodeUnknown(NewMessage(config.maxBodyBytes), { onExcessProperty: "error" })
 
@@ -80,6 +82,9 @@ export const routes = Effect.gen(function*() {
   })
 
   const publish = Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    // Who may publish is known before the body is read; where to, once it is.
+    const publisher = yield* policy.publisher(NodeHttpServerRequest.toIncomingMessage(request))
     const text = yield* readBody
     const json = yield* Effect.try({
       try: (): unknown => JSON.parse(text),
@@ -90,22 +95,26 @@ export const routes = Effect.gen(function*() {
           }`
         })
     })
-    const input = yield* decodeNewMessage(json).pipe(
+    const decoded = yield* decodeNewMessage(json).pipe(
       Effect.mapError((error) => InvalidRequest.fromParseError(error, "The request body"))
     )
+    const input = yield* policy.authorizePublish(publisher, decoded)
     const message = yield* repo.insert(input).pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
     return HttpServerResponse.unsafeJson(encodeMessage(message), { status: 201 })
   })
 
   const history = Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
     const params = yield* HttpServerRequest.schemaSearchParams(HistoryParams).pipe(
       Effect.mapError((error) => InvalidRequest.fromParseError(error, "The query"))
     )
     if (params.after !== undefined && params.before !== undefined) {
       return yield* new InvalidRequest({ field: "before", message: "before: give either after or before, not both" })
     }
+    const channels = channelsOf(params.channel)
+    yield* policy.reader(NodeHttpServerRequest.toIncomingMessage(request), channels)
     const page = yield* repo.history({
-      channels: channelsOf(params.channel),
+      channels,
       after: params.after,
       before: params.before,
       limit: params.limit

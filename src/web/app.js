@@ -3,12 +3,16 @@
  * The pollcast page: history of a channel from GET /messages, then live messages from
  * GET /events through the browser's own EventSource, which reconnects by itself with
  * Last-Event-ID. Message text is only ever set as text, never parsed as HTML.
+ *
+ * Where the service checks access, the page uses an access token, pasted in or given in the URL's
+ * fragment (`#channel&token=…`, removed from the URL at once): as a Bearer header for the API, and
+ * as a cookie only sent to /events for the EventSource, which cannot send headers.
  */
 
 /**
  * @typedef {{ id: string, channel: string, author: string, body: string, createdAt: string }} Message
  * @typedef {{ messages: Array<Message>, next: string | null, previous: string | null, lastEventId: string }} Page
- * @typedef {"connecting" | "live" | "reconnecting" | "offline"} ConnectionState
+ * @typedef {"connecting" | "live" | "reconnecting" | "offline" | "refused"} ConnectionState
  */
 
 const defaultChannel = "general"
@@ -16,6 +20,9 @@ const channelPattern = /^[A-Za-z0-9_.:-]{1,64}$/
 const historySize = 100
 const recentChannelsKey = "pollcast.channels"
 const authorKey = "pollcast.author"
+const tokenKey = "pollcast.token"
+const tokenCookie = "pollcast_token"
+const tokenPattern = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
 /**
  * @template {HTMLElement} T
@@ -42,6 +49,13 @@ const authorInput = element("author", HTMLInputElement)
 const bodyInput = element("body", HTMLTextAreaElement)
 const sendButton = element("send", HTMLButtonElement)
 const errorLine = element("error", HTMLElement)
+const identityLine = element("identity", HTMLElement)
+const identityName = element("identity-name", HTMLElement)
+const signOutButton = element("sign-out", HTMLButtonElement)
+const tokenForm = element("token-form", HTMLFormElement)
+const tokenPrompt = element("token-prompt", HTMLElement)
+const tokenInput = element("token", HTMLInputElement)
+const refusedLine = element("refused", HTMLElement)
 
 /** What the page shows now. `generation` changes with the channel, so late answers are dropped. */
 const state = {
@@ -59,7 +73,13 @@ const state = {
 
 /** @param {ConnectionState} connection */
 const showConnection = (connection) => {
-  const labels = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline, retrying…" }
+  const labels = {
+    connecting: "Connecting…",
+    live: "Live",
+    reconnecting: "Reconnecting…",
+    offline: "Offline, retrying…",
+    refused: "Not allowed"
+  }
   statusLine.dataset.state = connection
   statusLine.textContent = labels[connection]
 }
@@ -116,10 +136,86 @@ const appendMessages = (messages) => {
   if (follow) scroller.scrollTop = scroller.scrollHeight
 }
 
+/** The service refused a request: 401 (a token is needed, or this one is not accepted) or 403. */
+class AccessRefused extends Error {
+  /** @param {number} status @param {string} message */
+  constructor(status, message) {
+    super(message)
+    this.status = status
+  }
+}
+
+/** The access token in use, "" for none; kept for this tab only. */
+let accessToken = sessionStorage.getItem(tokenKey) ?? ""
+
+/** @returns {Record<string, string>} */
+const authorization = () => (accessToken === "" ? {} : { authorization: `Bearer ${accessToken}` })
+
+/**
+ * The name a token posts under (`pollcast.author`, else `sub`), read only to show it: the
+ * service verifies the token.
+ * @param {string} token
+ * @returns {string | undefined}
+ */
+const nameIn = (token) => {
+  try {
+    const payload = token.split(".")[1] ?? ""
+    const bytes = Uint8Array.from(atob(payload.replace(/-/g, "+").replace(/_/g, "/")), (char) => char.charCodeAt(0))
+    const claims = JSON.parse(new TextDecoder().decode(bytes))
+    const name = claims?.pollcast?.author ?? claims?.sub
+    return typeof name === "string" ? name : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const showIdentity = () => {
+  const name = nameIn(accessToken)
+  identityLine.hidden = accessToken === ""
+  identityName.textContent = name === undefined ? "Signed in" : `Signed in as ${name}`
+  // With a token, messages are stored under the token's name.
+  authorInput.readOnly = accessToken !== ""
+  authorInput.value = accessToken === "" ? localStorage.getItem(authorKey) ?? "" : name ?? ""
+}
+
+/** @param {string} token "" to sign out */
+const useToken = (token) => {
+  accessToken = token
+  const secure = location.protocol === "https:" ? "; Secure" : ""
+  if (token === "") {
+    sessionStorage.removeItem(tokenKey)
+    document.cookie = `${tokenCookie}=; Path=/events; Max-Age=0; SameSite=Strict${secure}`
+  } else {
+    sessionStorage.setItem(tokenKey, token)
+    document.cookie = `${tokenCookie}=${token}; Path=/events; SameSite=Strict${secure}`
+  }
+  showIdentity()
+}
+
+/** @param {string} message */
+const askForToken = (message) => {
+  tokenPrompt.textContent = accessToken === ""
+    ? `${message}. Paste your access token:`
+    : `Your access token was not accepted: ${message}. Paste a new one:`
+  tokenForm.hidden = false
+  tokenInput.focus()
+}
+
+/** Says why the channel cannot be read; a token may help. @param {AccessRefused} refusal */
+const showRefusal = (refusal) => {
+  showConnection("refused")
+  refusedLine.hidden = false
+  refusedLine.textContent = refusal.status === 403
+    ? `You may not read #${state.channel} with this token.`
+    : `#${state.channel} needs an access token that may read it.`
+  if (refusal.status === 401) askForToken(refusal.message.replace(/\.$/, ""))
+}
+
 /** @param {string} path */
 const getJson = async (path) => {
-  const response = await fetch(path, { headers: { accept: "application/json" } })
+  const response = await fetch(path, { headers: { accept: "application/json", ...authorization() } })
   const json = await response.json()
+  if (response.status === 401 || response.status === 403) throw new AccessRefused(response.status, json.message)
   if (!response.ok) throw new Error(json.message ?? `${response.status} ${response.statusText}`)
   return json
 }
@@ -166,9 +262,36 @@ const connect = (lastEventId) => {
     source.close()
     clearTimeout(state.retryTimer)
     state.retryTimer = setTimeout(() => {
-      if (generation === state.generation) connect(state.newest || lastEventId)
+      if (generation === state.generation) void reconnect(generation, state.newest || lastEventId)
     }, 3000)
   })
+}
+
+/**
+ * Connects again after `lastEventId`, asking the API first whether the channel may still be read:
+ * the browser's EventSource does not say why it gave up (an expired token, say).
+ * @param {number} generation
+ * @param {string} lastEventId
+ */
+const reconnect = async (generation, lastEventId) => {
+  try {
+    await getJson(`/messages?channel=${encodeURIComponent(state.channel)}&limit=1&after=${encodeURIComponent(lastEventId)}`)
+  } catch (error) {
+    if (generation !== state.generation) return
+    if (error instanceof AccessRefused) return showRefusal(error)
+  }
+  if (generation === state.generation) connect(lastEventId)
+}
+
+/** With another token (or none): goes on from the newest message shown, so that nothing is missed. */
+const resume = () => {
+  state.source?.close()
+  clearTimeout(state.retryTimer)
+  refusedLine.hidden = true
+  showError(undefined)
+  if (state.newest === "") return void openChannel(state.channel)
+  showConnection("connecting")
+  void reconnect(state.generation, state.newest)
 }
 
 /** Shows a channel: its latest history, then live messages from where the history ends. */
@@ -185,6 +308,7 @@ const openChannel = async (channel) => {
   list.replaceChildren()
   empty.hidden = true
   olderButton.hidden = true
+  refusedLine.hidden = true
   showError(undefined)
   showConnection("connecting")
   history.replaceState(null, "", `#${encodeURIComponent(channel)}`)
@@ -201,8 +325,9 @@ const openChannel = async (channel) => {
       scroller.scrollTop = scroller.scrollHeight
       connect(page.lastEventId)
       return
-    } catch {
+    } catch (error) {
       if (generation !== state.generation) return
+      if (error instanceof AccessRefused) return showRefusal(error)
       showConnection("offline")
       await new Promise((resolve) => setTimeout(resolve, 3000))
     }
@@ -234,13 +359,14 @@ const loadOlder = async () => {
 const send = async () => {
   const body = bodyInput.value
   if (body.trim() === "") return
-  const author = authorInput.value.trim()
-  localStorage.setItem(authorKey, author)
+  // With a token the service takes the author from it.
+  const author = accessToken === "" ? authorInput.value.trim() : ""
+  if (accessToken === "") localStorage.setItem(authorKey, author)
   sendButton.disabled = true
   try {
     const response = await fetch("/messages", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...authorization() },
       body: JSON.stringify(author === "" ? { channel: state.channel, body } : { channel: state.channel, author, body })
     })
     if (response.ok) {
@@ -251,6 +377,7 @@ const send = async () => {
     } else {
       const problem = await response.json().catch(() => ({}))
       showError(problem.message ?? `The server answered ${response.status}`)
+      if (response.status === 401) askForToken(String(problem.message ?? "A token is needed").replace(/\.$/, ""))
     }
   } catch {
     showError("Could not reach the server; your message was not sent.")
@@ -298,11 +425,53 @@ const channelFromHash = () => {
   }
 }
 
+tokenForm.addEventListener("submit", (event) => {
+  event.preventDefault()
+  const token = tokenInput.value.trim()
+  if (!tokenPattern.test(token)) {
+    tokenPrompt.textContent = "That is not an access token (three parts separated by dots). Paste it again:"
+    return
+  }
+  tokenInput.value = ""
+  tokenForm.hidden = true
+  useToken(token)
+  resume()
+})
+
+signOutButton.addEventListener("click", () => {
+  useToken("")
+  resume()
+})
+
+/**
+ * Takes a token given in the fragment (`#channel&token=…`) and removes it from the URL, so that
+ * it stays out of the history and of links copied from the address bar.
+ */
+const takeTokenFromFragment = () => {
+  const parts = location.hash.slice(1).split("&")
+  const given = parts.find((part) => part.startsWith("token="))
+  if (given === undefined) return false
+  const rest = parts.filter((part) => part !== given).join("&")
+  history.replaceState(null, "", `${location.pathname}${location.search}${rest === "" ? "" : `#${rest}`}`)
+  const token = given.slice("token=".length)
+  if (tokenPattern.test(token)) useToken(token)
+  return true
+}
+
+// Registered before the listener that follows the channel in the fragment, which then sees no token.
+window.addEventListener("hashchange", () => {
+  if (!takeTokenFromFragment()) return
+  const channel = location.hash.slice(1)
+  if (channel === "" || channel === encodeURIComponent(state.channel)) resume()
+})
+
 window.addEventListener("hashchange", () => {
   const channel = channelFromHash()
   if (channelPattern.test(channel) && channel !== state.channel) void openChannel(channel)
 })
 
 authorInput.value = localStorage.getItem(authorKey) ?? ""
+takeTokenFromFragment()
+showIdentity()
 const fromHash = channelFromHash()
 void openChannel(channelPattern.test(fromHash) ? fromHash : defaultChannel)

@@ -120,11 +120,12 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         const escaped = yield* post(node.url("/messages"), { body: "\u0001".repeat(100) })
         expect(escaped.status).toBe(201)
 
-        const declared = yield* rawPost(node.url("/messages"), { "content-length": "1000000" }, ["{\"body\":\""])
+        const json = { "content-type": "application/json" }
+        const declared = yield* rawPost(node.url("/messages"), { ...json, "content-length": "1000000" }, ["{\"body\":\""])
         expect(declared.status).toBe(413)
         expect(declared.json.error).toBe("PayloadTooLarge")
 
-        const streamed = yield* rawPost(node.url("/messages"), { "transfer-encoding": "chunked" }, [
+        const streamed = yield* rawPost(node.url("/messages"), { ...json, "transfer-encoding": "chunked" }, [
           "{\"body\":\"",
           "x".repeat(4000),
           "\"}"

@@ -52,8 +52,14 @@ export const eventually = <A, E, R>(
 export const waitUntil = (done: () => boolean, timeout: Duration.DurationInput = "10 seconds", what = "condition") =>
   Effect.asVoid(eventually(Effect.sync(done), (finished) => finished, timeout, what))
 
+export interface ConnectOptions {
+  readonly lastEventId?: string
+  /** Headers for each (re)connection, read when it is made: a token, say. */
+  readonly headers?: () => Record<string, string>
+}
+
 /** Opens an EventSource on `url`; the first request carries `lastEventId` as Last-Event-ID. */
-export const connect = (url: string, options: { readonly lastEventId?: string } = {}) =>
+export const connect = (url: string, options: ConnectOptions = {}) =>
   Effect.acquireRelease(
     Effect.sync((): SseClient => {
       let opens = 0
@@ -62,6 +68,7 @@ export const connect = (url: string, options: { readonly lastEventId?: string } 
       const source = new EventSource(url, {
         fetch: (input, init) => {
           const headers = new Headers(init?.headers)
+          for (const [name, value] of Object.entries(options.headers?.() ?? {})) headers.set(name, value)
           if (opens === 0 && options.lastEventId !== undefined && !headers.has("last-event-id")) {
             headers.set("last-event-id", options.lastEventId)
           }
@@ -90,5 +97,5 @@ export const connect = (url: string, options: { readonly lastEventId?: string } 
   )
 
 /** Opens a client and waits until its stream is open. */
-export const connected = (url: string, options: { readonly lastEventId?: string } = {}) =>
+export const connected = (url: string, options: ConnectOptions = {}) =>
   Effect.tap(connect(url, options), (client) => waitUntil(() => client.opens() > 0, "10 seconds", `${url} to open`))

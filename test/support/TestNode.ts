@@ -40,7 +40,8 @@ export const start = (settings: Record<string, string> = {}, options: StartOptio
     const context = yield* Layer.build(
       App.layer.pipe(
         Layer.provide(Database.client(options.databaseUrl ?? database.url, 5)),
-        Layer.provide(testConfig({ POLL_INTERVAL: "50 millis", ...settings })),
+        // No rate limit unless a test sets one: tests publish bursts from one address.
+        Layer.provide(testConfig({ POLL_INTERVAL: "50 millis", PUBLISH_RATE: "0", ...settings })),
         // Warnings (failed polls, cut-off clients) are part of what tests show; start-up chatter is not.
         Layer.provide(options.logs === undefined ? Logger.minimumLogLevel(LogLevel.Warning) : captureLogs(options.logs))
       )

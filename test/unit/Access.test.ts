@@ -1,0 +1,68 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, TestClock } from "effect"
+import * as Access from "../../src/Access.js"
+import { testConfig } from "../support/TestConfig.js"
+import * as Tokens from "../support/Tokens.js"
+
+const access = (settings: Record<string, string>) => Access.layer.pipe(Layer.provide(testConfig(settings)))
+
+const verify = (token: string) => Effect.flatMap(Access.Access, (access) => Effect.either(access.verify(token)))
+
+describe("Access", () => {
+  it.scoped("allows AUTH_CLOCK_TOLERANCE of clock difference on exp and nbf, and reports the token's end with it", () =>
+    Effect.gen(function*() {
+      // Tokens made now (real clock); the service's clock is moved around them.
+      const now = Math.floor(Date.now() / 1000)
+      const expiring = yield* Effect.promise(() => Tokens.hs256({ subscribe: ["a"] }, { expiresIn: 0 }))
+      const early = yield* Effect.promise(() => Tokens.hs256({ subscribe: ["a"] }, { notBefore: 0 }))
+
+      yield* TestClock.setTime(now * 1000 + 4000)
+      const accepted = yield* verify(expiring)
+      expect(accepted._tag).toBe("Right")
+      if (accepted._tag === "Right") expect(accepted.right.expiresAt).toBe(now * 1000 + 5000)
+      yield* TestClock.setTime(now * 1000 + 6000)
+      const expired = yield* verify(expiring)
+      expect(expired._tag === "Left" && expired.left.message).toBe("The access token has expired")
+
+      yield* TestClock.setTime(now * 1000 - 4000)
+      expect((yield* verify(early))._tag).toBe("Right")
+      yield* TestClock.setTime(now * 1000 - 6000)
+      const notYet = yield* verify(early)
+      expect(notYet._tag === "Left" && notYet.left.message).toBe("The access token is not valid yet (nbf)")
+    }).pipe(Effect.provide(access({ AUTH_SECRET: Tokens.secret, AUTH_CLOCK_TOLERANCE: "5 seconds" }))))
+
+  it.scoped("gives a token its own rights plus the anonymous ones, and checks issuer and audience when set", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      const service = yield* Access.Access
+      expect(service.enforced).toBe(true)
+      expect(service.anonymous.subscribe.allows("lobby")).toBe(true)
+      expect(service.anonymous.publish.isEmpty).toBe(true)
+      const claims = { iss: "https://id.example", aud: "pollcast" }
+      const token = yield* Effect.promise(() => Tokens.hs256({ publish: ["team.*"], admin: true }, { sub: "ada", claims }))
+      const principal = yield* service.verify(token)
+      expect(principal).toMatchObject({ subject: "ada", author: "ada", admin: true })
+      expect(["team.a", "lobby"].map((channel) => principal.subscribe.allows(channel) || principal.publish.allows(channel)))
+        .toEqual([true, true])
+      const stranger = yield* Effect.promise(() => Tokens.hs256({}, { claims: { ...claims, iss: "https://other.example" } }))
+      expect((yield* verify(stranger))._tag).toBe("Left")
+      const elsewhere = yield* Effect.promise(() => Tokens.hs256({}, { claims: { ...claims, aud: "another-app" } }))
+      expect((yield* verify(elsewhere))._tag).toBe("Left")
+    }).pipe(Effect.provide(access({
+      AUTH_SECRET: Tokens.secret,
+      AUTH_ISSUER: "https://id.example",
+      AUTH_AUDIENCE: "pollcast",
+      ANONYMOUS_SUBSCRIBE: "lobby"
+    }))))
+
+  it.scoped("refuses to start with AUTH_PUBLIC_KEY and AUTH_JWKS_URL both set, or a key that is not a public key", () =>
+    Effect.gen(function*() {
+      const both = yield* Effect.flip(Layer.build(access({
+        AUTH_PUBLIC_KEY: "{}",
+        AUTH_JWKS_URL: "https://id.example/jwks.json"
+      })))
+      expect(String(both)).toContain("AUTH_PUBLIC_KEY or AUTH_JWKS_URL, not both")
+      const notAKey = yield* Effect.flip(Layer.build(access({ AUTH_PUBLIC_KEY: "-----BEGIN PUBLIC KEY-----\nxyz\n-----END PUBLIC KEY-----" })))
+      expect(String(notAKey)).toContain("AUTH_PUBLIC_KEY")
+    }))
+})
