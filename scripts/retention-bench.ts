@@ -1,6 +1,6 @@
 /**
  * Does retention hold delivery back? `npm run bench:retention [-- --rows 300000]` stores that many
- * messages, lets them expire (MESSAGE_RETENTION 20 seconds), and meanwhile publishes 50 msg/s to a
+ * messages, lets them expire (MESSAGE_RETENTION 40 seconds), and meanwhile publishes 50 msg/s to a
  * subscriber. It prints the delivery latency before and while retention deletes them: each
  * deletion batch is a transaction that holds every node's delivery horizon while it runs, so a
  * long one would show here as a long delay.
@@ -13,7 +13,7 @@ import { build, startService } from "./support/service.js"
 
 const { values } = parseArgs({ options: { rows: { type: "string", default: "300000" } } })
 const rows = Number(values.rows)
-const retentionSeconds = 20
+const retentionSeconds = 40
 
 build()
 const service = await startService({
@@ -26,10 +26,13 @@ const now = () => performance.timeOrigin + performance.now()
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
 
 let latency = new Histogram()
+let newestSent = 0
 const source = new EventSource(`${service.url}/events?channel=live`)
 source.addEventListener("message", (event) => {
   const sent = /^t=([0-9.]+)$/.exec(JSON.parse(event.data).body)
-  if (sent !== null) latency.record(now() - Number(sent[1]))
+  if (sent === null) return
+  latency.record(now() - Number(sent[1]))
+  newestSent = Math.max(newestSent, Number(sent[1]))
 })
 await new Promise((resolve) => source.addEventListener("open", resolve, { once: true }))
 
@@ -54,7 +57,10 @@ await client.query(
   [rows]
 )
 await client.end()
-// The seeding INSERT itself held the horizon while it ran; the control phase starts after it.
+// The seeding INSERT held the horizon while it ran, and the poller then reads its rows: the control
+// phase starts once a message sent after it has arrived.
+const seedingDone = now()
+while (newestSent < seedingDone) await sleep(50)
 latency = new Histogram()
 
 // Until they expire: the control phase.
