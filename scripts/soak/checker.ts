@@ -15,6 +15,9 @@
  * every message written after its connection opened (or after it last had to start over without
  * an id, having received nothing to resume from). A `reset` event excuses what it skips.
  *
+ * Delays run from the start of a write to its delivery, to subscribers that were following and
+ * reading at the time (a subscriber that stops reading delays only itself).
+ *
  * Pure: records in, report out.
  */
 import type * as History from "./history.js"
@@ -32,6 +35,7 @@ export interface Span {
   readonly start: number
   readonly end: number
   readonly detail?: string | undefined
+  readonly subscriber?: number | undefined
 }
 
 export interface LongestDelay {
@@ -146,7 +150,15 @@ export const check = (records: ReadonlyArray<History.Record>): Report => {
         break
       }
       case "fault":
-        spans.push({ n: record.n, kind: record.kind, target: record.target, start: record.start, end: record.end, detail: record.detail })
+        spans.push({
+          n: record.n,
+          kind: record.kind,
+          target: record.target,
+          start: record.start,
+          end: record.end,
+          detail: record.detail,
+          subscriber: record.s
+        })
         break
       case "anomaly":
         anomalies.push({ severity: record.severity, what: record.what, at: record.at })
@@ -272,6 +284,7 @@ export const check = (records: ReadonlyArray<History.Record>): Report => {
   let lost = 0
   let skippedByReset = 0
   const delays = new Map<string, { millis: number; subscriber: number; at: number }>()
+  const stopped = spans.filter((span) => span.subscriber !== undefined)
   for (const subscriber of subscribers.values()) {
     if (subscriber.from === undefined && subscriber.liveSince === undefined) {
       anomalies.push({ severity: "error", what: `subscriber ${subscriber.s} never connected`, at: subscriber.createdAt })
@@ -298,8 +311,10 @@ export const check = (records: ReadonlyArray<History.Record>): Report => {
         )
         continue
       }
-      // Delays count where the subscriber was there before the write, not replays of old messages.
+      // Delays count where the subscriber was there before the write (not replays of old
+      // messages), and was reading (not stopped by a fault of its own).
       if (write === undefined || write.start < subscriber.createdAt) continue
+      if (stopped.some((span) => span.subscriber === subscriber.s && span.start <= at && span.end >= write.start)) continue
       const millis = at - write.start
       const known = delays.get(row.id)
       if (known === undefined || millis > known.millis) delays.set(row.id, { millis, subscriber: subscriber.s, at })

@@ -27,7 +27,9 @@ export const Fault = Schema.TaggedStruct("fault", {
   target: Schema.String,
   start: Schema.Number,
   end: Schema.Number,
-  detail: Schema.optional(Schema.String)
+  detail: Schema.optional(Schema.String),
+  /** The subscriber it struck (reader-stop): its own delays then say nothing about the service. */
+  s: Schema.optional(Schema.Number)
 })
 
 /**
@@ -129,6 +131,7 @@ export class HistoryWriter {
   }
 
   close(): Promise<void> {
+    if (this.stream.writableEnded) return Promise.resolve()
     return new Promise((resolve, reject) => this.stream.end((error?: Error | null) => (error ? reject(error) : resolve())))
   }
 }

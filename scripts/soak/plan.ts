@@ -43,8 +43,8 @@ export interface PlanOptions {
   readonly seed: number
   readonly durationMs: number
   readonly nodes: number
-  /** Subscribers present from the start, which reader-stop may pick. */
-  readonly subscribers: number
+  /** How many of the first subscribers reader-stop may pick (those following every channel). */
+  readonly readers: number
   /** One of each kind within about a minute, at the short end of each range. */
   readonly short: boolean
   /** With DATABASE_URL the soak cannot restart the server: db-restart is left out. */
@@ -74,6 +74,9 @@ export const plan = (options: PlanOptions): ReadonlyArray<PlannedFault> => {
     const j = integer(i + 1)
     ;[chosen[i], chosen[j]] = [chosen[j]!, chosen[i]!]
   }
+  // A reader that stops is cut off only once its node's socket buffers are full (megabytes, tens
+  // of seconds): in a short run it goes first, to have the time.
+  if (options.short) chosen.sort((a, b) => Number(b === "reader-stop") - Number(a === "reader-stop"))
 
   const slot = active / chosen.length
   const faults = chosen.map((kind, i) => {
@@ -99,7 +102,12 @@ export const plan = (options: PlanOptions): ReadonlyArray<PlannedFault> => {
       case "db-restart":
         return { ...base, duration: seconds(options.short ? between(1, 3) : between(1, 5)) }
       case "reader-stop":
-        return { ...base, subscriber: integer(options.subscribers), duration: seconds(options.short ? 15 : between(20, 40)) }
+        // The longest it stops reading; it reads again as soon as its node has cut it off.
+        return {
+          ...base,
+          subscriber: integer(options.readers),
+          duration: Math.min(seconds(options.short ? 50 : 90), options.durationMs - at - seconds(5))
+        }
       case "burst":
         return { ...base, duration: seconds(options.short ? 3 : between(3, 6)) }
       case "resume-old":

@@ -40,6 +40,8 @@ export interface StartOptions {
   readonly nodeArgs?: ReadonlyArray<string>
   /** The HTTP port (default: a free one), e.g. to restart a node where its clients expect it. */
   readonly port?: number
+  /** Aborting it during start-up kills the process (and the start fails). */
+  readonly signal?: AbortSignal
 }
 
 /** How long `stop` waits after SIGTERM before it sends SIGKILL. */
@@ -68,6 +70,8 @@ export const startService = async (env: Record<string, string> = {}, options: St
     },
     stdio: ["ignore", "pipe", "pipe"]
   })
+  const abort = () => child.kill("SIGKILL")
+  options.signal?.addEventListener("abort", abort, { once: true })
   let output = ""
   child.stdout!.on("data", (chunk) => (output += chunk))
   child.stderr!.on("data", (chunk) => (output += chunk))
@@ -76,6 +80,7 @@ export const startService = async (env: Record<string, string> = {}, options: St
     const check = setInterval(() => {
       if (output.includes("Listening on")) {
         clearInterval(check)
+        options.signal?.removeEventListener("abort", abort)
         resolve()
       } else if (child.exitCode !== null || child.signalCode !== null) {
         clearInterval(check)

@@ -157,4 +157,13 @@ describe("soak checker", () => {
     expect(report.delay.longest?.overlapping).toEqual(["node-freeze#3 node 1 (0.6 s–8.0 s)"])
     expect(report.faults).toEqual([{ kind: "node-freeze", count: 1, millis: 7400 }, { kind: "db-cut", count: 1, millis: 2500 }])
   })
+
+  it("does not count the wait of a subscriber that stopped reading as delivery delay", () => {
+    const late: History.Record = { ...delivery(2, 5), at: 9000 }
+    const report = check(history([...everything(1), ...everything(2).slice(0, 4), late], [
+      { _tag: "fault", n: 1, kind: "reader-stop", target: "subscriber 2", s: 2, start: 450, end: 8900 }
+    ]))
+    expect(report.ok).toBe(true)
+    expect(report.delay.longest?.millis).toBe(50)
+  })
 })

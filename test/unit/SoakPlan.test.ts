@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { faultKinds, plan, type PlanOptions } from "../../scripts/soak/plan.js"
 
-const full: PlanOptions = { seed: 42, durationMs: 600_000, nodes: 3, subscribers: 6, short: false, canRestartDatabase: true }
+const full: PlanOptions = { seed: 42, durationMs: 600_000, nodes: 3, readers: 2, short: false, canRestartDatabase: true }
 const short: PlanOptions = { ...full, durationMs: 60_000, short: true }
 
 const count = (faults: ReturnType<typeof plan>, kind: string) => faults.filter((fault) => fault.kind === kind).length
@@ -36,7 +36,7 @@ describe("soak fault plan", () => {
       }
       if (fault.kind === "node-freeze") expect(fault.duration).toBe(10_000)
       if (typeof fault.node === "number") expect(fault.node).toBeLessThan(3)
-      if (fault.subscriber !== undefined) expect(fault.subscriber).toBeLessThan(6)
+      if (fault.subscriber !== undefined) expect(fault.subscriber).toBeLessThan(2)
     }
   })
 
