@@ -13,7 +13,7 @@
  * docs/soak-chart.svg. Exits non-zero when the check fails.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Duration, Effect, Fiber, Hash, Redacted, Runtime, Schedule } from "effect"
+import { Cause, Data, Duration, Effect, Fiber, Hash, Redacted, Runtime, Schedule } from "effect"
 import { PCGRandom } from "effect/Utils"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -62,6 +62,8 @@ const settings = {
   LOG_LEVEL: "Info"
 }
 
+class SoakFailed extends Data.TaggedError("SoakFailed")<{ readonly message: string }> {}
+
 const log = (text: string) => console.error(`[soak ${new Date().toISOString().slice(11, 19)}] ${text}`)
 const seconds = (millis: number) => `${(millis / 1000).toFixed(1)} s`
 
@@ -78,7 +80,9 @@ const conclude = (report: Report, folder: string, chartFile: string, caption: st
       console.log(`Warnings (first 10 of ${warnings.length}):\n  ${warnings.slice(0, 10).map((w) => `${seconds(w.at)}: ${w.what}`).join("\n  ")}\n`)
     }
     console.log(`history, node logs and report: ${Path.relative(root, folder)}/; chart: ${Path.relative(root, chartFile)}`)
-    if (!report.ok) return yield* Effect.fail(new Error("The soak found lost, duplicated, reordered or unstored messages, or a failing node"))
+    if (!report.ok) {
+      return yield* new SoakFailed({ message: "The soak found lost, duplicated, reordered or unstored messages, or a failing node" })
+    }
   })
 
 const recheck = (file: string) =>
@@ -264,4 +268,15 @@ const soak = Effect.gen(function*() {
   Effect.timeoutFail({ duration: Duration.minutes(minutes + 10), onTimeout: () => new Error("The soak ran ten minutes over its time") })
 )
 
-NodeRuntime.runMain(checkOnly === undefined ? soak : recheck(checkOnly))
+NodeRuntime.runMain(
+  (checkOnly === undefined ? soak : recheck(checkOnly)).pipe(
+    Effect.tapErrorCause((cause) =>
+      Effect.sync(() => {
+        const failure = Cause.failureOption(cause)
+        if (Cause.isInterruptedOnly(cause)) console.error("Interrupted; everything the soak started is stopped.")
+        else console.error(failure._tag === "Some" && failure.value instanceof SoakFailed ? failure.value.message : Cause.pretty(cause))
+      })
+    )
+  ),
+  { disableErrorReporting: true }
+)
