@@ -91,7 +91,7 @@ const recheck = (file: string) =>
     const meta = records.find((record) => record._tag === "meta")
     const report = check(records)
     const folder = Path.dirname(file)
-    yield* conclude(report, folder, argument("chart") ?? Path.join(folder, "chart.svg"), `Re-checked ${file}${meta === undefined ? "" : ` (seed ${meta.seed})`}`)
+    yield* conclude(report, folder, argument("chart") ?? Path.join(folder, "chart.svg"), Table.caption(meta))
   })
 
 const soak = Effect.gen(function*() {
@@ -142,7 +142,20 @@ const soak = Effect.gen(function*() {
 
   // The run's clock starts now.
   started = performance.now()
-  history.write({ _tag: "meta", seed, minutes, nodes: nodeCount, short, startedAt: new Date().toISOString(), channels, settings })
+  const m = machine()
+  const meta = {
+    _tag: "meta",
+    seed,
+    minutes,
+    nodes: nodeCount,
+    short,
+    startedAt: new Date().toISOString(),
+    channels,
+    settings,
+    rate,
+    machine: `${m.cpu}, ${m.cores} cores, Node ${m.node}`
+  } as const
+  history.write(meta)
   const random = new PCGRandom(seed, 0x50ac)
   const urls = nodes.map((node) => node.url)
   const subscribers: Array<Subscriber> = []
@@ -259,9 +272,7 @@ const soak = Effect.gen(function*() {
   log(`checking ${Path.relative(root, history.file)}`)
 
   const report = check(yield* Effect.promise(() => History.read(history.file)))
-  const m = machine()
-  const caption = `pollcast fault soak, seed ${seed}: ${minutes} min, ${nodeCount} nodes, ${rate} msg/s; ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC on ${m.cpu}, ${m.cores} cores, Node ${m.node}`
-  yield* conclude(report, folder, chartFile, caption)
+  yield* conclude(report, folder, chartFile, Table.caption(meta))
 }).pipe(
   Effect.scoped,
   // A watchdog: whatever hangs, the soak ends (and cleans up) within ten minutes of its time.

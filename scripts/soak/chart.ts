@@ -43,7 +43,7 @@ export const writeChart = (file: string, report: Report, caption: string) => {
   const text = (tx: number, ty: number, content: string, attrs = "") =>
     parts.push(`<text x="${tx.toFixed(1)}" y="${ty.toFixed(1)}" ${attrs}>${escape(content)}</text>`)
 
-  text(left, 22, "Delivery delay of the messages written each second, with the faults in force", `font-weight="600"`)
+  text(left, 22, "How long each message took to reach every subscriber of its channel, with the faults in force", `font-weight="600"`)
 
   // Fault lanes, and their bands down the plot.
   kinds.forEach(([kind, color], lane) => {
@@ -69,7 +69,7 @@ export const writeChart = (file: string, report: Report, caption: string) => {
   for (let second = 0; second <= endSeconds; second += step) {
     text(x(second), plotTop + plotHeight + 18, `${second} s`, `text-anchor="middle" fill="#667085"`)
   }
-  text(left + plotWidth / 2, plotTop + plotHeight + 36, "time the message was written, from the start of the run", `text-anchor="middle" fill="#667085"`)
+  text(left, plotTop + plotHeight + 38, "time the message was written, from the start of the run", `fill="#667085"`)
 
   const line = (points: ReadonlyArray<readonly [number, number]>, color: string, dash = "") =>
     parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.5" ${dash} points="${points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" ")}"/>`)
@@ -77,11 +77,12 @@ export const writeChart = (file: string, report: Report, caption: string) => {
   line(report.timeline.map((point) => [x(point.second + 0.5), y(point.median)] as const), "#2563eb")
 
   // Legend and provenance.
-  const legendX = left + plotWidth - 260
-  parts.push(`<rect x="${legendX}" y="14" width="14" height="3" fill="#d92d20"/>`)
-  text(legendX + 20, 20, "longest", `fill="#475467" font-size="12"`)
-  parts.push(`<rect x="${legendX + 90}" y="14" width="14" height="3" fill="#2563eb"/>`)
-  text(legendX + 110, 20, "median, per second", `fill="#475467" font-size="12"`)
+  const legendX = left + plotWidth - 330
+  const legendY = plotTop + plotHeight + 38
+  parts.push(`<rect x="${legendX}" y="${legendY - 6}" width="14" height="3" fill="#d92d20"/>`)
+  text(legendX + 20, legendY, "longest", `fill="#475467" font-size="12"`)
+  parts.push(`<rect x="${legendX + 90}" y="${legendY - 6}" width="14" height="3" fill="#2563eb"/>`)
+  text(legendX + 110, legendY, "median, per second of writing", `fill="#475467" font-size="12"`)
   text(left, height - 10, caption, `fill="#667085" font-size="11"`)
 
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="13">

@@ -17,7 +17,10 @@ export const Meta = Schema.TaggedStruct("meta", {
   short: Schema.Boolean,
   startedAt: Schema.String,
   channels: Schema.Array(Schema.String),
-  settings: Schema.Record({ key: Schema.String, value: Schema.String })
+  settings: Schema.Record({ key: Schema.String, value: Schema.String }),
+  /** Messages a second the publishers aim at, besides bursts. */
+  rate: Schema.optional(Schema.Number),
+  machine: Schema.optional(Schema.String)
 })
 
 /** A fault injected (or a long SQL transaction), with when it began and ended. */

@@ -32,7 +32,7 @@ export interface PlannedFault {
   readonly node?: number | "all"
   /** The subscriber that stops reading. */
   readonly subscriber?: number
-  /** resume-old: the channels of the new client ("all", or how many), and how far back it resumes, as a fraction of the time elapsed. */
+  /** resume-old: the channels of the new client ("all", or how many), and where it resumes from, as a fraction of the time elapsed. */
   readonly channels?: "all" | number
   readonly age?: number
   /** db-stall: whether the stall ends with the connections cut rather than let through. */

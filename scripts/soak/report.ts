@@ -4,10 +4,19 @@
  * Markdown for the README.
  */
 import type { Report } from "./checker.js"
+import type { Meta } from "./history.js"
 import { faultKinds } from "./plan.js"
 
 const number = (value: number) => value.toLocaleString("en-US")
 const duration = (millis: number) => (millis < 1000 ? `${Math.round(millis)} ms` : `${(millis / 1000).toFixed(1)} s`)
+
+/** One line saying which run this was. */
+export const caption = (meta: typeof Meta.Type | undefined) =>
+  meta === undefined
+    ? "pollcast fault soak"
+    : `pollcast fault soak, seed ${meta.seed}: ${meta.minutes} min, ${meta.nodes} nodes${meta.rate === undefined ? "" : `, ${meta.rate} msg/s`}; ${
+      meta.startedAt.slice(0, 16).replace("T", " ")
+    } UTC${meta.machine === undefined ? "" : ` on ${meta.machine}`}`
 
 export const rows = (report: Report): Array<readonly [string, string]> => {
   const lines: Array<readonly [string, string]> = []
@@ -23,6 +32,7 @@ export const rows = (report: Report): Array<readonly [string, string]> => {
   lines.push(["messages written: SQL", `${number(sql.acked)} committed, ${number(sql.rolledback)} rolled back, ${number(sql.failed)} failed, ${number(sql.unknown)} unknown outcome`])
   lines.push(["rows stored", `${number(report.rows)} (of which ${number(report.writes.unknownStored)} of unknown outcome)`])
   lines.push(["subscribers / connections", `${report.subscribers} / ${number(report.connections)} (${number(report.staleConnections)} abandoned as stale)`])
+  if (report.liveRestarts > 0) lines.push(["live subscribers that started over without an id", number(report.liveRestarts)])
   lines.push(["deliveries", number(report.deliveries)])
   lines.push(["lost", number(report.lost)])
   lines.push(["duplicated", number(report.duplicated)])
