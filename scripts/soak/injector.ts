@@ -8,7 +8,7 @@ import { Duration, Effect, Schedule } from "effect"
 import type { SoakDatabase, SoakNode } from "./cluster.js"
 import type { HistoryWriter } from "./history.js"
 import type { PlannedFault } from "./plan.js"
-import type { Publisher } from "./publisher.js"
+import { maxInFlight, type Publisher } from "./publisher.js"
 import type { SqlWriter } from "./sqlWriter.js"
 import type { Subscriber } from "./subscriber.js"
 import type { TcpProxy } from "../support/TcpProxy.js"
@@ -165,8 +165,16 @@ export const inject = (soak: Soak, faults: ReadonlyArray<PlannedFault>) =>
           return Effect.gen(function*() {
             const start = soak.now()
             const before = soak.publisher.sent
+            const skipped = soak.publisher.skipped
             const after = yield* soak.publisher.burst(2000, duration)
-            return { target: "publishers", start, detail: `${after - before} messages in ${seconds(fault.duration)}` }
+            const over = soak.publisher.skipped - skipped
+            return {
+              target: "publishers",
+              start,
+              detail: `${after - before} messages sent in ${seconds(fault.duration)}${
+                over === 0 ? "" : ` (${over} more skipped: ${maxInFlight} requests in flight)`
+              }`
+            }
           })
         case "resume-old":
           return Effect.gen(function*() {

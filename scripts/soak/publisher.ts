@@ -17,7 +17,7 @@ export interface Target {
 
 const requestTimeoutMillis = 5000
 /** Requests in flight at most; beyond it the publisher skips ahead (and counts what it skipped). */
-const maxInFlight = 1000
+export const maxInFlight = 1000
 
 const words = ["soak", "pollcast", "é", "✓", "😀", "\"quoted\"", "back\\slash", "line\nbreak", "cr\r\nlf", "tab\t", "<b>html</b>", "data: x", "id: 1"]
 
