@@ -349,6 +349,7 @@ export const check = (records: ReadonlyArray<History.Record>): Report => {
       ...longest,
       overlapping: spans
         .filter((span) => span.start <= deliveredAt && span.end >= writtenAt)
+        .filter((span) => span.subscriber === undefined || span.subscriber === longest!.subscriber)
         .map((span) => `${span.kind}#${span.n} ${span.target} (${seconds(span.start)}–${seconds(span.end)})`)
     }
   }

@@ -4,7 +4,7 @@
  * database or the same subscriber at once (a later one waits). Each fault is recorded in the
  * history with when it really began and ended.
  */
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Effect, Option, Schedule } from "effect"
 import type { SoakDatabase, SoakNode } from "./cluster.js"
 import type { HistoryWriter } from "./history.js"
 import type { PlannedFault } from "./plan.js"
@@ -197,9 +197,14 @@ export const inject = (soak: Soak, faults: ReadonlyArray<PlannedFault>) =>
             }
           })
         case "long-transaction":
-          return soak.sqlWriter.holdNext(duration).pipe(
-            Effect.map(({ detail, start }) => ({ target: "sql writer", start, detail }))
-          )
+          return Effect.gen(function*() {
+            const asked = soak.now()
+            const held = yield* soak.sqlWriter.holdNext(duration)
+            return Option.match(held, {
+              onNone: () => ({ target: "sql writer", start: asked, detail: "no transaction could be held" }),
+              onSome: ({ detail, end, start }) => ({ target: "sql writer", start, end, detail })
+            })
+          })
       }
     }
 

@@ -37,12 +37,21 @@ export class SqlWriter {
     Effect.ensuring(Effect.sync(() => this.disconnect()))
   )
 
-  /** Holds the next transaction open for `duration`; completes once it has ended, with its span. */
+  /**
+   * Holds the next transaction open for `duration`; completes once it has ended, with its span, or
+   * with none if no transaction could be held within two minutes (the database was out of reach).
+   */
   holdNext(duration: Duration.DurationInput) {
     return Effect.gen(this, function*() {
       const done = yield* Deferred.make<{ readonly start: number; readonly end: number; readonly detail: string }>()
-      this.hold = { millis: Duration.toMillis(duration), done }
-      return yield* Deferred.await(done)
+      const hold = { millis: Duration.toMillis(duration), done }
+      this.hold = hold
+      return yield* Deferred.await(done).pipe(
+        Effect.timeoutOption("2 minutes"),
+        Effect.ensuring(Effect.sync(() => {
+          if (this.hold === hold) this.hold = undefined
+        }))
+      )
     })
   }
 
@@ -121,11 +130,14 @@ export class SqlWriter {
         ...(error === undefined ? {} : { error })
       })
     )
-    if (hold !== undefined) {
+    // A transaction that broke before it could be held leaves the hold to the next one.
+    if (hold !== undefined && heldFrom === 0 && outcome === "failed") {
+      this.hold ??= hold
+    } else if (hold !== undefined) {
       Deferred.unsafeDone(hold.done, Effect.succeed({
         start: heldFrom === 0 ? start : heldFrom,
         end,
-        detail: `${rows.length} row(s), ${outcome}${error === undefined ? "" : ` (${error})`}`
+        detail: `${rows.length} row(s), ${outcome === "acked" ? "committed" : outcome}${error === undefined ? "" : ` (${error})`}`
       }))
     }
     return outcome
