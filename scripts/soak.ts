@@ -284,10 +284,10 @@ NodeRuntime.runMain(
     Effect.tapErrorCause((cause) =>
       Effect.sync(() => {
         const failure = Cause.failureOption(cause)
-        if (Cause.isInterruptedOnly(cause)) console.error("Interrupted; everything the soak started is stopped.")
-        else console.error(failure._tag === "Some" && failure.value instanceof SoakFailed ? failure.value.message : Cause.pretty(cause))
+        console.error(failure._tag === "Some" && failure.value instanceof SoakFailed ? failure.value.message : Cause.pretty(cause))
       })
-    )
+    ),
+    Effect.onInterrupt(() => Effect.sync(() => console.error("Interrupted; everything the soak started is stopped.")))
   ),
   { disableErrorReporting: true }
 )
