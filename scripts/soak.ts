@@ -59,6 +59,8 @@ const settings = {
   // Small enough that a subscriber that stops reading is cut off within its pause.
   CLIENT_BUFFER_BYTES: "131072",
   SHUTDOWN_TIMEOUT: `${shutdownTimeoutMillis} millis`,
+  // The publishers share one address, standing for many users: no per-address rate limit.
+  PUBLISH_RATE: "0",
   LOG_LEVEL: "Info"
 }
 

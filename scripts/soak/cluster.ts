@@ -206,7 +206,7 @@ export class SoakNode {
    */
   cutOffs() {
     const output = this.running?.output() ?? ""
-    return { pid: this.running?.pid, count: output.split("(CLIENT_BUFFER_BYTES)").length - 1 }
+    return { pid: this.running?.pid, count: output.match(/Disconnected \d+ client/g)?.length ?? 0 }
   }
 
   freeze() {
