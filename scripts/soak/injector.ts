@@ -144,20 +144,26 @@ export const inject = (soak: Soak, faults: ReadonlyArray<PlannedFault>) =>
             const node = soak.nodes[subscriber.node]!
             const before = node.cutOffs()
             subscriber.pause()
-            // Until its node cuts it off (or restarts), for at most the planned time.
+            // Until its node cuts it off (or goes down), for at most the planned time.
             yield* waitFor(() => {
               const now = node.cutOffs()
               return now.pid !== before.pid || now.count > before.count
             }, duration).pipe(Effect.ensuring(Effect.sync(() => subscriber.resume())))
             const end = soak.now()
+            const after = node.cutOffs()
             // The cut shows once the subscriber reads again: it reads what was sent, then the end.
             yield* waitFor(() => subscriber.drops > drops, "20 seconds")
+            const what = after.pid !== before.pid
+              ? "its node went down meanwhile"
+              : after.count > before.count
+              ? "cut off by its node"
+              : "not cut off"
             return {
               target: `subscriber ${subscriber.s}`,
               subscriber: subscriber.s,
               start,
               end,
-              detail: `on node ${node.index}: ${subscriber.drops > drops ? "cut off, then resumed" : "not cut off"}`
+              detail: `on node ${node.index}: ${what}${subscriber.drops > drops ? ", then resumed" : ""}`
             }
           }))
         }
