@@ -31,10 +31,10 @@ export class SqlWriter {
     private readonly now: () => number
   ) {}
 
-  /** Writes transactions until interrupted. */
+  /** Writes transactions until interrupted; a transaction under way is finished (and recorded) first. */
   readonly run = Effect.suspend(() => this.transaction().pipe(Effect.zipRight(Effect.suspend(() => Effect.sleep(Duration.millis(100 + this.random.integer(300))))))).pipe(
     Effect.forever,
-    Effect.ensuring(Effect.sync(() => this.disconnect()))
+    Effect.ensuring(Effect.sync(() => this.disconnect(this.client)))
   )
 
   /**
@@ -57,7 +57,7 @@ export class SqlWriter {
 
   /** Writes one row to `channel` in a transaction of its own (never rolled back), and answers its outcome. */
   writeOne(key: string, channel: string) {
-    return Effect.promise(() => this.write([{ key, channel, text: body(key, this.random) }], undefined, false))
+    return Effect.uninterruptible(Effect.promise(() => this.write([{ key, channel, text: body(key, this.random) }], undefined, false)))
   }
 
   private transaction() {
@@ -67,22 +67,28 @@ export class SqlWriter {
     })
     const hold = this.hold
     this.hold = undefined
-    return Effect.promise(() => this.write(rows, hold, hold === undefined && this.random.number() < 0.05))
+    return Effect.uninterruptible(Effect.promise(() => this.write(rows, hold, hold === undefined && this.random.number() < 0.05)))
   }
 
   private async connect() {
     if (this.client !== undefined) return this.client
     const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 5000, query_timeout: 10_000 })
-    client.on("error", () => this.disconnect())
+    client.on("error", () => this.disconnect(client))
     this.client = client
-    await client.connect()
+    // connect() can be left pending by a client ended meanwhile: never wait longer than its timeout.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      client.connect(),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("connect timed out")), 6000)))
+    ]).finally(() => clearTimeout(timer))
     return client
   }
 
-  private disconnect() {
-    const client = this.client
-    this.client = undefined
-    client?.end().catch(() => undefined)
+  /** Ends `client`, and forgets it if it is the current one (another may have replaced it). */
+  private disconnect(client: pg.Client | undefined) {
+    if (client === undefined) return
+    if (this.client === client) this.client = undefined
+    client.end().catch(() => undefined)
   }
 
   private async write(rows: ReadonlyArray<{ key: string; channel: string; text: string }>, hold: Hold | undefined, rollBack: boolean) {
@@ -92,8 +98,9 @@ export class SqlWriter {
     let heldFrom = 0
     let outcome: "acked" | "unknown" | "failed" | "rolledback"
     let error: string | undefined
+    let client: pg.Client | undefined
     try {
-      const client = await this.connect()
+      client = await this.connect()
       await client.query("BEGIN")
       const values = rows.map((_, i) => `($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`).join(", ")
       const inserted = await client.query<{ id: string; txid: string }>(
@@ -113,7 +120,7 @@ export class SqlWriter {
       // Broken before COMMIT was sent, the transaction cannot have committed; during it, who knows.
       outcome = stage === "commit" && !rollBack ? "unknown" : "failed"
       error = cause instanceof Error ? cause.message : String(cause)
-      this.disconnect()
+      this.disconnect(client ?? this.client)
     }
     const end = this.now()
     rows.forEach((row, i) =>
