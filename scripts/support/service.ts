@@ -14,6 +14,7 @@ export interface RunningService {
   readonly child: ChildProcess.ChildProcess
   readonly databaseUrl: string
   readonly output: () => string
+  /** SIGTERM (SIGKILL if it has not exited 15 s later), then removes its data folder. */
   readonly stop: () => Promise<void>
 }
 
@@ -34,17 +35,26 @@ export const build = () => {
   ChildProcess.execSync("npm run build --silent", { cwd: root, stdio: "inherit" })
 }
 
+export interface StartOptions {
+  readonly entry?: string
+  readonly nodeArgs?: ReadonlyArray<string>
+  /** The HTTP port (default: a free one), e.g. to restart a node where its clients expect it. */
+  readonly port?: number
+  /** Aborting it during start-up kills the process (and the start fails). */
+  readonly signal?: AbortSignal
+}
+
+/** How long `stop` waits after SIGTERM before it sends SIGKILL. */
+const stopTimeoutMillis = 15_000
+
 /**
  * Starts `entry` (pollcast's compiled dist/main.js unless told otherwise; see `build`) with plain
  * Node, and waits until it listens. `env` is added to this process's environment.
  */
-export const startService = async (
-  env: Record<string, string> = {},
-  options: { readonly entry?: string; readonly nodeArgs?: ReadonlyArray<string> } = {}
-): Promise<RunningService> => {
+export const startService = async (env: Record<string, string> = {}, options: StartOptions = {}): Promise<RunningService> => {
   const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-script-"))
   Fs.chmodSync(dataDir, 0o755)
-  const port = await freePort()
+  const port = options.port ?? await freePort()
   const pgPort = await freePort()
   const databaseUrl = env.DATABASE_URL ?? process.env.DATABASE_URL ??
     `postgres://pollcast:pollcast@127.0.0.1:${pgPort}/pollcast`
@@ -60,6 +70,8 @@ export const startService = async (
     },
     stdio: ["ignore", "pipe", "pipe"]
   })
+  const abort = () => child.kill("SIGKILL")
+  options.signal?.addEventListener("abort", abort, { once: true })
   let output = ""
   child.stdout!.on("data", (chunk) => (output += chunk))
   child.stderr!.on("data", (chunk) => (output += chunk))
@@ -68,9 +80,11 @@ export const startService = async (
     const check = setInterval(() => {
       if (output.includes("Listening on")) {
         clearInterval(check)
+        options.signal?.removeEventListener("abort", abort)
         resolve()
-      } else if (child.exitCode !== null) {
+      } else if (child.exitCode !== null || child.signalCode !== null) {
         clearInterval(check)
+        Fs.rmSync(dataDir, { recursive: true, force: true })
         reject(new Error(`pollcast exited during start-up:\n${output}`))
       }
     }, 50)
@@ -83,7 +97,9 @@ export const startService = async (
     output: () => output,
     stop: async () => {
       child.kill("SIGTERM")
+      const killLater = setTimeout(() => child.kill("SIGKILL"), stopTimeoutMillis)
       await exited
+      clearTimeout(killLater)
       Fs.rmSync(dataDir, { recursive: true, force: true })
     }
   }

@@ -6,7 +6,7 @@ import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import * as SseClient from "../support/SseClient.js"
-import * as TcpProxy from "../support/TcpProxy.js"
+import * as TcpProxy from "../../scripts/support/TcpProxy.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 

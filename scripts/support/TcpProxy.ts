@@ -1,7 +1,9 @@
 /**
- * A TCP proxy in front of a server, that a test can cut (every connection dropped, new ones
- * refused) and restore: a network failure between one node and its database, while the database
- * itself stays up for everybody else.
+ * A TCP proxy in front of a server: a network failure between one node and its database, while the
+ * database itself stays up for everybody else. `cut` drops every connection and refuses new ones;
+ * `stall` keeps the connections but holds their bytes in both directions (a network that stops
+ * delivering without telling anybody); `restore` lets everything through again. Used by the
+ * integration tests and by the fault soak (scripts/soak.ts).
  */
 import { Effect, Redacted } from "effect"
 import * as Net from "node:net"
@@ -10,29 +12,43 @@ export interface TcpProxy {
   /** `url` with its host and port replaced by the proxy's. */
   readonly url: Redacted.Redacted
   readonly cut: Effect.Effect<void>
+  readonly stall: Effect.Effect<void>
   readonly restore: Effect.Effect<void>
 }
+
+type State = "open" | "stalled" | "cut"
 
 export const start = (target: Redacted.Redacted) =>
   Effect.acquireRelease(
     Effect.async<{ proxy: TcpProxy; server: Net.Server; sockets: Set<Net.Socket> }>((resume) => {
       const upstream = new URL(Redacted.value(target))
       const sockets = new Set<Net.Socket>()
-      let open = true
+      let state: State = "open"
       const track = (socket: Net.Socket) => {
         sockets.add(socket)
         socket.on("close", () => sockets.delete(socket))
         socket.on("error", () => socket.destroy())
       }
+      // By hand rather than with pipe(), which would resume a stalled socket on its next drain.
+      const forward = (from: Net.Socket, to: Net.Socket) => {
+        from.on("data", (chunk) => {
+          if (!to.write(chunk)) from.pause()
+        })
+        to.on("drain", () => {
+          if (state === "open") from.resume()
+        })
+        if (state === "stalled") from.pause()
+      }
       const server = Net.createServer((client) => {
         track(client)
-        if (!open) {
+        if (state === "cut") {
           client.destroy()
           return
         }
         const database = Net.connect(Number(upstream.port), upstream.hostname)
         track(database)
-        client.pipe(database).pipe(client)
+        forward(client, database)
+        forward(database, client)
         client.on("close", () => database.destroy())
         database.on("close", () => client.destroy())
       })
@@ -47,11 +63,17 @@ export const start = (target: Redacted.Redacted) =>
           proxy: {
             url: Redacted.make(url.toString()),
             cut: Effect.sync(() => {
-              open = false
+              state = "cut"
               for (const socket of sockets) socket.destroy()
             }),
+            stall: Effect.sync(() => {
+              if (state === "cut") return
+              state = "stalled"
+              for (const socket of sockets) socket.pause()
+            }),
             restore: Effect.sync(() => {
-              open = true
+              state = "open"
+              for (const socket of sockets) socket.resume()
             })
           }
         }))
