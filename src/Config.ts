@@ -13,6 +13,8 @@ export interface Settings {
   readonly dataDir: string
   readonly embeddedPostgresPort: number
   readonly databasePoolSize: number
+  /** A database connection that sends a request and hears nothing back for this long is closed. */
+  readonly databaseTimeout: Duration.Duration
   readonly pollInterval: Duration.Duration
   readonly pollBatchSize: number
   /** Poll as soon as PostgreSQL notifies an insert (LISTEN/NOTIFY), besides every pollInterval. */
@@ -218,6 +220,7 @@ export const settings: Config.Config<Settings> = Config.all({
   dataDir: nonEmpty("DATA_DIR", "./.pollcast"),
   embeddedPostgresPort: integerBetween("EMBEDDED_POSTGRES_PORT", 54_329, 1, 65_535),
   databasePoolSize: integerBetween("DATABASE_POOL_SIZE", 10, 2, 1000),
+  databaseTimeout: positiveDuration("DATABASE_TIMEOUT", "10 seconds"),
   pollInterval: positiveDuration("POLL_INTERVAL", "1 second"),
   pollBatchSize: integerBetween("POLL_BATCH_SIZE", 500, 1, 10_000),
   notifyWakeup: Config.boolean().pipe(Config.nested("NOTIFY_WAKEUP"), Config.withDefault(true)),

@@ -9,6 +9,7 @@ import { Context, Data, Duration, Effect, Layer, Option, Redacted, Schedule } fr
 import * as Path from "node:path"
 import { AppConfig } from "./Config.js"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.js"
+import * as PgSocket from "./PgSocket.js"
 import createMessages from "./migrations/00001_create_messages.js"
 import retention from "./migrations/00002_retention.js"
 import notifyWakeup from "./migrations/00003_notify_wakeup.js"
@@ -30,14 +31,26 @@ const describeUrl = (url: Redacted.Redacted) => {
 /** How a node's connections are named in pg_stat_activity. */
 export const applicationName = "pollcast"
 
-/** A client for the database at `url`, pooled, with at most `maxConnections`. */
-export const client = (url: Redacted.Redacted, maxConnections: number, name = applicationName) =>
+/** How long a connection may wait for PostgreSQL's answer before it is given up as stalled. */
+export const defaultTimeout = Duration.seconds(10)
+
+/**
+ * A client for the database at `url`, pooled, with at most `maxConnections`, each closed when the
+ * network stalls for `timeout` (see PgSocket).
+ */
+export const client = (
+  url: Redacted.Redacted,
+  maxConnections: number,
+  name = applicationName,
+  timeout: Duration.Duration = defaultTimeout
+) =>
   PgClient.layer({
     url,
     maxConnections,
     applicationName: name,
     connectTimeout: Duration.seconds(5),
-    idleTimeout: Duration.seconds(30)
+    idleTimeout: Duration.seconds(30),
+    stream: PgSocket.watched(Duration.toMillis(timeout))
   })
 
 /** Creates `name` on the server unless it exists; runs on a connection to its `postgres` database. */
@@ -105,7 +118,7 @@ export const layerNamed = (name: string) =>
     Effect.gen(function*() {
       const config = yield* AppConfig
       const url = yield* DatabaseUrl
-      const connected = client(url, config.databasePoolSize, name).pipe(
+      const connected = client(url, config.databasePoolSize, name, config.databaseTimeout).pipe(
         Layer.mapError((error) =>
           new DatabaseConnectError({
             message: `Could not connect to PostgreSQL at ${describeUrl(url)}: ${

@@ -51,4 +51,35 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("data
       yield* SseClient.eventually(status(node.url("/readyz")), (code) => code === 200, "15 seconds", "readyz to recover")
       expect(yield* publish("after")).toBe(201)
     }))
+
+  it.scoped("answers 503 when the link to the database stalls without closing, and recovers once it flows", () =>
+    Effect.gen(function*() {
+      const database = yield* TestDatabase.TestDatabase
+      const proxy = yield* TcpProxy.start(database.url)
+      const node = yield* TestNode.start({ DATABASE_TIMEOUT: "1 second" }, { databaseUrl: proxy.url })
+      const publish = (body: string) =>
+        Effect.promise(() =>
+          fetch(node.url("/messages"), {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ channel: "stall", body }),
+            signal: AbortSignal.timeout(15_000)
+          }).then((response) => response.status, () => "no answer within 15 seconds")
+        )
+      const client = yield* SseClient.connected(node.url("/events?channel=stall"))
+      expect(yield* publish("before")).toBe(201)
+      yield* client.waitUntil(() => client.messages.length === 1)
+
+      // The network keeps the connections but delivers nothing: no error, no close.
+      yield* proxy.stall
+      expect(yield* publish("during")).toBe(503)
+      yield* SseClient.eventually(status(node.url("/readyz")), (code) => code === 503, "15 seconds", "readyz to fail")
+
+      yield* proxy.restore
+      yield* SseClient.eventually(publish("after"), (code) => code === 201, "20 seconds", "a POST to succeed again")
+      yield* client.waitUntil(() => client.bodies().includes("after"), "20 seconds")
+      // Only what was confirmed, once each; the 503 may or may not have been stored.
+      expect(client.bodies().filter((body) => body !== "during")).toEqual(["before", ...client.bodies().filter((body) => body === "after")])
+      expect(client.opens()).toBe(1)
+    }))
 })

@@ -3,7 +3,7 @@
  * local port for the rest of the enclosing Scope. Several may share the database, as nodes do.
  */
 import { HttpServer } from "@effect/platform"
-import { Cause, Context, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
+import { Cause, Context, Duration, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import * as App from "../../src/App.js"
 import * as Database from "../../src/Database.js"
 import { EventStream } from "../../src/EventStream.js"
@@ -39,7 +39,12 @@ export const start = (settings: Record<string, string> = {}, options: StartOptio
     const database = yield* TestDatabase
     const context = yield* Layer.build(
       App.layer.pipe(
-        Layer.provide(Database.client(options.databaseUrl ?? database.url, 5)),
+        Layer.provide(Database.client(
+          options.databaseUrl ?? database.url,
+          5,
+          Database.applicationName,
+          settings.DATABASE_TIMEOUT === undefined ? Database.defaultTimeout : Duration.decode(settings.DATABASE_TIMEOUT as Duration.DurationInput)
+        )),
         // No rate limit unless a test sets one: tests publish bursts from one address.
         Layer.provide(testConfig({ POLL_INTERVAL: "50 millis", PUBLISH_RATE: "0", ...settings })),
         // Warnings (failed polls, cut-off clients) are part of what tests show; start-up chatter is not.
