@@ -7,11 +7,15 @@ import * as App from "./App.js"
 import { AppConfig } from "./Config.js"
 import * as Database from "./Database.js"
 
-const logLevel = Layer.unwrapEffect(Effect.map(AppConfig, (config) => Logger.minimumLogLevel(config.logLevel)))
+const loggers = { pretty: Logger.pretty, json: Logger.json, logfmt: Logger.logFmt } as const
+
+const logging = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) => Layer.merge(loggers[config.logFormat], Logger.minimumLogLevel(config.logLevel)))
+)
 
 const main = App.layer.pipe(
   Layer.provide(Database.layer),
-  Layer.provide(logLevel),
+  Layer.provide(logging),
   Layer.provide(AppConfig.layer)
 )
 
@@ -30,4 +34,8 @@ const report = (cause: Cause.Cause<unknown>) => {
   return Effect.logError("pollcast stopped unexpectedly", cause)
 }
 
-NodeRuntime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(report)), { disableErrorReporting: true })
+// The logger is the one LOG_FORMAT chooses, so not runMain's pretty one besides.
+NodeRuntime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(report)), {
+  disableErrorReporting: true,
+  disablePrettyLogger: true
+})
