@@ -8,6 +8,7 @@ import { Deferred, Duration, Effect, Layer } from "effect"
 import * as NodeHttp from "node:http"
 import { AppConfig } from "./Config.js"
 import { EventStream } from "./EventStream.js"
+import * as Docs from "./Http/Docs.js"
 import * as Events from "./Http/Events.js"
 import * as Health from "./Http/Health.js"
 import { internalError, NotFound, writeAnswer } from "./Http/HttpErrors.js"
@@ -17,7 +18,12 @@ import * as RequestLog from "./Http/RequestLog.js"
 import { hasTokenInQuery, RequestPolicy } from "./Http/RequestPolicy.js"
 
 export const app = Effect.gen(function*() {
-  const router = HttpRouter.concatAll(yield* Messages.routes, yield* Health.routes, yield* Page.routes)
+  const router = HttpRouter.concatAll(
+    yield* Messages.routes,
+    yield* Health.routes,
+    yield* Page.routes,
+    yield* Docs.routes
+  )
   return router.pipe(
     // The path only: a query may hold a token.
     Effect.catchTag("RouteNotFound", (notFound) =>

@@ -1,0 +1,111 @@
+/**
+ * The API's description: `GET /openapi.json` (OpenAPI 3.1, derived from src/Api.ts) and a reference
+ * page at `GET /docs`, rendered by Scalar — the very build that @effect/platform's HttpApiScalar
+ * inlines into its page, served here as a file of its own from node_modules, so that the page runs
+ * under a Content-Security-Policy without inline scripts and loads nothing from elsewhere.
+ */
+import { HttpRouter, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
+import { Effect } from "effect"
+import { createHash } from "node:crypto"
+import { createRequire } from "node:module"
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import * as Api from "../Api.js"
+import { AppConfig } from "../Config.js"
+import { NotFound } from "./HttpErrors.js"
+
+/**
+ * The page's policy: its own scripts only, nothing fetched from elsewhere. Scalar writes its
+ * stylesheet into the page at run time (a style element and style attributes), which only
+ * 'unsafe-inline' for styles admits; scripts stay strict.
+ */
+const docsHeaders = {
+  "content-security-policy": "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; " +
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; " +
+    "frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer"
+}
+
+/** Scalar's standalone build, as @effect/platform ships it for HttpApiScalar (the version is pinned with it). */
+const scalarSource = Effect.gen(function*() {
+  const platform = Path.dirname(createRequire(import.meta.url).resolve("@effect/platform/package.json"))
+  const module: unknown = yield* Effect.promise(() =>
+    import(pathToFileURL(Path.join(platform, "dist", "esm", "internal", "httpApiScalar.js")).href)
+  )
+  const source = typeof module === "object" && module !== null && "javascript" in module ? module.javascript : undefined
+  if (typeof source !== "string") return yield* Effect.dieMessage("@effect/platform no longer ships Scalar's page script")
+  return source
+})
+
+const decodeErrorRef = "#/components/schemas/HttpApiDecodeError"
+const decodeErrorSchemas = new Set(["HttpApiDecodeError", "Issue", "PropertyKey"])
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null
+
+/**
+ * The document as the routes answer: a malformed request gets InvalidRequest, never the
+ * HttpApiDecodeError that HttpApi declares for every endpoint, so that alternative is left out.
+ */
+const asServed = (spec: OpenApi.OpenAPISpec): string =>
+  JSON.stringify(spec, (key, value: unknown) => {
+    if (!isRecord(value)) return value
+    if (key === "schemas") return Object.fromEntries(Object.entries(value).filter(([name]) => !decodeErrorSchemas.has(name)))
+    if (value.description === "The request did not match the expected schema") {
+      return { ...value, description: "The request is malformed; `field` names what is wrong" }
+    }
+    if (!Array.isArray(value.anyOf)) return value
+    const rest: Array<unknown> = value.anyOf.filter((schema) => !(isRecord(schema) && schema.$ref === decodeErrorRef))
+    if (rest.length === value.anyOf.length) return value
+    return rest.length === 1 ? rest[0] : { ...value, anyOf: rest }
+  })
+
+const hashOf = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 16)
+
+const script = (body: string) => ({ body, path: `/docs/${hashOf(body)}.js` })
+
+export const routes = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const spec = OpenApi.fromApi(Api.make(config.maxBodyBytes))
+  const document = asServed(spec)
+  const scalar = script(yield* scalarSource)
+  const start = script(
+    `Scalar.createApiReference("#reference", ${
+      JSON.stringify({ url: "/openapi.json", withDefaultFonts: false, hideClientButton: false, telemetry: false })
+    })\n`
+  )
+  const page = `<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <title>${spec.info.title} API</title>
+    <link rel="icon" href="data:,">
+  </head>
+  <body>
+    <div id="reference"></div>
+    <script src="${scalar.path}"></script>
+    <script src="${start.path}"></script>
+  </body>
+</html>
+`
+  const scripts = new Map([scalar, start].map((entry) => [entry.path, entry.body]))
+
+  return HttpRouter.empty.pipe(
+    HttpRouter.get("/openapi.json", Effect.succeed(HttpServerResponse.text(document, { contentType: "application/json" }))),
+    HttpRouter.get("/docs", Effect.succeed(HttpServerResponse.html(page).pipe(HttpServerResponse.setHeaders(docsHeaders)))),
+    HttpRouter.get(
+      "/docs/:script",
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const body = scripts.get(new URL(request.url, "http://pollcast").pathname)
+        return body === undefined
+          ? Effect.fail(new NotFound({ message: `No script at ${request.url.split("?")[0]}` }))
+          : Effect.succeed(
+            HttpServerResponse.text(body, {
+              contentType: "text/javascript; charset=utf-8",
+              headers: { "cache-control": "public, max-age=31536000, immutable", ...docsHeaders }
+            })
+          )
+      })
+    )
+  )
+})
