@@ -23,7 +23,7 @@ import * as Sse from "@effect/experimental/Sse"
 import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Data, Effect, Option, Schedule, Schema, Stream } from "effect"
 import * as Api from "../Api.js"
-import { type Channel, Message, MessageId, type NewMessageRequest } from "../Message.js"
+import { type Channel, Message, MessageId, NewMessageRequest } from "../Message.js"
 
 export interface ClientOptions {
   /** Where the service is, e.g. `http://localhost:8080`. */
@@ -60,8 +60,27 @@ export class EventsRefused extends Data.TaggedError("EventsRefused")<{
 /** The stream ended or could not be opened; it is opened again. */
 class Dropped extends Data.TaggedError("Dropped")<{ readonly reason: string }> {}
 
+/** A message to publish; channel and author may be left out. */
+export interface NewMessageInput {
+  readonly channel?: string | undefined
+  readonly author?: string | undefined
+  readonly body: string
+}
+
+/** Which page of history to read (see GET /messages). */
+export interface HistoryInput {
+  readonly channel?: string | ReadonlyArray<string> | undefined
+  readonly after?: string | undefined
+  readonly before?: string | undefined
+  readonly limit?: number | undefined
+}
+
 /** Large enough for any node's MAX_BODY_BYTES: the server decides what it accepts. */
-const clientApi = Api.make(1_048_576)
+const largestBody = 1_048_576
+const clientApi = Api.make(largestBody)
+// Plain strings are checked by the declaration's schemas (a ParseError) before anything is sent.
+const checkMessage = Schema.decodeUnknown(NewMessageRequest(largestBody))
+const checkHistory = Schema.decodeUnknown(Schema.typeSchema(Api.HistoryParams))
 
 const reconnection = Schedule.exponential("100 millis").pipe(
   Schedule.union(Schedule.spaced("5 seconds")),
@@ -135,10 +154,18 @@ export const make = (options: ClientOptions) =>
             ? new Dropped({ reason: `${response.status}: ${body}` })
             : new EventsRefused({ status: response.status, body })
         }
+        // The parser, not Sse.makeChannel: that one takes a `retry:` field as an order to start over.
+        const parsed: Array<Sse.Event> = []
+        const parser = Sse.makeParser((event) => {
+          if (event._tag === "Event") parsed.push(event)
+        })
         return response.stream.pipe(
           Stream.mapError((error) => new Dropped({ reason: error.message })),
           Stream.decodeText(),
-          Stream.pipeThroughChannel(Sse.makeChannel()),
+          Stream.mapConcatEffect((text) => {
+            const error = parser.feed(text)
+            return error === undefined ? Effect.succeed(parsed.splice(0)) : new Dropped({ reason: error.message })
+          }),
           Stream.mapEffect(handle),
           Stream.filterMap((message) => message),
           // The server never ends a healthy stream: an end is a drop like any other.
@@ -160,9 +187,11 @@ export const make = (options: ClientOptions) =>
 
     return {
       /** POST /messages: stores a message and returns it as stored. */
-      publish: (message: ReturnType<typeof NewMessageRequest>["Type"]) => api.messages.publish({ payload: message }),
+      publish: (message: NewMessageInput) =>
+        Effect.flatMap(checkMessage(message), (payload) => api.messages.publish({ payload })),
       /** GET /messages: a page of stored messages. */
-      history: (params: typeof Api.HistoryParams.Type = {}) => api.messages.history({ urlParams: params }),
+      history: (params: HistoryInput = {}) =>
+        Effect.flatMap(checkHistory(params), (urlParams) => api.messages.history({ urlParams })),
       events,
       /** Every endpoint of the declaration, as HttpApiClient makes them. */
       api
