@@ -118,46 +118,48 @@ const ReadyBody = Schema.Struct({
   wakeup: Schema.Literal("disabled", "connecting", "listening", "reconnecting")
 }).annotations({ identifier: "Readiness" })
 
+/** POST and GET /messages; `maxBodyBytes` is MAX_BODY_BYTES, which bounds a message's body. */
+export const messagesGroup = (maxBodyBytes: number) =>
+  HttpApiGroup.make("messages")
+    .add(
+      HttpApiEndpoint.post("publish", "/messages")
+        .setPayload(NewMessageRequest(maxBodyBytes))
+        .addSuccess(Message, { status: 201 })
+        .addError(InvalidRequest)
+        .addError(Unauthorized)
+        .addError(Forbidden)
+        .addError(OriginNotAllowed)
+        .addError(PayloadTooLarge)
+        .addError(UnsupportedMediaType)
+        .addError(TooManyRequests)
+        .addError(ServiceUnavailable)
+        .annotate(OpenApi.Summary, "Publish a message")
+        .annotate(
+          OpenApi.Description,
+          "Stores the message and answers it as stored. With an access token, `author` is the token's name, whatever the body says."
+        )
+    )
+    .add(
+      HttpApiEndpoint.get("history", "/messages")
+        .setUrlParams(HistoryParams)
+        .addSuccess(HistoryPage)
+        .addError(InvalidRequest)
+        .addError(Unauthorized)
+        .addError(Forbidden)
+        .addError(OriginNotAllowed)
+        .addError(ServiceUnavailable)
+        .annotate(OpenApi.Summary, "Read stored messages, a page at a time")
+        .annotate(
+          OpenApi.Description,
+          "Only final messages: exactly those a subscriber has been or is about to be sent. With neither `after` nor `before`, the newest page."
+        )
+    )
+    .annotate(OpenApi.Description, "Publishing and history")
+
 /** The API's declaration; `maxBodyBytes` is MAX_BODY_BYTES, which bounds a message's body. */
 export const make = (maxBodyBytes: number) =>
   HttpApi.make("pollcast")
-    .add(
-      HttpApiGroup.make("messages")
-        .add(
-          HttpApiEndpoint.post("publish", "/messages")
-            .setPayload(NewMessageRequest(maxBodyBytes))
-            .addSuccess(Message, { status: 201 })
-            .addError(InvalidRequest)
-            .addError(Unauthorized)
-            .addError(Forbidden)
-            .addError(OriginNotAllowed)
-            .addError(PayloadTooLarge)
-            .addError(UnsupportedMediaType)
-            .addError(TooManyRequests)
-            .addError(ServiceUnavailable)
-            .annotate(OpenApi.Summary, "Publish a message")
-            .annotate(
-              OpenApi.Description,
-              "Stores the message and answers it as stored. With an access token, `author` is the token's name, whatever the body says."
-            )
-        )
-        .add(
-          HttpApiEndpoint.get("history", "/messages")
-            .setUrlParams(HistoryParams)
-            .addSuccess(HistoryPage)
-            .addError(InvalidRequest)
-            .addError(Unauthorized)
-            .addError(Forbidden)
-            .addError(OriginNotAllowed)
-            .addError(ServiceUnavailable)
-            .annotate(OpenApi.Summary, "Read stored messages, a page at a time")
-            .annotate(
-              OpenApi.Description,
-              "Only final messages: exactly those a subscriber has been or is about to be sent. With neither `after` nor `before`, the newest page."
-            )
-        )
-        .annotate(OpenApi.Description, "Publishing and history")
-    )
+    .add(messagesGroup(maxBodyBytes))
     .add(
       HttpApiGroup.make("events")
         .add(

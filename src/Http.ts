@@ -17,14 +17,13 @@ import * as Page from "./Http/Page.js"
 import * as RequestLog from "./Http/RequestLog.js"
 import { hasTokenInQuery, RequestPolicy } from "./Http/RequestPolicy.js"
 
+/** Every route but `GET /events`. */
+export const router = Effect.gen(function*() {
+  return HttpRouter.concatAll(yield* Messages.routes, yield* Health.routes, yield* Page.routes, yield* Docs.routes)
+})
+
 export const app = Effect.gen(function*() {
-  const router = HttpRouter.concatAll(
-    yield* Messages.routes,
-    yield* Health.routes,
-    yield* Page.routes,
-    yield* Docs.routes
-  )
-  return router.pipe(
+  return (yield* router).pipe(
     // The path only: a query may hold a token.
     Effect.catchTag("RouteNotFound", (notFound) =>
       new NotFound({ message: `No route for ${notFound.request.method} ${notFound.request.url.split("?")[0]}` })),

@@ -50,6 +50,10 @@ const asServed = (spec: OpenApi.OpenAPISpec): string =>
   JSON.stringify(spec, (key, value: unknown) => {
     if (!isRecord(value)) return value
     if (key === "schemas") return Object.fromEntries(Object.entries(value).filter(([name]) => !decodeErrorSchemas.has(name)))
+    // An endpoint whose only 400 is the decode error answers no 400 at all.
+    if (key === "400" && JSON.stringify(value).includes(decodeErrorRef) && !JSON.stringify(value).includes("InvalidRequest")) {
+      return undefined
+    }
     if (value.description === "The request did not match the expected schema") {
       return { ...value, description: "The request is malformed; `field` names what is wrong" }
     }
