@@ -1,7 +1,7 @@
 /**
- * CPU per POST /messages of the HTTP layer alone: pollcast's HttpRouter route against the same
- * endpoint served by HttpApiBuilder from src/Api.ts (scripts/bench/apiServer.ts: same request policy,
- * a repo that stores nothing). Each server takes `--requests` POSTs (default 20,000) over 32
+ * CPU per POST /messages of the HTTP layer alone: pollcast's HttpRouter route, the same with the
+ * request log in front (its access line at info), and the endpoint served by HttpApiBuilder from
+ * src/Api.ts (scripts/bench/apiServer.ts: same request policy, a repo that stores nothing). Each server takes `--requests` POSTs (default 20,000) over 32
  * keep-alive connections after a warm-up; runs alternate, `--rounds` times each (default 3).
  *
  *     node --import tsx scripts/api-bench.ts [--requests 20000] [--rounds 3]
@@ -20,7 +20,10 @@ const rounds = option("rounds", 3)
 const concurrency = 32
 const body = JSON.stringify({ channel: "bench", author: "api-bench", body: "x".repeat(100) })
 
-const start = (mode: "router" | "builder") =>
+type Mode = "router" | "logged" | "builder"
+const modes: ReadonlyArray<Mode> = ["router", "logged", "builder"]
+
+const start = (mode: Mode) =>
   new Promise<{ child: ChildProcess.ChildProcess; port: number }>((resolve, reject) => {
     const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "scripts/bench/apiServer.ts", mode], {
       cwd: root,
@@ -64,7 +67,7 @@ const load = (port: number, count: number) => {
   })
 }
 
-const measure = async (mode: "router" | "builder") => {
+const measure = async (mode: Mode) => {
   const { child, port } = await start(mode)
   try {
     await load(port, 2000)
@@ -79,15 +82,19 @@ const measure = async (mode: "router" | "builder") => {
   }
 }
 
-const results: Record<string, Array<{ microsecondsPerPost: number; postsPerSecond: number }>> = { router: [], builder: [] }
+const results: Record<string, Array<{ microsecondsPerPost: number; postsPerSecond: number }>> = {
+  router: [],
+  logged: [],
+  builder: []
+}
 for (let round = 1; round <= rounds; round++) {
-  for (const mode of ["router", "builder"] as const) {
+  for (const mode of modes) {
     const result = await measure(mode)
     results[mode]!.push(result)
     console.log(`round ${round} ${mode}: ${result.microsecondsPerPost} µs of server CPU per POST, ${result.postsPerSecond} POST/s`)
   }
 }
-for (const mode of ["router", "builder"] as const) {
+for (const mode of modes) {
   const cpu = results[mode]!.map((result) => result.microsecondsPerPost).sort((a, b) => a - b)
   console.log(`${mode}: CPU per POST min ${cpu[0]} µs, median ${cpu[Math.floor(cpu.length / 2)]} µs`)
 }

@@ -39,6 +39,8 @@ export interface Settings {
   readonly logFormat: LogFormat
   /** An OpenTelemetry collector (OTLP over HTTP) to export traces to; none: traces are not exported. */
   readonly otlpEndpoint: Option.Option<URL>
+  /** The service's name in traces and metrics' target_info (OpenTelemetry's OTEL_SERVICE_NAME). */
+  readonly serviceName: string
   /** Access control: see Access.ts and the README's Security section. */
   readonly auth: AuthSettings
   readonly limits: LimitSettings
@@ -267,6 +269,7 @@ export const settings: Config.Config<Settings> = Config.all({
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat,
   otlpEndpoint,
+  serviceName: nonEmpty("OTEL_SERVICE_NAME", "pollcast"),
   auth,
   limits,
   corsOrigins: list("CORS_ORIGINS", origin).pipe(Config.withDefault([])),

@@ -31,7 +31,7 @@ export const layer = Layer.unwrapEffect(
     // No otel_scope_* labels on every series: every metric comes from the same producer.
     const serializer = new PrometheusSerializer(undefined, false, undefined, false, true)
     const sdk = NodeSdk.layer(() => ({
-      resource: { serviceName: "pollcast" },
+      resource: { serviceName: config.serviceName },
       metricReader: exporter,
       spanProcessor: Option.match(config.otlpEndpoint, {
         onNone: () => undefined,

@@ -1,22 +1,24 @@
 /**
  * For `scripts/api-bench.ts`: POST /messages served either by pollcast's HttpRouter route
- * (src/Http/Messages.ts) or by HttpApiBuilder from the declaration (src/Api.ts), with the same
- * request policy and a repo that stores nothing, so that only the HTTP layer differs. Prints its
- * port once it listens.
+ * (src/Http/Messages.ts), by the same with the request log in front (src/Http/RequestLog.ts, its
+ * access line written at info as in production), or by HttpApiBuilder from the declaration
+ * (src/Api.ts); each with the same request policy and a repo that stores nothing, so that only the
+ * HTTP layer differs. Prints its port once it listens.
  */
 import { HttpApi, HttpApiBuilder } from "@effect/platform"
 import { NodeHttpServer, NodeHttpServerRequest, NodeRuntime } from "@effect/platform-node"
 import { HttpServerRequest } from "@effect/platform"
-import { ConfigProvider, Effect, Layer } from "effect"
+import { ConfigProvider, Effect, Layer, Logger } from "effect"
 import * as NodeHttp from "node:http"
 import * as Api from "../../src/Api.js"
 import { AppConfig } from "../../src/Config.js"
 import * as Messages from "../../src/Http/Messages.js"
+import * as RequestLog from "../../src/Http/RequestLog.js"
 import * as RequestPolicy from "../../src/Http/RequestPolicy.js"
 import { Message, messageId } from "../../src/Message.js"
 import { MessageRepo } from "../../src/MessageRepo.js"
 
-const mode = process.argv[2] === "builder" ? "builder" : "router"
+const mode = process.argv[2] === "builder" ? "builder" : process.argv[2] === "logged" ? "logged" : "router"
 
 let sequence = 0
 const repo = Layer.succeed(MessageRepo, MessageRepo.of({
@@ -62,7 +64,15 @@ const routerApp = Messages.routes
 const main = Effect.gen(function*() {
   const app = yield* (mode === "builder" ? builderApp : routerApp)
   const handler = yield* NodeHttpServer.makeHandler(app)
-  const server = NodeHttp.createServer(handler)
+  const record = yield* RequestLog.make
+  const server = NodeHttp.createServer(
+    mode === "logged"
+      ? (request, response) => {
+        record(request, response)
+        handler(request, response)
+      }
+      : handler
+  )
   server.keepAliveTimeout = 65_000
   yield* Effect.async<void>((resume) => {
     server.listen(0, "127.0.0.1", () => resume(Effect.void))
@@ -74,7 +84,9 @@ const main = Effect.gen(function*() {
   Effect.provide(RequestPolicy.layer),
   Effect.provide(repo),
   Effect.provide(AppConfig.layer.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["PUBLISH_RATE", "0"]])))))),
-  Effect.provide(NodeHttpServer.layerContext)
+  Effect.provide(NodeHttpServer.layerContext),
+  // As the service writes its lines when its output is not a terminal.
+  Effect.provide(Logger.logFmt)
 )
 
-NodeRuntime.runMain(main)
+NodeRuntime.runMain(main, { disablePrettyLogger: true })

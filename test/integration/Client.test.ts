@@ -2,18 +2,15 @@
  * The typed client (src/client/) against real nodes: the JSON endpoints through HttpApiClient, and
  * `events` following a channel across a restart of its node.
  */
-import { FetchHttpClient } from "@effect/platform"
 import { expect, layer } from "@effect/vitest"
 import { Chunk, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
 import * as PollcastClient from "../../src/client/PollcastClient.js"
 import type { Message } from "../../src/Message.js"
 import * as SseClient from "../support/SseClient.js"
+import * as TestClient from "../support/TestClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 import * as Tokens from "../support/Tokens.js"
-
-const clientOf = (url: string, options: Omit<PollcastClient.ClientOptions, "baseUrl"> = {}) =>
-  PollcastClient.make({ baseUrl: url, ...options }).pipe(Effect.provide(FetchHttpClient.layer))
 
 /** Runs `events` in the background, collecting what it yields. */
 const follow = (stream: Stream.Stream<Message, PollcastClient.EventsRefused>) =>
@@ -30,7 +27,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
   it.scoped("publishes and reads history through the declared endpoints, and gets declared errors as values", () =>
     Effect.gen(function*() {
       const node = yield* TestNode.start()
-      const client = yield* clientOf(node.url(""))
+      const client = yield* TestClient.of(node)
       const stored = yield* client.publish({ channel: "typed", body: "hello" })
       expect(stored).toMatchObject({ channel: "typed", author: "anonymous", body: "hello" })
       expect(stored.createdAt).toBeInstanceOf(Date)
@@ -52,8 +49,8 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
       const node = yield* TestNode.start({ SSE_RETRY: "100 millis" }).pipe(Scope.extend(firstRun))
       const port = new URL(node.url("/")).port
       const other = yield* TestNode.start()
-      const client = yield* clientOf(node.url(""))
-      const writer = yield* clientOf(other.url(""))
+      const client = yield* TestClient.of(node)
+      const writer = yield* TestClient.of(other)
       const followed = yield* follow(client.events({ channels: [channel] }))
       yield* SseClient.eventually(node.connections, (open) => open === 1, "10 seconds", "the client to connect")
 
@@ -76,7 +73,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
   it.scoped("starts after lastEventId, and on a reset continues from the position the server names", () =>
     Effect.gen(function*() {
       const node = yield* TestNode.start()
-      const client = yield* clientOf(node.url(""))
+      const client = yield* TestClient.of(node)
       const first = yield* client.publish({ channel: "resumed", body: "first" })
       yield* client.publish({ channel: "resumed", body: "second" })
       yield* SseClient.eventually(client.history({ channel: "resumed" }), (page) => page.messages.length === 2)
@@ -100,7 +97,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
     Effect.gen(function*() {
       const node = yield* TestNode.start({ AUTH_SECRET: Tokens.secret })
       const token = yield* Effect.promise(() => Tokens.hs256({ publish: ["mine"], subscribe: ["mine"] }))
-      const client = yield* clientOf(node.url(""), { token: Effect.succeed(token) })
+      const client = yield* TestClient.of(node, { token: Effect.succeed(token) })
       expect(yield* client.publish({ channel: "mine", body: "signed" })).toMatchObject({ author: "ada" })
       const refused = yield* Effect.flip(Stream.runDrain(client.events({ channels: ["theirs"] })))
       expect(refused).toMatchObject({ _tag: "EventsRefused", status: 403 })
