@@ -29,11 +29,16 @@ const start = (mode: Mode) =>
       cwd: root,
       stdio: ["ignore", "pipe", "inherit"]
     })
-    let output = ""
+    // Read until the port is known; the access lines that follow are read and dropped.
+    let output: string | undefined = ""
     child.stdout!.on("data", (chunk) => {
+      if (output === undefined) return
       output += chunk
       const match = /port (\d+)/.exec(output)
-      if (match !== null) resolve({ child, port: Number(match[1]) })
+      if (match !== null) {
+        output = undefined
+        resolve({ child, port: Number(match[1]) })
+      }
     })
     child.once("exit", (code) => reject(new Error(`${mode} server exited with ${code}`)))
   })

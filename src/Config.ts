@@ -37,6 +37,8 @@ export interface Settings {
   readonly logLevel: LogLevel.LogLevel
   /** How log lines are written: `pretty` (for people, the default on a terminal), `json` or `logfmt` (the default otherwise). */
   readonly logFormat: LogFormat
+  /** Whether every request gets an access line (at info). */
+  readonly accessLog: boolean
   /** An OpenTelemetry collector (OTLP over HTTP) to export traces to; none: traces are not exported. */
   readonly otlpEndpoint: Option.Option<URL>
   /** The service's name in traces and metrics' target_info (OpenTelemetry's OTEL_SERVICE_NAME). */
@@ -268,6 +270,7 @@ export const settings: Config.Config<Settings> = Config.all({
   shutdownTimeout: positiveDuration("SHUTDOWN_TIMEOUT", "5 seconds"),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat,
+  accessLog: Config.boolean().pipe(Config.nested("ACCESS_LOG"), Config.withDefault(true)),
   otlpEndpoint,
   serviceName: nonEmpty("OTEL_SERVICE_NAME", "pollcast"),
   auth,

@@ -2,16 +2,13 @@
  * The composition root: the app on its database, with settings from the environment.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, ConfigError, Effect, Layer, Logger } from "effect"
+import { Cause, ConfigError, Effect, FiberRef, HashSet, Layer, Logger } from "effect"
 import * as App from "./App.js"
 import { AppConfig } from "./Config.js"
 import * as Database from "./Database.js"
+import * as Logging from "./Logging.js"
 
-const loggers = { pretty: Logger.pretty, json: Logger.json, logfmt: Logger.logFmt } as const
-
-const logging = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) => Layer.merge(loggers[config.logFormat], Logger.minimumLogLevel(config.logLevel)))
-)
+const logging = Layer.unwrapEffect(Effect.map(AppConfig, (config) => Logging.layer(config.logFormat, config.logLevel)))
 
 const main = App.layer.pipe(
   Layer.provide(Database.layer),
@@ -35,7 +32,11 @@ const report = (cause: Cause.Cause<unknown>) => {
 }
 
 // The logger is the one LOG_FORMAT chooses, so not runMain's pretty one besides.
-NodeRuntime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(report)), {
+// Once the layers have failed, their batched logger is closed: the report goes to the plain one.
+const reported = (cause: Cause.Cause<unknown>) =>
+  Effect.locally(report(cause), FiberRef.currentLoggers, HashSet.make(Logger.defaultLogger))
+
+NodeRuntime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(reported)), {
   disableErrorReporting: true,
   disablePrettyLogger: true
 })

@@ -8,12 +8,13 @@
 import { HttpApi, HttpApiBuilder } from "@effect/platform"
 import { NodeHttpServer, NodeHttpServerRequest, NodeRuntime } from "@effect/platform-node"
 import { HttpServerRequest } from "@effect/platform"
-import { ConfigProvider, Effect, Layer, Logger } from "effect"
+import { ConfigProvider, Effect, Layer, LogLevel } from "effect"
 import * as NodeHttp from "node:http"
 import * as Api from "../../src/Api.js"
 import { AppConfig } from "../../src/Config.js"
 import * as Messages from "../../src/Http/Messages.js"
 import * as RequestLog from "../../src/Http/RequestLog.js"
+import * as Logging from "../../src/Logging.js"
 import * as RequestPolicy from "../../src/Http/RequestPolicy.js"
 import { Message, messageId } from "../../src/Message.js"
 import { MessageRepo } from "../../src/MessageRepo.js"
@@ -81,12 +82,13 @@ const main = Effect.gen(function*() {
   console.log(`port ${typeof address === "object" && address !== null ? address.port : 0}`)
   return yield* Effect.never
 }).pipe(
+  Effect.scoped,
   Effect.provide(RequestPolicy.layer),
   Effect.provide(repo),
   Effect.provide(AppConfig.layer.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["PUBLISH_RATE", "0"]])))))),
   Effect.provide(NodeHttpServer.layerContext),
   // As the service writes its lines when its output is not a terminal.
-  Effect.provide(Logger.logFmt)
+  Effect.provide(Logging.layer("logfmt", LogLevel.Info))
 )
 
 NodeRuntime.runMain(main, { disablePrettyLogger: true })

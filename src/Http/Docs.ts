@@ -5,7 +5,7 @@
  * under a Content-Security-Policy without inline scripts and loads nothing from elsewhere.
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { createHash } from "node:crypto"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
@@ -27,16 +27,24 @@ const docsHeaders = {
   "referrer-policy": "no-referrer"
 }
 
-/** Scalar's standalone build, as @effect/platform ships it for HttpApiScalar (the version is pinned with it). */
-const scalarSource = Effect.gen(function*() {
+/**
+ * Scalar's standalone build, as @effect/platform ships it for HttpApiScalar (pinned with it). It is
+ * not a public export: should a version move it, /docs says so and the rest of the node runs on.
+ */
+const scalarSource = Effect.tryPromise(() => {
   const platform = Path.dirname(createRequire(import.meta.url).resolve("@effect/platform/package.json"))
-  const module: unknown = yield* Effect.promise(() =>
-    import(pathToFileURL(Path.join(platform, "dist", "esm", "internal", "httpApiScalar.js")).href)
+  return import(pathToFileURL(Path.join(platform, "dist", "esm", "internal", "httpApiScalar.js")).href) as Promise<unknown>
+}).pipe(
+  Effect.map((module) =>
+    typeof module === "object" && module !== null && "javascript" in module && typeof module.javascript === "string"
+      ? Option.some(module.javascript)
+      : Option.none()
+  ),
+  Effect.orElseSucceed(() => Option.none<string>()),
+  Effect.tap((source) =>
+    Option.isNone(source) ? Effect.logWarning("/docs is unavailable: @effect/platform no longer ships Scalar's script") : Effect.void
   )
-  const source = typeof module === "object" && module !== null && "javascript" in module ? module.javascript : undefined
-  if (typeof source !== "string") return yield* Effect.dieMessage("@effect/platform no longer ships Scalar's page script")
-  return source
-})
+)
 
 const decodeErrorRef = "#/components/schemas/HttpApiDecodeError"
 const decodeErrorSchemas = new Set(["HttpApiDecodeError", "Issue", "PropertyKey"])
@@ -71,7 +79,8 @@ export const routes = Effect.gen(function*() {
   const config = yield* AppConfig
   const spec = OpenApi.fromApi(Api.make(config.maxBodyBytes))
   const document = asServed(spec)
-  const scalar = script(yield* scalarSource)
+  const source = yield* scalarSource
+  const scalar = script(Option.getOrElse(source, () => ""))
   const start = script(
     `Scalar.createApiReference("#reference", ${
       JSON.stringify({ url: "/openapi.json", withDefaultFonts: false, hideClientButton: false, telemetry: false })
@@ -92,11 +101,16 @@ export const routes = Effect.gen(function*() {
   </body>
 </html>
 `
-  const scripts = new Map([scalar, start].map((entry) => [entry.path, entry.body]))
+  const scripts = new Map((Option.isSome(source) ? [scalar, start] : []).map((entry) => [entry.path, entry.body]))
 
   return HttpRouter.empty.pipe(
     HttpRouter.get("/openapi.json", Effect.succeed(HttpServerResponse.text(document, { contentType: "application/json" }))),
-    HttpRouter.get("/docs", Effect.succeed(HttpServerResponse.html(page).pipe(HttpServerResponse.setHeaders(docsHeaders)))),
+    HttpRouter.get(
+      "/docs",
+      Option.isSome(source)
+        ? Effect.succeed(HttpServerResponse.html(page).pipe(HttpServerResponse.setHeaders(docsHeaders)))
+        : Effect.fail(new NotFound({ message: "The reference page is unavailable in this build; /openapi.json is served" }))
+    ),
     HttpRouter.get(
       "/docs/:script",
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
