@@ -76,7 +76,7 @@ export const bytesWritten = Metric.counter("pollcast_stream_bytes_written_total"
   incremental: true
 })
 // Constant label arrays: a metric finds its series by the array's identity (see Metric.fromMetricKey).
-export const liveBytes = [MetricLabel.make("kind", "live")]
+const liveBytes = [MetricLabel.make("kind", "live")]
 const heartbeatBytes = [MetricLabel.make("kind", "heartbeat")]
 
 /** One poll's messages, in delivery order, with their frames. */
