@@ -2,13 +2,13 @@
  * Telemetry: the metrics the modules define with `effect/Metric` (Poller, Broadcast, EventStream,
  * Wakeups, Http/RequestLog), rendered in Prometheus' text format for `GET /metrics` through
  * @effect/opentelemetry and OpenTelemetry's Prometheus exporter — read when scraped, never pushed —
- * and, when OTEL_EXPORTER_OTLP_ENDPOINT is set, every span exported over OTLP/HTTP. Without that
- * setting no tracer SDK is installed: spans stay Effect's own, and nothing is sent or batched.
+ * and, when OTEL_EXPORTER_OTLP_ENDPOINT is set, every span exported over OTLP/HTTP through
+ * @effect/opentelemetry's NodeSdk. Without that setting the tracing SDK is not even loaded: spans
+ * stay Effect's own, and nothing is sent or batched.
  */
-import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
+import * as Metrics from "@effect/opentelemetry/Metrics"
+import * as Resource from "@effect/opentelemetry/Resource"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Context, Effect, Layer, Option } from "effect"
 import { AppConfig } from "./Config.js"
 
@@ -23,6 +23,21 @@ export const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 /** Where OTLP/HTTP traces go, below the collector's base URL (as OpenTelemetry's SDKs do). */
 const tracesUrl = (endpoint: URL) => new URL("v1/traces", endpoint.href.endsWith("/") ? endpoint : `${endpoint.href}/`).href
 
+/** Spans to `endpoint` (as NodeSdk wires them), with the tracing SDK loaded only now. */
+const tracing = (endpoint: URL) =>
+  Layer.unwrapEffect(
+    Effect.promise(async () => {
+      const [NodeSdk, Tracer, { OTLPTraceExporter }, { BatchSpanProcessor }] = await Promise.all([
+        import("@effect/opentelemetry/NodeSdk"),
+        import("@effect/opentelemetry/Tracer"),
+        import("@opentelemetry/exporter-trace-otlp-http"),
+        import("@opentelemetry/sdk-trace-base")
+      ])
+      const processor = new BatchSpanProcessor(new OTLPTraceExporter({ url: tracesUrl(endpoint) }))
+      return Tracer.layer.pipe(Layer.provide(NodeSdk.layerTracerProvider(processor)))
+    })
+  )
+
 export const layer = Layer.unwrapEffect(
   Effect.gen(function*() {
     const config = yield* AppConfig
@@ -30,17 +45,13 @@ export const layer = Layer.unwrapEffect(
     const exporter = new PrometheusExporter({ preventServerStart: true })
     // No otel_scope_* labels on every series: every metric comes from the same producer.
     const serializer = new PrometheusSerializer(undefined, false, undefined, false, true)
-    const sdk = NodeSdk.layer(() => ({
-      resource: { serviceName: config.serviceName },
-      metricReader: exporter,
-      spanProcessor: Option.match(config.otlpEndpoint, {
-        onNone: () => undefined,
-        onSome: (endpoint) => new BatchSpanProcessor(new OTLPTraceExporter({ url: tracesUrl(endpoint) }))
-      })
-    }))
     const scrape = Effect.promise(() => exporter.collect()).pipe(
       Effect.map(({ resourceMetrics }) => serializer.serialize(resourceMetrics))
     )
-    return Layer.merge(Layer.succeed(Telemetry, Telemetry.of({ scrape })), sdk)
+    const exported = Layer.merge(
+      Metrics.layer(() => exporter),
+      Option.match(config.otlpEndpoint, { onNone: () => Layer.empty, onSome: tracing })
+    ).pipe(Layer.provide(Resource.layerFromEnv(Resource.configToAttributes({ serviceName: config.serviceName }))))
+    return Layer.merge(Layer.succeed(Telemetry, Telemetry.of({ scrape })), exported)
   })
 )

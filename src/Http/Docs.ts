@@ -15,9 +15,9 @@ import { AppConfig } from "../Config.js"
 import { NotFound } from "./HttpErrors.js"
 
 /**
- * The page's policy: its own scripts only, nothing fetched from elsewhere. Scalar writes its
- * stylesheet into the page at run time (a style element and style attributes), which only
- * 'unsafe-inline' for styles admits; scripts stay strict.
+ * The page's policy: its own scripts only, nothing fetched from elsewhere. Scalar compiles a
+ * WebAssembly module ('wasm-unsafe-eval' allows that, not JavaScript's eval) and writes its
+ * stylesheet into the page at run time, which only 'unsafe-inline' for styles admits.
  */
 const docsHeaders = {
   "content-security-policy": "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; " +
@@ -75,12 +75,9 @@ const hashOf = (text: string) => createHash("sha256").update(text).digest("hex")
 
 const script = (body: string) => ({ body, path: `/docs/${hashOf(body)}.js` })
 
-export const routes = Effect.gen(function*() {
-  const config = yield* AppConfig
-  const spec = OpenApi.fromApi(Api.make(config.maxBodyBytes))
-  const document = asServed(spec)
-  const source = yield* scalarSource
-  const scalar = script(Option.getOrElse(source, () => ""))
+/** The page and its two scripts, by path. */
+const makeDocs = (title: string, scalarScript: string) => {
+  const scalar = script(scalarScript)
   const start = script(
     `Scalar.createApiReference("#reference", ${
       JSON.stringify({ url: "/openapi.json", withDefaultFonts: false, hideClientButton: false, telemetry: false })
@@ -91,7 +88,7 @@ export const routes = Effect.gen(function*() {
   <head>
     <meta charset="utf-8">
     <meta name="viewport" content="width=device-width, initial-scale=1">
-    <title>${spec.info.title} API</title>
+    <title>${title} API</title>
     <link rel="icon" href="data:,">
   </head>
   <body>
@@ -101,19 +98,28 @@ export const routes = Effect.gen(function*() {
   </body>
 </html>
 `
-  const scripts = new Map((Option.isSome(source) ? [scalar, start] : []).map((entry) => [entry.path, entry.body]))
+  return { page, scripts: new Map([scalar, start].map((entry) => [entry.path, entry.body])) }
+}
+
+const unavailable = new NotFound({ message: "The reference page is unavailable in this build; /openapi.json is served" })
+
+export const routes = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const spec = OpenApi.fromApi(Api.make(config.maxBodyBytes))
+  const document = asServed(spec)
+  // Loaded when the page is first asked for: Scalar's script is 3.4 MB that most nodes never serve.
+  const docs = yield* Effect.cached(Effect.map(scalarSource, Option.map((source) => makeDocs(spec.info.title, source))))
+  const loaded = Effect.flatMap(docs, Option.match({ onNone: () => Effect.fail(unavailable), onSome: Effect.succeed }))
 
   return HttpRouter.empty.pipe(
     HttpRouter.get("/openapi.json", Effect.succeed(HttpServerResponse.text(document, { contentType: "application/json" }))),
     HttpRouter.get(
       "/docs",
-      Option.isSome(source)
-        ? Effect.succeed(HttpServerResponse.html(page).pipe(HttpServerResponse.setHeaders(docsHeaders)))
-        : Effect.fail(new NotFound({ message: "The reference page is unavailable in this build; /openapi.json is served" }))
+      Effect.map(loaded, ({ page }) => HttpServerResponse.html(page).pipe(HttpServerResponse.setHeaders(docsHeaders)))
     ),
     HttpRouter.get(
       "/docs/:script",
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      Effect.flatMap(Effect.zip(loaded, HttpServerRequest.HttpServerRequest), ([{ scripts }, request]) => {
         const body = scripts.get(new URL(request.url, "http://pollcast").pathname)
         return body === undefined
           ? Effect.fail(new NotFound({ message: `No script at ${request.url.split("?")[0]}` }))

@@ -16,12 +16,12 @@
  * a message at or before one it has yielded (ids sort in delivery order). A `reset` event — the
  * server never issued the id resumed from, or retention removed what followed it — moves the
  * stream to the position the server names and continues from there; `onReset` is told (by
- * default a warning is logged). A refusal that waiting cannot cure (400, 401, 403) ends the stream
- * with EventsRefused.
+ * default a warning is logged). A stream silent for `idleTimeout` (no heartbeat either) is taken
+ * for dead. A refusal that waiting cannot cure (400, 401, 403) ends the stream with EventsRefused.
  */
 import * as Sse from "@effect/experimental/Sse"
 import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
-import { Data, Effect, Option, Schedule, Schema, Stream } from "effect"
+import { Data, type Duration, Effect, Option, Schedule, Schema, Stream } from "effect"
 import * as Api from "../Api.js"
 import { type Channel, Message, MessageId, NewMessageRequest } from "../Message.js"
 
@@ -39,6 +39,11 @@ export interface EventsOptions {
   readonly lastEventId?: MessageId | string | undefined
   /** Told when the server sends a `reset` event (by default: a warning in the log). */
   readonly onReset?: ((reset: Reset) => Effect.Effect<void>) | undefined
+  /**
+   * A stream that sends nothing, not even a heartbeat, for this long is taken for dead and opened
+   * again (default 45 seconds: three of the server's default HEARTBEAT_INTERVAL).
+   */
+  readonly idleTimeout?: Duration.DurationInput | undefined
 }
 
 /** The server could not resume from the id asked for, and the stream continues after `lastEventId`. */
@@ -102,7 +107,7 @@ export const make = (options: ClientOptions) =>
     )
     const api = yield* HttpApiClient.makeWith(clientApi, { httpClient, baseUrl: options.baseUrl })
 
-    const events = ({ channels = [], lastEventId, onReset }: EventsOptions = {}): Stream.Stream<
+    const events = ({ channels = [], idleTimeout = "45 seconds", lastEventId, onReset }: EventsOptions = {}): Stream.Stream<
       Message,
       EventsRefused
     > => {
@@ -161,6 +166,8 @@ export const make = (options: ClientOptions) =>
         })
         return response.stream.pipe(
           Stream.mapError((error) => new Dropped({ reason: error.message })),
+          // A connection that died without a word (a network path gone) would otherwise wait for ever.
+          Stream.timeoutFail(() => new Dropped({ reason: "nothing received, not even a heartbeat" }), idleTimeout),
           Stream.decodeText(),
           Stream.mapConcatEffect((text) => {
             const error = parser.feed(text)

@@ -2,8 +2,10 @@
  * The typed client (src/client/) against real nodes: the JSON endpoints through HttpApiClient, and
  * `events` following a channel across a restart of its node.
  */
+import { FetchHttpClient } from "@effect/platform"
 import { expect, layer } from "@effect/vitest"
 import { Chunk, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import * as Http from "node:http"
 import * as PollcastClient from "../../src/client/PollcastClient.js"
 import type { Message } from "../../src/Message.js"
 import * as SseClient from "../support/SseClient.js"
@@ -91,6 +93,32 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
       yield* client.publish({ channel: "resumed", body: "live" })
       yield* SseClient.waitUntil(() => ahead.received.length === 1)
       expect(ahead.bodies()).toEqual(["live"])
+    }))
+
+  it.scoped("takes a stream silent past idleTimeout for dead, and reconnects from the last message it got", () =>
+    Effect.gen(function*() {
+      // A server that sends one message on the first connection and then nothing, not even heartbeats.
+      const lastEventIds: Array<string | undefined> = []
+      const message = { id: "0000000000000001-0000000000000001", channel: "silent", author: "a", body: "only", createdAt: new Date().toISOString() }
+      const server = yield* Effect.acquireRelease(
+        Effect.async<Http.Server>((resume) => {
+          const server = Http.createServer((request, response) => {
+            lastEventIds.push(request.headers["last-event-id"] as string | undefined)
+            response.writeHead(200, { "content-type": "text/event-stream" })
+            response.write("retry: 100\n\n")
+            if (lastEventIds.length === 1) response.write(`id: ${message.id}\nevent: message\ndata: ${JSON.stringify(message)}\n\n`)
+          })
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.sync(() => server.closeAllConnections())
+      )
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      const client = yield* PollcastClient.make({ baseUrl: `http://127.0.0.1:${port}` }).pipe(Effect.provide(FetchHttpClient.layer))
+      const followed = yield* follow(client.events({ channels: ["silent"], idleTimeout: "300 millis" }))
+      yield* SseClient.waitUntil(() => lastEventIds.length >= 3, "10 seconds", "reconnections")
+      expect(lastEventIds.slice(0, 3)).toEqual([undefined, message.id, message.id])
+      expect(followed.bodies()).toEqual(["only"])
     }))
 
   it.scoped("sends its token, and ends the stream with EventsRefused when the token may not read", () =>
