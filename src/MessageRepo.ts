@@ -248,10 +248,10 @@ export const make = Effect.gen(function*() {
   )
 
   return MessageRepo.of({
+    // No span of its own (one more per POST): the INSERT's span links to the caller's.
     insert: (message) =>
       Effect.all([Deferred.make<Message, DatabaseError>(), Effect.option(Effect.currentSpan)]).pipe(
-        Effect.flatMap(([stored, span]) => Queue.offer(pending, { message, stored, span }).pipe(Effect.zipRight(Deferred.await(stored)))),
-        Effect.withSpan("MessageRepo.insert")
+        Effect.flatMap(([stored, span]) => Queue.offer(pending, { message, stored, span }).pipe(Effect.zipRight(Deferred.await(stored))))
       ),
 
     // One index range scan on messages_delivery_order, whatever the number of channels or clients.

@@ -13,7 +13,7 @@
  * the writer cost some 60 µs more per request than the router alone). Should writing fall behind
  * by 10,000 lines, further lines are dropped and counted. ACCESS_LOG=false writes none.
  */
-import { Effect, Metric, MetricBoundaries, MetricLabel, Queue } from "effect"
+import { Effect, FiberRef, LogLevel, Metric, MetricBoundaries, MetricLabel, Queue } from "effect"
 import type * as NodeHttp from "node:http"
 import { AppConfig } from "../Config.js"
 import { clientAddress } from "./ClientAddress.js"
@@ -78,6 +78,8 @@ const write = (line: Line) =>
  */
 export const make = Effect.gen(function*() {
   const { accessLog, trustProxy } = yield* AppConfig
+  // Under a LOG_LEVEL above info the lines would be dropped when written: not even queued then.
+  const writes = accessLog && LogLevel.greaterThanEqual(LogLevel.Info, yield* FiberRef.get(FiberRef.currentMinimumLogLevel))
   // Released after the writing fiber is interrupted: the last lines are written, then the queue closed.
   const lines = yield* Effect.acquireRelease(
     Queue.dropping<Line>(pendingLines),
@@ -105,7 +107,7 @@ export const make = Effect.gen(function*() {
       const route = routeOf(path)
       requests.unsafeUpdate(1, labelsOf(method, route, status))
       if (route !== "/events") requestDuration.unsafeUpdate(seconds, labelsOf(method, route))
-      if (!accessLog) return
+      if (!writes) return
       const line = { method, path: path.slice(0, maxLoggedPath), status, durationMs: Math.round(seconds * 100_000) / 100, client }
       if (!lines.unsafeOffer(line)) droppedLines.unsafeUpdate(1, [])
     })
