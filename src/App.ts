@@ -9,6 +9,7 @@ import * as RequestPolicy from "./Http/RequestPolicy.js"
 import * as MessageRepo from "./MessageRepo.js"
 import * as Poller from "./Poller.js"
 import * as Retention from "./Retention.js"
+import * as Telemetry from "./Telemetry.js"
 import * as Wakeups from "./Wakeups.js"
 
 /** Everything but the HTTP server: the repo, the wake-ups, the poller and its broadcast, the event streams, retention. */
@@ -17,6 +18,11 @@ export const services = Layer.merge(EventStream.layer, Retention.layer).pipe(
   Layer.provideMerge(Layer.merge(MessageRepo.layer, Wakeups.layer))
 )
 
-export const layer = Http.layer.pipe(Layer.provide(RequestPolicy.layer), Layer.provideMerge(services))
+// Telemetry first, so that the tracer it may install is there for every fiber the others start.
+export const layer = Http.layer.pipe(
+  Layer.provide(RequestPolicy.layer),
+  Layer.provideMerge(services),
+  Layer.provideMerge(Telemetry.layer)
+)
 
 export type Services = Layer.Layer.Success<typeof services>

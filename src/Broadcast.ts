@@ -13,8 +13,11 @@
  * taken nothing of its backlog for CLIENT_STALL_TIMEOUT. Its EventSource reconnects with
  * Last-Event-ID and loses nothing, and it cannot hold the others back or make the node hoard
  * messages for it.
+ *
+ * Its metrics are updated once per batch, never per client: the loop only adds up the bytes it
+ * writes in a local number.
  */
-import { Clock, Context, Duration, Effect, Layer, Option, PubSub, Scope, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, MetricBoundaries, MetricLabel, Option, PubSub, Scope, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { AppConfig } from "./Config.js"
 import { type Channel, encodeMessage, type Message, type MessageId, maxId } from "./Message.js"
@@ -51,6 +54,31 @@ interface Delivery {
   readonly frame: Uint8Array
 }
 
+/** Seconds from 1 ms to about 65 s, doubling. */
+const secondsBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 17 })
+
+export const fanOutDuration = Metric.histogram(
+  "pollcast_fanout_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.0001, factor: 2, count: 16 }),
+  "Time to hand one batch (or heartbeat) to every client of the node"
+)
+export const deliveryLag = Metric.histogram(
+  "pollcast_delivery_lag_seconds",
+  secondsBoundaries,
+  "At fan-out, now minus created_at of the oldest message of the batch (one observation per batch)"
+)
+export const messagesFannedOut = Metric.counter("pollcast_fanout_messages_total", {
+  description: "Messages fanned out to this node's clients (each counted once, whatever the number of clients)",
+  incremental: true
+}).register()
+export const bytesWritten = Metric.counter("pollcast_stream_bytes_written_total", {
+  description: "Bytes handed to event stream connections, by kind: live, replay, heartbeat, control",
+  incremental: true
+})
+// Constant label arrays: a metric finds its series by the array's identity (see Metric.fromMetricKey).
+const liveBytes = [MetricLabel.make("kind", "live")]
+const heartbeatBytes = [MetricLabel.make("kind", "heartbeat")]
+
 /** One poll's messages, in delivery order, with their frames. */
 export class Batch {
   readonly _tag = "Batch"
@@ -58,17 +86,24 @@ export class Batch {
   readonly last: MessageId
   private readonly joined = new Map<string, Uint8Array | undefined>()
 
-  constructor(readonly deliveries: NonEmptyReadonlyArray<Delivery>) {
+  constructor(
+    readonly deliveries: NonEmptyReadonlyArray<Delivery>,
+    /** When the oldest message was created (epoch milliseconds). */
+    readonly oldestCreatedAt: number
+  ) {
     this.first = deliveries[0].id
     this.last = deliveries[deliveries.length - 1]!.id
   }
 
   static of(messages: NonEmptyReadonlyArray<Message>): Batch {
+    let oldest = messages[0].createdAt.getTime()
+    for (const message of messages) oldest = Math.min(oldest, message.createdAt.getTime())
     return new Batch(
       messages.map((message) => ({ id: message.id, channel: message.channel, frame: messageFrame(message) })) as [
         Delivery,
         ...Array<Delivery>
-      ]
+      ],
+      oldest
     )
   }
 
@@ -96,6 +131,8 @@ const heartbeatFrame = encoder.encode(Sse.comment("heartbeat"))
 const heartbeat = { _tag: "Heartbeat" } as const
 type Item = Batch | typeof heartbeat
 
+export type CutOffReason = "backlog" | "stalled"
+
 /** Where a client's live frames go; called synchronously by the fan-out. */
 export interface Sink {
   readonly write: (frames: Uint8Array) => void
@@ -103,8 +140,8 @@ export interface Sink {
   readonly backlog: () => number
   /** Bytes the client has taken so far: while it reads, this grows. */
   readonly flushed: () => number
-  /** The client fell too far behind: cut its connection. Called at most once. */
-  readonly cutOff: () => void
+  /** The client fell too far behind (`backlog`) or stopped reading (`stalled`): cut its connection. Called at most once. */
+  readonly cutOff: (reason: CutOffReason) => void
   /** The node is shutting down: end the stream. */
   readonly end: () => void
 }
@@ -171,8 +208,10 @@ export const make = (start: MessageId) =>
     // Runs with nothing else in between: a subscriber registers either before a batch (and gets
     // it) or after it (and the position it reads covers it). Returns how many were cut off.
     const fanOut = (item: Item, now: number) => {
+      const started = performance.now()
       let overflowing = 0
       let stalling = 0
+      let written = 0
       for (const subscriber of subscribers) {
         const { floor, selection, sink } = subscriber
         const backlog = sink.backlog()
@@ -181,18 +220,30 @@ export const make = (start: MessageId) =>
           if (overflows) overflowing++
           else stalling++
           subscribers.delete(subscriber)
-          sink.cutOff()
+          sink.cutOff(overflows ? "backlog" : "stalled")
           continue
         }
         if (item._tag === "Heartbeat") {
           sink.write(heartbeatFrame)
+          written += heartbeatFrame.length
           continue
         }
         const frames = item.framesFor(selection, floor)
         subscriber.lastWrite = frames?.length ?? 0
-        if (frames !== undefined) sink.write(frames)
+        if (frames !== undefined) {
+          sink.write(frames)
+          written += frames.length
+        }
       }
-      if (item._tag === "Batch") position = item.last
+      fanOutDuration.unsafeUpdate((performance.now() - started) / 1000, [])
+      if (item._tag === "Batch") {
+        position = item.last
+        bytesWritten.unsafeUpdate(written, liveBytes)
+        messagesFannedOut.unsafeUpdate(item.deliveries.length, [])
+        deliveryLag.unsafeUpdate(Math.max(0, now - item.oldestCreatedAt) / 1000, [])
+      } else {
+        bytesWritten.unsafeUpdate(written, heartbeatBytes)
+      }
       return { overflowing, stalling }
     }
 

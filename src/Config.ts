@@ -37,6 +37,14 @@ export interface Settings {
   readonly keepAliveTimeout: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
   readonly logLevel: LogLevel.LogLevel
+  /** How log lines are written: `pretty` (for people, the default on a terminal), `json` or `logfmt` (the default otherwise). */
+  readonly logFormat: LogFormat
+  /** Whether every request gets an access line (at info). */
+  readonly accessLog: boolean
+  /** An OpenTelemetry collector (OTLP over HTTP) to export traces to; none: traces are not exported. */
+  readonly otlpEndpoint: Option.Option<URL>
+  /** The service's name in traces and metrics' target_info (OpenTelemetry's OTEL_SERVICE_NAME). */
+  readonly serviceName: string
   /** Access control: see Access.ts and the README's Security section. */
   readonly auth: AuthSettings
   readonly limits: LimitSettings
@@ -45,6 +53,8 @@ export interface Settings {
   /** Proxies in front of the node whose forwarding headers are believed (0: none). */
   readonly trustProxy: number
 }
+
+export type LogFormat = "pretty" | "json" | "logfmt"
 
 export interface AuthSettings {
   /** The HS256 key. */
@@ -211,6 +221,33 @@ const trustProxy = Config.string().pipe(
   Config.withDefault(0)
 )
 
+const logFormats: ReadonlyArray<LogFormat> = ["pretty", "json", "logfmt"]
+
+const logFormat = Config.string().pipe(
+  Config.mapOrFail((text) => {
+    const format = logFormats.find((candidate) => candidate === text.trim().toLowerCase())
+    return format === undefined
+      ? Either.left(ConfigError.InvalidData([], "must be pretty, json or logfmt"))
+      : Either.right(format)
+  }),
+  Config.nested("LOG_FORMAT"),
+  Config.withDefault<LogFormat>(process.stdout.isTTY ? "pretty" : "logfmt")
+)
+
+// The variable OpenTelemetry's SDKs read; traces go to its /v1/traces. Blank counts as unset.
+const otlpEndpoint = Config.option(
+  Config.string().pipe(
+    Config.mapOrFail((text) => {
+      if (text.trim() === "") return Either.right(Option.none<URL>())
+      const url = URL.canParse(text.trim()) ? new URL(text.trim()) : undefined
+      return url !== undefined && (url.protocol === "https:" || url.protocol === "http:")
+        ? Either.right(Option.some(url))
+        : Either.left(ConfigError.InvalidData([], "must be an http:// or https:// URL, such as http://localhost:4318"))
+    }),
+    Config.nested("OTEL_EXPORTER_OTLP_ENDPOINT")
+  )
+).pipe(Config.map(Option.flatten))
+
 export const settings: Config.Config<Settings> = Config.all({
   host: nonEmpty("HOST", "0.0.0.0"),
   port: integerBetween("PORT", 8080, 0, 65_535),
@@ -235,6 +272,10 @@ export const settings: Config.Config<Settings> = Config.all({
   keepAliveTimeout: positiveDuration("KEEP_ALIVE_TIMEOUT", "65 seconds"),
   shutdownTimeout: positiveDuration("SHUTDOWN_TIMEOUT", "5 seconds"),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+  logFormat,
+  accessLog: Config.boolean().pipe(Config.nested("ACCESS_LOG"), Config.withDefault(true)),
+  otlpEndpoint,
+  serviceName: nonEmpty("OTEL_SERVICE_NAME", "pollcast"),
   auth,
   limits,
   corsOrigins: list("CORS_ORIGINS", origin).pipe(Config.withDefault([])),

@@ -21,9 +21,9 @@
  * restore elsewhere), or older than what retention kept, is told so with a `reset` event carrying
  * the position it continues from, and then gets what follows that position.
  */
-import { Context, Duration, Effect, Layer, Option, Scope } from "effect"
+import { Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Scope } from "effect"
 import { isNonEmptyReadonlyArray } from "effect/Array"
-import { Broadcast, messageFrame, Selection, type Sink } from "./Broadcast.js"
+import { Broadcast, bytesWritten, type CutOffReason, messageFrame, Selection, type Sink } from "./Broadcast.js"
 import { AppConfig } from "./Config.js"
 import type { MessageId } from "./Message.js"
 import { type Channels, MessageRepo } from "./MessageRepo.js"
@@ -43,7 +43,50 @@ export interface ClientConnection {
   readonly end: () => void
   /** Drops the connection at once, whatever is queued. */
   readonly destroy: () => void
+  /** Whether the server ended the stream because the client's access token expired. */
+  readonly expired?: () => boolean
 }
+
+/**
+ * Why a stream ended: the client (or the network) closed it; the node shut down; it was cut off
+ * for its backlog or for reading nothing; its token expired; the database failed during its replay.
+ */
+export type EndReason = "closed" | "shutdown" | CutOffReason | "token_expired" | "database_error"
+
+export const openStreams = Metric.gauge("pollcast_event_streams_open", {
+  description: "Event streams open on this node"
+}).register()
+export const streamsOpened = Metric.counter("pollcast_event_streams_opened_total", {
+  description: "Event streams opened (admitted) on this node",
+  incremental: true
+}).register()
+export const streamsEnded = Metric.counter("pollcast_event_streams_ended_total", {
+  description:
+    "Event streams ended, by reason: closed (by the client or the network), shutdown, backlog or stalled (cut off), token_expired, database_error",
+  incremental: true
+})
+export const replayPages = Metric.counter("pollcast_replay_pages_total", {
+  description: "Pages of stored messages replayed to resuming clients",
+  incremental: true
+}).register()
+export const resets = Metric.counter("pollcast_stream_resets_total", {
+  description: "reset events sent to resuming clients, by reason: ahead (an id never issued here), expired (removed by retention)",
+  incremental: true
+})
+
+const reasonLabel = (reason: string) => [MetricLabel.make("reason", reason)]
+// One constant label array per value: a metric finds its series by the array's identity.
+const endLabels: Record<EndReason, ReadonlyArray<MetricLabel.MetricLabel>> = {
+  closed: reasonLabel("closed"),
+  shutdown: reasonLabel("shutdown"),
+  backlog: reasonLabel("backlog"),
+  stalled: reasonLabel("stalled"),
+  token_expired: reasonLabel("token_expired"),
+  database_error: reasonLabel("database_error")
+}
+const resetLabels = { ahead: reasonLabel("ahead"), expired: reasonLabel("expired") }
+const replayBytes = [MetricLabel.make("kind", "replay")]
+const controlBytes = [MetricLabel.make("kind", "control")]
 
 export interface OpenOptions {
   readonly channels: Channels
@@ -68,6 +111,8 @@ export const resetFrame = (reason: ResetReason, position: MessageId): Uint8Array
 class ClientStream implements Sink {
   private live = false
   private ended = false
+  /** Set when the server ends the stream; a stream that closes without it was closed by the client. */
+  endReason: EndReason | undefined = undefined
   private held: Array<Uint8Array> = []
   private heldBytes = 0
 
@@ -100,15 +145,17 @@ class ClientStream implements Sink {
     return this.connection.flushed()
   }
 
-  cutOff() {
+  cutOff(reason: CutOffReason) {
+    this.endReason ??= reason
     this.ended = true
     this.held = []
     this.heldBytes = 0
     this.connection.destroy()
   }
 
-  end() {
+  end(reason: EndReason = "shutdown") {
     if (this.ended) return
+    this.endReason ??= reason
     this.ended = true
     this.connection.end()
   }
@@ -185,10 +232,13 @@ export const make = Effect.gen(function*() {
           Effect.flatMap((messages) => {
             if (!isNonEmptyReadonlyArray(messages)) return Effect.succeed(Option.none<MessageId>())
             const next = Option.some(messages[messages.length - 1]!.id)
-            if (client.push(Buffer.concat(messages.map(messageFrame)))) return Effect.succeed(next)
+            const page = Buffer.concat(messages.map(messageFrame))
+            replayPages.unsafeUpdate(1, [])
+            bytesWritten.unsafeUpdate(page.length, replayBytes)
+            if (client.push(page)) return Effect.succeed(next)
             return Effect.map(drainedInTime(connection), (taken) => {
               if (taken) return next
-              client.cutOff()
+              client.cutOff("stalled")
               return Option.none<MessageId>()
             })
           })
@@ -216,12 +266,14 @@ export const make = Effect.gen(function*() {
         // Ahead of this node's poller: fine if another node delivered it, unless no such message exists.
         const head = yield* repo.head
         if (from > head) {
+          resets.unsafeUpdate(1, resetLabels.ahead)
           client.push(resetFrame("ahead", head))
           start = head
         }
       } else if (from < reached) {
         const kept = yield* repo.retainedAfter
         if (from < kept) {
+          resets.unsafeUpdate(1, resetLabels.expired)
           client.push(resetFrame("expired", kept))
           start = kept
         }
@@ -238,16 +290,26 @@ export const make = Effect.gen(function*() {
     return Effect.gen(function*() {
       const shared = acquireSelection(channels)
       connections++
+      streamsOpened.unsafeUpdate(1, [])
+      openStreams.unsafeUpdate(connections, [])
+      yield* Effect.logDebug("Event stream opened").pipe(
+        Effect.annotateLogs({ channels: channels === "all" ? "*" : channels.join(","), streams: connections })
+      )
       yield* Effect.scopeWith((scope) =>
         Scope.addFinalizer(
           scope,
-          Effect.sync(() => {
+          Effect.suspend(() => {
             connections--
             releaseSelection(shared)
+            const reason = client.endReason ?? (connection.expired?.() === true ? "token_expired" : "closed")
+            streamsEnded.unsafeUpdate(1, endLabels[reason])
+            openStreams.unsafeUpdate(connections, [])
+            return Effect.logDebug("Event stream closed").pipe(Effect.annotateLogs({ reason, streams: connections }))
           })
         )
       )
       client.push(retryFrame)
+      bytesWritten.unsafeUpdate(retryFrame.length, controlBytes)
       let after = lastEventId
       if (Option.isSome(lastEventId)) {
         after = Option.some(yield* resume(client, connection, channels, lastEventId.value))
@@ -264,7 +326,7 @@ export const make = Effect.gen(function*() {
       // outage itself is the poller's to report; one line per stream would flood the log.
       Effect.catchTag("DatabaseError", (error) =>
         Effect.logDebug(`Ending an event stream: ${error.message}`).pipe(
-          Effect.zipRight(Effect.sync(() => client.end()))
+          Effect.zipRight(Effect.sync(() => client.end("database_error")))
         ))
     )
   }

@@ -8,16 +8,22 @@ import { Deferred, Duration, Effect, Layer } from "effect"
 import * as NodeHttp from "node:http"
 import { AppConfig } from "./Config.js"
 import { EventStream } from "./EventStream.js"
+import * as Docs from "./Http/Docs.js"
 import * as Events from "./Http/Events.js"
 import * as Health from "./Http/Health.js"
 import { internalError, NotFound, writeAnswer } from "./Http/HttpErrors.js"
 import * as Messages from "./Http/Messages.js"
 import * as Page from "./Http/Page.js"
+import * as RequestLog from "./Http/RequestLog.js"
 import { hasTokenInQuery, RequestPolicy } from "./Http/RequestPolicy.js"
 
+/** Every route but `GET /events`. */
+export const router = Effect.gen(function*() {
+  return HttpRouter.concatAll(yield* Messages.routes, yield* Health.routes, yield* Page.routes, yield* Docs.routes)
+})
+
 export const app = Effect.gen(function*() {
-  const router = HttpRouter.concatAll(yield* Messages.routes, yield* Health.routes, yield* Page.routes)
-  return router.pipe(
+  return (yield* router).pipe(
     // The path only: a query may hold a token.
     Effect.catchTag("RouteNotFound", (notFound) =>
       new NotFound({ message: `No route for ${notFound.request.method} ${notFound.request.url.split("?")[0]}` })),
@@ -28,7 +34,7 @@ export const app = Effect.gen(function*() {
 
 /**
  * Every request goes to the HttpRouter app, but for `GET /events`, whose long-lived streams have a
- * handler of their own (see Http/Events.ts); the origin rules see both first. Registered before the
+ * handler of their own (see Http/Events.ts); the request log and the origin rules see both first. Registered before the
  * server listens: a request that arrived in between would find no handler and wait forever.
  */
 const listen = (server: NodeHttp.Server) =>
@@ -39,7 +45,9 @@ const listen = (server: NodeHttp.Server) =>
       Effect.locally(HttpMiddleware.currentTracerDisabledWhen, (request) => hasTokenInQuery(request.url))
     )
     const handleEvents = yield* Events.handler
+    const record = yield* RequestLog.make
     const dispatch = (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
+      record(request, response)
       const screening = policy.screen(request)
       for (const name in screening.headers) response.setHeader(name, screening.headers[name]!)
       if (screening.answer !== undefined) return writeAnswer(response, screening.answer)

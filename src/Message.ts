@@ -93,18 +93,32 @@ export class Message extends Schema.Class<Message>("Message")({
 
 export const encodeMessage = Schema.encodeSync(Message)
 
+/** A message's text: 1 to `maxBodyBytes` bytes of UTF-8, storable. */
+export const MessageBody = (maxBodyBytes: number) =>
+  storableText(
+    Schema.String.pipe(
+      Schema.filter((body) => body.length > 0, { message: () => "must not be empty" }),
+      Schema.filter((body) => Buffer.byteLength(body, "utf8") <= maxBodyBytes, {
+        message: () => `must be at most ${maxBodyBytes} bytes of UTF-8`
+      })
+    )
+  ).annotations({ description: `The text, 1 to ${maxBodyBytes} bytes of UTF-8, no NUL` })
+
 /** What a client sends to publish; `maxBodyBytes` bounds the UTF-8 size of `body`. */
 export const NewMessage = (maxBodyBytes: number) =>
   Schema.Struct({
     channel: Schema.optionalWith(Channel, { default: () => defaultChannel }),
     author: Schema.optionalWith(Author, { default: () => defaultAuthor }),
-    body: storableText(
-      Schema.String.pipe(
-        Schema.filter((body) => body.length > 0, { message: () => "must not be empty" }),
-        Schema.filter((body) => Buffer.byteLength(body, "utf8") <= maxBodyBytes, {
-          message: () => `must be at most ${maxBodyBytes} bytes of UTF-8`
-        })
-      )
-    )
+    body: MessageBody(maxBodyBytes)
   })
 export type NewMessage = ReturnType<typeof NewMessage>["Type"]
+
+/** The same, as a client writes it: channel and author may be left out (NewMessage fills them in). */
+export const NewMessageRequest = (maxBodyBytes: number) =>
+  Schema.Struct({
+    channel: Schema.optional(Channel.annotations({ default: defaultChannel })),
+    author: Schema.optional(
+      Author.annotations({ default: defaultAuthor, description: "Ignored when the request carries an access token" })
+    ),
+    body: MessageBody(maxBodyBytes)
+  }).annotations({ identifier: "NewMessage" })

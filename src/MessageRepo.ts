@@ -16,7 +16,7 @@
  * order their requests arrived. An idle service writes each message at once, as it comes.
  */
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Chunk, Context, Data, Deferred, Duration, Effect, Exit, Layer, Queue, Schema } from "effect"
+import { Chunk, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schema, type Tracer } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import {
   type Channel,
@@ -118,6 +118,8 @@ const maxRowsPerInsert = 500
 interface PendingInsert {
   readonly message: NewMessage
   readonly stored: Deferred.Deferred<Message, DatabaseError>
+  /** The span of the request that asked for the insert, linked from the INSERT's span. */
+  readonly span: Option.Option<Tracer.AnySpan>
 }
 
 // The database's constraints hold what the Message schema would check, so rows skip re-validation.
@@ -211,7 +213,7 @@ export const make = Effect.gen(function*() {
     Effect.catchTag(effect, "SqlError", (cause) => Effect.fail(new DatabaseError({ cause })))
 
   // The rows of a multi-row INSERT take their ids, and come back, in the order of its VALUES.
-  const insertAll = (messages: ReadonlyArray<NewMessage>) =>
+  const insertAll = (messages: ReadonlyArray<NewMessage>, links: ReadonlyArray<Tracer.SpanLink>) =>
     rows(
       sql`INSERT INTO messages ${sql.insert(messages.map(({ author, body, channel }) => ({ channel, author, body })))}
           RETURNING ${sql.literal(columns)}`
@@ -221,12 +223,16 @@ export const make = Effect.gen(function*() {
         (stored) => stored.length === messages.length,
         "INSERT returned a different number of rows than it was given"
       ),
-      Effect.withSpan("MessageRepo.insertAll", { attributes: { rows: messages.length } })
+      Effect.withSpan("MessageRepo.insertAll", { attributes: { rows: messages.length }, links })
     )
 
   const pending = yield* Effect.acquireRelease(Queue.unbounded<PendingInsert>(), Queue.shutdown)
   const write = (batch: ReadonlyArray<PendingInsert>) =>
-    insertAll(batch.map((insert) => insert.message)).pipe(
+    insertAll(
+      batch.map((insert) => insert.message),
+      // The writer's own fiber runs the INSERT: its span is linked to every request it serves.
+      batch.flatMap((insert) => Option.isSome(insert.span) ? [{ _tag: "SpanLink" as const, span: insert.span.value, attributes: {} }] : [])
+    ).pipe(
       Effect.exit,
       Effect.map((stored) => {
         batch.forEach((insert, index) =>
@@ -242,9 +248,11 @@ export const make = Effect.gen(function*() {
   )
 
   return MessageRepo.of({
+    // No span of its own (one more per POST): the INSERT's span links to the caller's.
     insert: (message) =>
-      Effect.flatMap(Deferred.make<Message, DatabaseError>(), (stored) =>
-        Queue.offer(pending, { message, stored }).pipe(Effect.zipRight(Deferred.await(stored)))),
+      Effect.all([Deferred.make<Message, DatabaseError>(), Effect.option(Effect.currentSpan)]).pipe(
+        Effect.flatMap(([stored, span]) => Queue.offer(pending, { message, stored, span }).pipe(Effect.zipRight(Deferred.await(stored))))
+      ),
 
     // One index range scan on messages_delivery_order, whatever the number of channels or clients.
     poll: (after, limit) =>

@@ -11,7 +11,7 @@
  * backoff from the same position, so nothing is skipped. However many clients and channels a node
  * serves, it makes one query per tick.
  */
-import { Clock, Context, Duration, Effect, Layer, Option, Queue, Ref, Schedule, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, MetricBoundaries, Option, Queue, Ref, Schedule, Stream } from "effect"
 import { isNonEmptyReadonlyArray } from "effect/Array"
 import * as Broadcast from "./Broadcast.js"
 import { AppConfig } from "./Config.js"
@@ -31,6 +31,26 @@ export interface PollerStatus {
 export class Poller extends Context.Tag("pollcast/Poller")<Poller, {
   readonly status: Effect.Effect<PollerStatus>
 }>() {}
+
+// Registered when defined, so that a scrape shows the series at 0 before anything happens.
+export const polls = Metric.counter("pollcast_polls_total", {
+  description: "Polls of the database that succeeded",
+  incremental: true
+}).register()
+export const pollFailures = Metric.counter("pollcast_poll_failures_total", {
+  description: "Polls of the database that failed (each is retried with backoff)",
+  incremental: true
+}).register()
+export const pollDuration = Metric.histogram(
+  "pollcast_poll_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
+  "Time a successful poll query took"
+)
+export const pollRows = Metric.histogram(
+  "pollcast_poll_rows",
+  MetricBoundaries.fromIterable([0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]),
+  "Rows a successful poll returned"
+)
 
 /** Capped exponential backoff for a database that does not answer. */
 export const backoff = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
@@ -52,9 +72,17 @@ export const changes = (status: Ref.Ref<PollerStatus>) =>
 
     const poll = Effect.gen(function*() {
       const { consecutiveFailures, position } = yield* Ref.get(status)
-      const messages = yield* repo.poll(position, config.pollBatchSize).pipe(
-        Effect.tapError(() => Ref.update(status, (s) => ({ ...s, consecutiveFailures: s.consecutiveFailures + 1 })))
+      const [elapsed, messages] = yield* repo.poll(position, config.pollBatchSize).pipe(
+        Effect.timed,
+        Effect.tapError(() =>
+          Ref.update(status, (s) => ({ ...s, consecutiveFailures: s.consecutiveFailures + 1 })).pipe(
+            Effect.zipRight(Metric.increment(pollFailures))
+          )
+        )
       )
+      yield* Metric.update(pollDuration, Duration.toSeconds(elapsed))
+      yield* Metric.update(pollRows, messages.length)
+      yield* Metric.increment(polls)
       if (consecutiveFailures > 0) {
         yield* Effect.logInfo(`Polling recovered after ${consecutiveFailures} failed attempts`)
       }

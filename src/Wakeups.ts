@@ -11,7 +11,7 @@
  */
 import type { PgClientConfig } from "@effect/sql-pg/PgClient"
 import { PgClient } from "@effect/sql-pg"
-import { Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, PubSub, Redacted, Schedule, Stream } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Metric, PubSub, Redacted, Schedule, Stream } from "effect"
 import pg from "pg"
 import { AppConfig } from "./Config.js"
 import { wakeupChannel } from "./migrations/00003_notify_wakeup.js"
@@ -46,6 +46,18 @@ export class Wakeups extends Context.Tag("pollcast/Wakeups")<Wakeups, {
     Wakeups.of({ ticks: Stream.never, status: Effect.succeed({ state: "disabled", notifications: 0, outages: 0 }) })
   )
 }
+
+export const wakeups = Metric.counter("pollcast_wakeups_total", {
+  description: "Notifications of committed inserts received on the LISTEN connection (each asks for a poll)",
+  incremental: true
+}).register()
+export const listening = Metric.gauge("pollcast_wakeup_listening", {
+  description: "1 while the LISTEN connection for wake-ups is established, else 0 (also 0 with NOTIFY_WAKEUP=false)"
+}).register()
+export const wakeupOutages = Metric.counter("pollcast_wakeup_outages_total", {
+  description: "Times the LISTEN connection was lost, or could not be made at start-up",
+  incremental: true
+}).register()
 
 export class WakeupConnectionError extends Data.TaggedError("WakeupConnectionError")<{ readonly message: string }> {}
 
@@ -114,9 +126,11 @@ const make = (config: pg.ClientConfig) =>
     let notifications = 0
     let outages = 0
     const retry = yield* Schedule.driver(reconnectBackoff)
+    yield* Effect.addFinalizer(() => Effect.sync(() => listening.unsafeUpdate(0, [])))
 
     const onNotification = () => {
       notifications++
+      wakeups.unsafeUpdate(1, [])
       pubsub.unsafeOffer(undefined)
     }
 
@@ -127,11 +141,14 @@ const make = (config: pg.ClientConfig) =>
         yield* Effect.logInfo("Listening for wake-ups again: delivery is immediate again")
       }
       state = "listening"
+      listening.unsafeUpdate(1, [])
       const listeningSince = yield* Clock.currentTimeMillis
       pubsub.unsafeOffer(undefined)
       const lost = yield* Effect.flip(connection.lost)
       state = "reconnecting"
       outages++
+      listening.unsafeUpdate(0, [])
+      wakeupOutages.unsafeUpdate(1, [])
       yield* Effect.logWarning(
         `Lost the LISTEN connection for wake-ups (${lost.message}); reconnecting with backoff, delivering every POLL_INTERVAL meanwhile`
       )
@@ -142,6 +159,7 @@ const make = (config: pg.ClientConfig) =>
         if (state !== "connecting") return Effect.logDebug(`Reconnecting for wake-ups failed: ${error.message}`)
         state = "reconnecting"
         outages++
+        wakeupOutages.unsafeUpdate(1, [])
         return Effect.logWarning(
           `Could not LISTEN for wake-ups (${error.message}); retrying with backoff, delivering every POLL_INTERVAL meanwhile`
         )

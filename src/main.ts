@@ -2,16 +2,17 @@
  * The composition root: the app on its database, with settings from the environment.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, ConfigError, Effect, Layer, Logger } from "effect"
+import { Cause, ConfigError, Effect, FiberRef, HashSet, Layer, Logger } from "effect"
 import * as App from "./App.js"
 import { AppConfig } from "./Config.js"
 import * as Database from "./Database.js"
+import * as Logging from "./Logging.js"
 
-const logLevel = Layer.unwrapEffect(Effect.map(AppConfig, (config) => Logger.minimumLogLevel(config.logLevel)))
+const logging = Layer.unwrapEffect(Effect.map(AppConfig, (config) => Logging.layer(config.logFormat, config.logLevel)))
 
 const main = App.layer.pipe(
   Layer.provide(Database.layer),
-  Layer.provide(logLevel),
+  Layer.provide(logging),
   Layer.provide(AppConfig.layer)
 )
 
@@ -30,4 +31,12 @@ const report = (cause: Cause.Cause<unknown>) => {
   return Effect.logError("pollcast stopped unexpectedly", cause)
 }
 
-NodeRuntime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(report)), { disableErrorReporting: true })
+// The logger is the one LOG_FORMAT chooses, so not runMain's pretty one besides.
+// Once the layers have failed, their batched logger is closed: the report goes to the plain one.
+const reported = (cause: Cause.Cause<unknown>) =>
+  Effect.locally(report(cause), FiberRef.currentLoggers, HashSet.make(Logger.defaultLogger))
+
+NodeRuntime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(reported)), {
+  disableErrorReporting: true,
+  disablePrettyLogger: true
+})

@@ -69,6 +69,7 @@ const parse = (request: NodeHttp.IncomingMessage) => {
 /** The response as the EventStream sees it (a class: thousands of these are alive at once). */
 class NodeConnection implements ClientConnection {
   private written = 0
+  private tokenExpired = false
 
   constructor(private readonly response: NodeHttp.ServerResponse) {}
 
@@ -106,16 +107,21 @@ class NodeConnection implements ClientConnection {
   destroy() {
     this.response.destroy()
   }
+
+  /** Ends a stream whose token expired; the client reconnects with Last-Event-ID and loses nothing. */
+  expire() {
+    if (this.response.writableEnded) return
+    this.tokenExpired = true
+    this.response.write(expiredFrame)
+    this.response.end()
+  }
+
+  expired() {
+    return this.tokenExpired
+  }
 }
 
 const expiredFrame = new TextEncoder().encode(Sse.comment("The access token expired: reconnect with a fresh one"))
-
-/** Ends a stream whose token expired; the client reconnects with Last-Event-ID and loses nothing. */
-const endExpired = (response: NodeHttp.ServerResponse) => () => {
-  if (response.writableEnded) return
-  response.write(expiredFrame)
-  response.end()
-}
 
 interface StreamRequest {
   readonly channels: Channels
@@ -133,8 +139,9 @@ const admitThenOpen = (
   request: NodeHttp.IncomingMessage,
   response: NodeHttp.ServerResponse,
   { channels, lastEventId }: StreamRequest
-) =>
-  policy.admitStream(request, channels, endExpired(response)).pipe(
+) => {
+  const connection = new NodeConnection(response)
+  return policy.admitStream(request, channels, () => connection.expire()).pipe(
     Effect.matchEffect({
       onFailure: (refused) => Effect.sync(() => writeAnswer(response, refused.answer)),
       onSuccess: () =>
@@ -150,10 +157,11 @@ const admitThenOpen = (
             // the stream ends lets a draining server finish at once.
             connection: "close"
           })
-          return eventStream.open({ channels, lastEventId, connection: new NodeConnection(response) })
+          return eventStream.open({ channels, lastEventId, connection })
         })
     })
   )
+}
 
 /** A Node request handler for `GET /events`, running the streams on the current runtime. */
 export const handler = Effect.gen(function*() {

@@ -1,7 +1,8 @@
 /**
  * `GET /healthz` (the process answers), `GET /readyz` (the database answers and the poller has
- * polled recently, else 503), both open to all, and `GET /stats` (figures for operators and
- * benchmarks; once access control is on, for tokens with the admin claim). Both of the last say
+ * polled recently, else 503), both open to all; `GET /metrics` (every metric, in Prometheus' text
+ * format) and `GET /stats` (this node's figures as JSON, for people and scripts), both for tokens
+ * with the admin claim once access control is on. Both of the last say
  * whether wake-up is listening; without it delivery keeps to POLL_INTERVAL, slower but whole, so it
  * does not make a node unready.
  */
@@ -14,6 +15,7 @@ import { EventStream } from "../EventStream.js"
 import { MessageRepo } from "../MessageRepo.js"
 import { Poller } from "../Poller.js"
 import { Wakeups } from "../Wakeups.js"
+import { prometheusContentType, Telemetry } from "../Telemetry.js"
 import { RequestPolicy } from "./RequestPolicy.js"
 
 export const routes = Effect.gen(function*() {
@@ -24,6 +26,7 @@ export const routes = Effect.gen(function*() {
   const eventStream = yield* EventStream
   const wakeups = yield* Wakeups
   const policy = yield* RequestPolicy
+  const telemetry = yield* Telemetry
   // A poll is overdue once three intervals have passed without one, plus room for a slow query.
   const stalePollAfter = Duration.toMillis(Duration.sum(Duration.times(config.pollInterval, 3), Duration.seconds(5)))
 
@@ -47,8 +50,7 @@ export const routes = Effect.gen(function*() {
   })
 
   const stats = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    yield* policy.operator(NodeHttpServerRequest.toIncomingMessage(request))
+    yield* operator
     const status = yield* poller.status
     return HttpServerResponse.unsafeJson({
       clients: yield* eventStream.connections,
@@ -62,9 +64,20 @@ export const routes = Effect.gen(function*() {
     })
   })
 
+  const operator = Effect.flatMap(
+    HttpServerRequest.HttpServerRequest,
+    (request) => policy.operator(NodeHttpServerRequest.toIncomingMessage(request))
+  )
+
+  const metrics = Effect.zipRight(
+    operator,
+    Effect.map(telemetry.scrape, (text) => HttpServerResponse.text(text, { contentType: prometheusContentType }))
+  )
+
   return HttpRouter.empty.pipe(
     HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))),
     HttpRouter.get("/readyz", readiness),
-    HttpRouter.get("/stats", stats)
+    HttpRouter.get("/stats", stats),
+    HttpRouter.get("/metrics", metrics)
   )
 })

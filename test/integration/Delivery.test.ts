@@ -5,26 +5,15 @@ import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Random, Scope } from "effect"
 import * as Net from "node:net"
-import { messageIdParts, type MessageId } from "../../src/Message.js"
+import { messageIdParts } from "../../src/Message.js"
 import * as SseClient from "../support/SseClient.js"
+import * as TestClient from "../support/TestClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 
-interface Posted {
-  readonly id: MessageId
-  readonly body: string
-}
-
+/** Publishes through the typed client, which decodes the stored message the node answers. */
 const post = (node: TestNode.TestNode, message: { channel: string; body: string; author?: string }) =>
-  Effect.promise(async (): Promise<Posted> => {
-    const response = await fetch(node.url("/messages"), {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(message)
-    })
-    if (response.status !== 201) throw new Error(`POST /messages answered ${response.status}`)
-    return (await response.json()) as Posted
-  })
+  Effect.flatMap(TestClient.of(node), (client) => client.publish(message)).pipe(Effect.orDie)
 
 const stats = (node: TestNode.TestNode) =>
   Effect.promise(async () => (await (await fetch(node.url("/stats"))).json()) as { clients: number; subscribers: number })

@@ -173,6 +173,37 @@ describe("the service process", () => {
       expect(service.output()).toContain("Embedded PostgreSQL stopped")
     }).pipe(Effect.scoped), 90_000)
 
+  it.live("with LOG_FORMAT=json writes one JSON object per line, an access line per request with its fields", () =>
+    Effect.gen(function*() {
+      const env = yield* settings
+      const service = yield* ServiceProcess.spawn({ ...env, LOG_FORMAT: "json" })
+      yield* started(service)
+      yield* Effect.promise(() =>
+        fetch(`http://127.0.0.1:${env.PORT}/messages?access_token=not-for-the-log`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ channel: "process", body: "logged" })
+        })
+      )
+      const lines = () =>
+        service.output().split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as Record<string, unknown>)
+      const access = yield* eventually(
+        Effect.sync(() => lines().find((line) => line.message === "POST /messages 201")),
+        (line) => line !== undefined,
+        "5 seconds",
+        "the access line"
+      )
+      expect(access).toMatchObject({
+        logLevel: "INFO",
+        annotations: { method: "POST", path: "/messages", status: 201, client: "127.0.0.1" }
+      })
+      expect(typeof (access!.annotations as { durationMs: unknown }).durationMs).toBe("number")
+      expect(lines().some((line) => String(line.message).startsWith("Listening on"))).toBe(true)
+      expect(service.output()).not.toContain("not-for-the-log")
+      service.child.kill("SIGTERM")
+      expect((yield* service.exited).code).toBe(0)
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("refuses an invalid setting at start-up, naming it, with a non-zero exit code", () =>
     Effect.gen(function*() {
       const env = yield* settings

@@ -1,0 +1,105 @@
+/**
+ * CPU per POST /messages of the HTTP layer alone: pollcast's HttpRouter route, the same with the
+ * request log in front (its access line at info), and the endpoint served by HttpApiBuilder from
+ * src/Api.ts (scripts/bench/apiServer.ts: same request policy, a repo that stores nothing). Each server takes `--requests` POSTs (default 20,000) over 32
+ * keep-alive connections after a warm-up; runs alternate, `--rounds` times each (default 3).
+ *
+ *     node --import tsx scripts/api-bench.ts [--requests 20000] [--rounds 3]
+ */
+import * as ChildProcess from "node:child_process"
+import * as Http from "node:http"
+import { cpuSeconds } from "./bench/processStats.js"
+import { root } from "./support/service.js"
+
+const option = (name: string, fallback: number) => {
+  const index = process.argv.indexOf(`--${name}`)
+  return index === -1 ? fallback : Number(process.argv[index + 1])
+}
+const requests = option("requests", 20_000)
+const rounds = option("rounds", 3)
+const concurrency = 32
+const body = JSON.stringify({ channel: "bench", author: "api-bench", body: "x".repeat(100) })
+
+type Mode = "router" | "logged" | "builder"
+const modes: ReadonlyArray<Mode> = ["router", "logged", "builder"]
+
+const start = (mode: Mode) =>
+  new Promise<{ child: ChildProcess.ChildProcess; port: number }>((resolve, reject) => {
+    const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "scripts/bench/apiServer.ts", mode], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    // Read until the port is known; the access lines that follow are read and dropped.
+    let output: string | undefined = ""
+    child.stdout!.on("data", (chunk) => {
+      if (output === undefined) return
+      output += chunk
+      const match = /port (\d+)/.exec(output)
+      if (match !== null) {
+        output = undefined
+        resolve({ child, port: Number(match[1]) })
+      }
+    })
+    child.once("exit", (code) => reject(new Error(`${mode} server exited with ${code}`)))
+  })
+
+const load = (port: number, count: number) => {
+  const agent = new Http.Agent({ keepAlive: true, maxSockets: concurrency })
+  let sent = 0
+  let done = 0
+  return new Promise<void>((resolve, reject) => {
+    const next = () => {
+      if (sent === count) return
+      sent++
+      const request = Http.request(
+        { host: "127.0.0.1", port, path: "/messages", method: "POST", agent, headers: { "content-type": "application/json" } },
+        (response) => {
+          if (response.statusCode !== 201) reject(new Error(`answered ${response.statusCode}`))
+          response.resume()
+          response.on("end", () => {
+            done++
+            if (done === count) {
+              agent.destroy()
+              resolve()
+            } else next()
+          })
+        }
+      )
+      request.on("error", reject)
+      request.end(body)
+    }
+    for (let i = 0; i < concurrency; i++) next()
+  })
+}
+
+const measure = async (mode: Mode) => {
+  const { child, port } = await start(mode)
+  try {
+    await load(port, 2000)
+    const before = cpuSeconds(child.pid!)
+    const started = performance.now()
+    await load(port, requests)
+    const elapsed = (performance.now() - started) / 1000
+    const cpu = cpuSeconds(child.pid!) - before
+    return { microsecondsPerPost: Math.round((cpu / requests) * 1e6), postsPerSecond: Math.round(requests / elapsed) }
+  } finally {
+    child.kill("SIGKILL")
+  }
+}
+
+const results: Record<string, Array<{ microsecondsPerPost: number; postsPerSecond: number }>> = {
+  router: [],
+  logged: [],
+  builder: []
+}
+for (let round = 1; round <= rounds; round++) {
+  for (const mode of modes) {
+    const result = await measure(mode)
+    results[mode]!.push(result)
+    console.log(`round ${round} ${mode}: ${result.microsecondsPerPost} µs of server CPU per POST, ${result.postsPerSecond} POST/s`)
+  }
+}
+for (const mode of modes) {
+  const cpu = results[mode]!.map((result) => result.microsecondsPerPost).sort((a, b) => a - b)
+  console.log(`${mode}: CPU per POST min ${cpu[0]} µs, median ${cpu[Math.floor(cpu.length / 2)]} µs`)
+}

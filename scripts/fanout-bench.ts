@@ -1,0 +1,91 @@
+/**
+ * The fan-out alone, in process: one Broadcast (src/Broadcast.ts) with `--clients` sinks that take
+ * everything at once, fed `--batches` batches of `--messages` messages; prints the event loop's
+ * time per batch. For comparing the fan-out between commits (copy this script beside the other
+ * commit's src/), with nothing else on the machine competing: no HTTP, no database, no clients'
+ * processes.
+ *
+ *     node --import tsx scripts/fanout-bench.ts [--clients 5000] [--batches 2000] [--messages 10] [--rounds 5]
+ */
+import { Array as Arr, Effect, Exit, Layer, Option, Scope } from "effect"
+import * as Broadcast from "../src/Broadcast.js"
+import { beginning, Channel, Message, messageId } from "../src/Message.js"
+import { testConfig } from "../test/support/TestConfig.js"
+
+const option = (name: string, fallback: number) => {
+  const index = process.argv.indexOf(`--${name}`)
+  return index === -1 ? fallback : Number(process.argv[index + 1])
+}
+const clients = option("clients", 5000)
+const batches = option("batches", 2000)
+const perBatch = option("messages", 10)
+const rounds = option("rounds", 5)
+
+let sequence = 0
+const batch = () =>
+  Arr.makeBy(perBatch, () =>
+    new Message({
+      id: messageId(1n, BigInt(++sequence)),
+      channel: Channel.make("bench"),
+      author: "fanout-bench",
+      body: "x".repeat(100),
+      createdAt: new Date()
+    }))
+
+const round = Effect.gen(function*() {
+  const broadcast = yield* Broadcast.Broadcast
+  let writes = 0
+  const sink = {
+    write: () => {
+      writes++
+    },
+    backlog: () => 0,
+    flushed: () => writes,
+    cutOff: () => undefined,
+    end: () => undefined
+  }
+  const scope = yield* Scope.make()
+  const selection = Broadcast.Selection.of("all")
+  for (let i = 0; i < clients; i++) {
+    yield* broadcast.subscribe({ selection, after: Option.none(), sink }).pipe(Scope.extend(scope))
+  }
+  const fannedOut = (count: number) =>
+    Effect.promise(() =>
+      new Promise<void>((resolve) => {
+        const check = () => (writes >= count ? resolve() : setImmediate(check))
+        check()
+      })
+    )
+  for (let i = 0; i < 100; i++) yield* broadcast.publish(batch())
+  yield* fannedOut(100 * clients)
+  const started = performance.now()
+  const cpu = process.cpuUsage()
+  for (let i = 0; i < batches; i++) yield* broadcast.publish(batch())
+  yield* fannedOut((100 + batches) * clients)
+  const used = process.cpuUsage(cpu)
+  const elapsed = performance.now() - started
+  yield* Scope.close(scope, Exit.void)
+  return { microsecondsPerBatch: (elapsed * 1000) / batches, cpuMicrosecondsPerBatch: (used.user + used.system) / batches }
+}).pipe(Effect.scoped, Effect.provide(Broadcast.layer(beginning).pipe(Layer.provide(testConfig({ HEARTBEAT_INTERVAL: "1 hour" })))))
+
+const program = Effect.gen(function*() {
+  const results: Array<number> = []
+  const cpu: Array<number> = []
+  for (let i = 1; i <= rounds; i++) {
+    const { cpuMicrosecondsPerBatch, microsecondsPerBatch } = yield* round
+    results.push(microsecondsPerBatch)
+    cpu.push(cpuMicrosecondsPerBatch)
+    console.log(
+      `round ${i}: ${microsecondsPerBatch.toFixed(1)} µs per batch (${cpuMicrosecondsPerBatch.toFixed(1)} µs of CPU), ` +
+        `${(microsecondsPerBatch / clients * 1000).toFixed(1)} ns per client per batch`
+    )
+  }
+  const sorted = [...results].sort((a, b) => a - b)
+  console.log(
+    `${clients} clients, ${perBatch} messages a batch: min ${sorted[0]!.toFixed(1)} µs, median ${
+      sorted[Math.floor(sorted.length / 2)]!.toFixed(1)
+    } µs per batch; CPU min ${Math.min(...cpu).toFixed(1)} µs`
+  )
+})
+
+Effect.runPromise(program)
