@@ -17,7 +17,23 @@
  * Its metrics are updated once per batch, never per client: the loop only adds up the bytes it
  * writes in a local number.
  */
-import { Clock, Context, Duration, Effect, Layer, Metric, MetricBoundaries, MetricLabel, Option, PubSub, Scope, Stream } from "effect"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberId,
+  Layer,
+  Metric,
+  MetricBoundaries,
+  MetricLabel,
+  Option,
+  PubSub,
+  Scope,
+  Stream
+} from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { AppConfig } from "./Config.js"
 import { type Channel, encodeMessage, type Message, type MessageId, maxId } from "./Message.js"
@@ -85,6 +101,8 @@ export class Batch {
   readonly first: MessageId
   readonly last: MessageId
   private readonly joined = new Map<string, Uint8Array | undefined>()
+  /** Completed once every subscriber has been written the batch. */
+  readonly fannedOut = Deferred.unsafeMake<void>(FiberId.none)
 
   constructor(
     readonly deliveries: NonEmptyReadonlyArray<Delivery>,
@@ -165,7 +183,11 @@ interface Subscriber {
 }
 
 export class Broadcast extends Context.Tag("pollcast/Broadcast")<Broadcast, {
-  /** Queues the messages for every subscriber; they must follow what was published before. */
+  /**
+   * Hands the messages to every subscriber, and completes once they have been written to all of
+   * them (so that the poller's pace follows the fan-out's cost); they must follow what was
+   * published before.
+   */
   readonly publish: (messages: NonEmptyReadonlyArray<Message>) => Effect.Effect<void>
   /**
    * Registers a sink until the scope closes, and returns the position fanned out so far: every
@@ -253,6 +275,7 @@ export const make = (start: MessageId) =>
       Stream.runForEach((item) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const { overflowing, stalling } = fanOut(item, now)
+          if (item._tag === "Batch") Deferred.unsafeDone(item.fannedOut, Exit.void)
           return Effect.all([
             overflowing === 0 ? Effect.void : Effect.logWarning(
               `Disconnected ${overflowing} client(s) with more than ${config.clientBufferBytes} bytes waiting (CLIENT_BUFFER_BYTES)`
@@ -275,7 +298,11 @@ export const make = (start: MessageId) =>
     )
 
     return Broadcast.of({
-      publish: (messages) => PubSub.publish(pubsub, Batch.of(messages)).pipe(Effect.asVoid),
+      publish: (messages) =>
+        Effect.suspend(() => {
+          const batch = Batch.of(messages)
+          return PubSub.publish(pubsub, batch).pipe(Effect.zipRight(Deferred.await(batch.fannedOut)))
+        }),
 
       // Scope.addFinalizer rather than acquireRelease: the latter keeps a copy of the fiber's
       // references for its finalizer, about 1 KB for every connected client.

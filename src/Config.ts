@@ -21,6 +21,11 @@ export interface Settings {
   readonly notifyWakeup: boolean
   /** The least time between the starts of two polls, so that a stream of notifications batches. */
   readonly wakeupMinGap: Duration.Duration
+  /**
+   * The largest share of its time a node spends fanning out when woken: after a fan-out, the next
+   * poll waits long enough to keep it (lower: fewer, larger writes under load; higher: lower latency).
+   */
+  readonly fanOutShare: number
   readonly heartbeatInterval: Duration.Duration
   /** The reconnection delay sent to clients in the SSE `retry:` field. */
   readonly sseRetry: Duration.Duration
@@ -262,6 +267,11 @@ export const settings: Config.Config<Settings> = Config.all({
   pollBatchSize: integerBetween("POLL_BATCH_SIZE", 500, 1, 10_000),
   notifyWakeup: Config.boolean().pipe(Config.nested("NOTIFY_WAKEUP"), Config.withDefault(true)),
   wakeupMinGap: nonNegativeDuration("WAKEUP_MIN_GAP", "10 millis"),
+  fanOutShare: Config.number().pipe(
+    Config.validate({ message: "must be a number above 0 and at most 1, such as 0.25", validation: (share) => share > 0 && share <= 1 }),
+    Config.nested("FANOUT_SHARE"),
+    Config.withDefault(0.25)
+  ),
   heartbeatInterval: positiveDuration("HEARTBEAT_INTERVAL", "15 seconds"),
   sseRetry: positiveDuration("SSE_RETRY", "2 seconds"),
   maxBodyBytes: integerBetween("MAX_BODY_BYTES", 16_384, 1, 1_048_576),

@@ -11,6 +11,7 @@
  */
 import { Cause, type Context, Effect, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
 import type * as NodeHttp from "node:http"
+import type * as Net from "node:net"
 import { type ClientConnection, EventStream } from "../EventStream.js"
 import { idRule, MessageId } from "../Message.js"
 import type { Channels } from "../MessageRepo.js"
@@ -66,37 +67,62 @@ const parse = (request: NodeHttp.IncomingMessage) => {
   return { channels: channelsOf(params.right.channel), lastEventId: Option.some(id.right) }
 }
 
+const streamHeaders: NodeHttp.OutgoingHttpHeaders = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+  // An event stream is never followed by another request on its connection; closing it once the
+  // stream ends lets a draining server finish at once.
+  connection: "close"
+}
+
 /** The response as the EventStream sees it (a class: thousands of these are alive at once). */
 class NodeConnection implements ClientConnection {
   private written = 0
   private tokenExpired = false
+  /**
+   * Once the head is sent, events go to the socket itself: through the response, each write
+   * would also cork the socket and queue a callback to uncork it (thousands per fan-out), and the
+   * system call would happen after the fan-out rather than during it, where its cost is counted.
+   */
+  private socket: Net.Socket | null = null
 
   constructor(private readonly response: NodeHttp.ServerResponse) {}
 
+  /** Sends the response's head; from now on, events are written to its socket. */
+  start(headers: NodeHttp.OutgoingHttpHeaders) {
+    // The stream ends only with its connection, so it needs no chunked encoding.
+    this.response.useChunkedEncodingByDefault = false
+    this.response.writeHead(200, headers)
+    this.response.flushHeaders()
+    this.socket = this.response.socket
+  }
+
   write(bytes: Uint8Array) {
-    if (this.response.writableEnded || this.response.destroyed) return true
+    const socket = this.socket
+    if (socket === null || socket.destroyed || this.response.writableEnded) return true
     this.written += bytes.length
-    return this.response.write(bytes)
+    return socket.write(bytes)
   }
 
   queued() {
-    return this.response.writableLength
+    return this.socket?.writableLength ?? 0
   }
 
   flushed() {
-    return this.written - this.response.writableLength
+    return this.written - this.queued()
   }
 
   get drained() {
-    const response = this.response
+    const socket = this.socket
     return Effect.async<void>((resume) => {
-      if (response.writableLength === 0 || response.destroyed) return resume(Effect.void)
+      if (socket === null || socket.writableLength === 0 || socket.destroyed) return resume(Effect.void)
       const done = () => {
-        response.off("drain", done).off("close", done)
+        socket.off("drain", done).off("close", done)
         resume(Effect.void)
       }
-      response.on("drain", done).on("close", done)
-      return Effect.sync(() => response.off("drain", done).off("close", done))
+      socket.on("drain", done).on("close", done)
+      return Effect.sync(() => socket.off("drain", done).off("close", done))
     })
   }
 
@@ -112,7 +138,7 @@ class NodeConnection implements ClientConnection {
   expire() {
     if (this.response.writableEnded) return
     this.tokenExpired = true
-    this.response.write(expiredFrame)
+    this.write(expiredFrame)
     this.response.end()
   }
 
@@ -146,17 +172,7 @@ const admitThenOpen = (
       onFailure: (refused) => Effect.sync(() => writeAnswer(response, refused.answer)),
       onSuccess: () =>
         Effect.suspend(() => {
-          // The stream ends only with its connection, so it needs no chunked encoding: each write is
-          // then one buffer to the socket instead of three (size line, data, CRLF).
-          response.useChunkedEncodingByDefault = false
-          response.writeHead(200, {
-            "content-type": "text/event-stream",
-            "cache-control": "no-cache, no-transform",
-            "x-accel-buffering": "no",
-            // An event stream is never followed by another request on its connection; closing it once
-            // the stream ends lets a draining server finish at once.
-            connection: "close"
-          })
+          connection.start(streamHeaders)
           return eventStream.open({ channels, lastEventId, connection })
         })
     })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Option, TestClock } from "effect"
+import { Effect, Layer, Option, Ref, TestClock } from "effect"
 import { Broadcast, Selection } from "../../src/Broadcast.js"
+import { beginning } from "../../src/Message.js"
 import * as Poller from "../../src/Poller.js"
 import * as InMemoryRepo from "../support/InMemoryRepo.js"
 import * as InMemoryWakeups from "../support/InMemoryWakeups.js"
@@ -252,6 +253,42 @@ describe("Poller", () => {
         expect(repo.polls()).toBe(3)
         expect(bodies(client.events)).toHaveLength(25)
       }).pipe(Effect.provide(pollerOn(repo, { POLL_INTERVAL: "1 hour", POLL_BATCH_SIZE: "10", WAKEUP_MIN_GAP: "1 second" }, wakeups)))
+    })
+
+    it.scoped("paces woken polls so that fanning out takes at most FANOUT_SHARE of the time", () => {
+      const repo = InMemoryRepo.make()
+      const wakeups = InMemoryWakeups.make()
+      let fanningOut = 0
+      let delivered = 0
+      // A fan-out that takes 40 ms, as writing to many clients does.
+      const deliver = (messages: ReadonlyArray<unknown>) =>
+        Effect.sleep("40 millis").pipe(Effect.zipRight(Effect.sync(() => {
+          fanningOut += 40
+          delivered += messages.length
+        })))
+      return Effect.gen(function*() {
+        const status = yield* Ref.make<Poller.PollerStatus>({ lastSuccessAt: 0, consecutiveFailures: 0, polls: 0, position: beginning })
+        yield* Effect.forkScoped(Effect.scoped(Poller.run(status, deliver)))
+        yield* started
+        for (let i = 1; i <= 2000; i++) {
+          repo.add("c", `m${i}`)
+          wakeups.notify()
+          yield* TestClock.adjust("1 millis")
+        }
+        // Each 40 ms fan-out is followed by 120 ms of rest: about a poll every 160 ms, each
+        // carrying what came meanwhile (unpaced, one every 40 ms, a quarter as much each).
+        expect(repo.polls()).toBeGreaterThanOrEqual(11)
+        expect(repo.polls()).toBeLessThanOrEqual(14)
+        expect(fanningOut / 2000).toBeLessThanOrEqual(0.3)
+        yield* TestClock.adjust("1 second")
+        expect(delivered).toBe(2000)
+      }).pipe(
+        Effect.provide(Layer.mergeAll(
+          repo.layer,
+          wakeups.layer,
+          testConfig({ POLL_INTERVAL: "10 seconds", WAKEUP_MIN_GAP: "0 millis", FANOUT_SHARE: "0.25" })
+        ))
+      )
     })
   })
 })
