@@ -77,12 +77,12 @@ export const fanOutDuration = Metric.histogram(
   "pollcast_fanout_duration_seconds",
   MetricBoundaries.exponential({ start: 0.0001, factor: 2, count: 16 }),
   "Time to hand one batch (or heartbeat) to every client of the node"
-)
+).register()
 export const deliveryLag = Metric.histogram(
   "pollcast_delivery_lag_seconds",
   secondsBoundaries,
   "At fan-out, now minus created_at of the oldest message of the batch (one observation per batch)"
-)
+).register()
 export const messagesFannedOut = Metric.counter("pollcast_fanout_messages_total", {
   description: "Messages fanned out to this node's clients (each counted once, whatever the number of clients)",
   incremental: true

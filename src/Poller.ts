@@ -45,12 +45,12 @@ export const pollDuration = Metric.histogram(
   "pollcast_poll_duration_seconds",
   MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
   "Time a successful poll query took"
-)
+).register()
 export const pollRows = Metric.histogram(
   "pollcast_poll_rows",
   MetricBoundaries.fromIterable([0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]),
   "Rows a successful poll returned"
-)
+).register()
 
 /** Capped exponential backoff for a database that does not answer. */
 export const backoff = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
