@@ -9,18 +9,10 @@ import { messageIdParts, type MessageId } from "../../src/Message.js"
 import * as Browser from "../support/Browser.js"
 import { eventually } from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
+import * as TestClient from "../support/TestClient.js"
 import * as TestNode from "../support/TestNode.js"
 
-const post = (node: TestNode.TestNode, message: { channel: string; body: string; author?: string }) =>
-  Effect.promise(async () => {
-    const response = await fetch(node.url("/messages"), {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(message)
-    })
-    if (response.status !== 201) throw new Error(`POST /messages answered ${response.status}`)
-    return (await response.json()) as { id: string }
-  })
+const post = TestClient.publish
 
 const live = (page: Page) => Effect.promise(() => page.waitForSelector("#status[data-state=\"live\"]"))
 

@@ -6,23 +6,12 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import * as Http from "node:http"
 import * as JwksServer from "../support/JwksServer.js"
+import { request } from "../support/Http.js"
 import * as SseClient from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 import * as Tokens from "../support/Tokens.js"
 
-interface Reply {
-  readonly status: number
-  readonly headers: Headers
-  readonly json: any
-}
-
-const request = (url: string, init?: RequestInit) =>
-  Effect.promise(async (): Promise<Reply> => {
-    const response = await fetch(url, init)
-    const text = await response.text()
-    return { status: response.status, headers: response.headers, json: text === "" ? undefined : JSON.parse(text) }
-  })
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 

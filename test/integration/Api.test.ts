@@ -2,22 +2,11 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Http from "node:http"
 import * as Net from "node:net"
+import { request } from "../support/Http.js"
 import * as SseClient from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 
-interface Reply {
-  readonly status: number
-  readonly headers: Headers
-  readonly json: any
-}
-
-const request = (url: string, init?: RequestInit) =>
-  Effect.promise(async (): Promise<Reply> => {
-    const response = await fetch(url, init)
-    const text = await response.text()
-    return { status: response.status, headers: response.headers, json: text === "" ? undefined : JSON.parse(text) }
-  })
 
 const post = (url: string, body: unknown) =>
   request(url, {

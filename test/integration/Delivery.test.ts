@@ -11,9 +11,7 @@ import * as TestClient from "../support/TestClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 
-/** Publishes through the typed client, which decodes the stored message the node answers. */
-const post = (node: TestNode.TestNode, message: { channel: string; body: string; author?: string }) =>
-  Effect.flatMap(TestClient.of(node), (client) => client.publish(message)).pipe(Effect.orDie)
+const post = TestClient.publish
 
 const stats = (node: TestNode.TestNode) =>
   Effect.promise(async () => (await (await fetch(node.url("/stats"))).json()) as { clients: number; subscribers: number })

@@ -8,6 +8,7 @@ import { Effect } from "effect"
 import { messageId } from "../../src/Message.js"
 import * as SseClient from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
+import * as TestClient from "../support/TestClient.js"
 import * as TestNode from "../support/TestNode.js"
 
 interface Page {
@@ -18,14 +19,7 @@ interface Page {
 const history = (node: TestNode.TestNode, query: string) =>
   Effect.promise(() => fetch(node.url(`/messages?${query}`)).then((response) => response.json() as Promise<Page>))
 
-const post = (node: TestNode.TestNode, body: string) =>
-  Effect.promise(() =>
-    fetch(node.url("/messages"), {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ channel: "retention", body })
-    }).then((response) => response.json() as Promise<{ readonly id: string }>)
-  )
+const post = (node: TestNode.TestNode, body: string) => TestClient.publish(node, { channel: "retention", body })
 
 layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("retention", (it) => {
   it.scoped("deletes expired messages in batches, always keeps the newest, and tells a resuming client what is gone", () =>

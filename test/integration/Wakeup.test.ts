@@ -14,19 +14,12 @@ import * as Database from "../../src/Database.js"
 import type { WakeupStatus } from "../../src/Wakeups.js"
 import * as SseClient from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
+import * as TestClient from "../support/TestClient.js"
 import * as TestNode from "../support/TestNode.js"
 
 const instant = "3 seconds"
 
-const post = (node: TestNode.TestNode, message: { channel: string; body: string }) =>
-  Effect.promise(async () => {
-    const response = await fetch(node.url("/messages"), {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(message)
-    })
-    if (response.status !== 201) throw new Error(`POST /messages answered ${response.status}`)
-  })
+const post = TestClient.publish
 
 const getJson = <A>(node: TestNode.TestNode, path: string) =>
   Effect.promise(async () => (await (await fetch(node.url(path))).json()) as A)

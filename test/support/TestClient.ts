@@ -6,3 +6,7 @@ import type { TestNode } from "./TestNode.js"
 
 export const of = (node: TestNode, options: Omit<PollcastClient.ClientOptions, "baseUrl"> = {}) =>
   PollcastClient.make({ baseUrl: node.url(""), ...options }).pipe(Effect.provide(FetchHttpClient.layer))
+
+/** Publishes through the typed client, which decodes the stored message the node answers; anything but 201 fails the test. */
+export const publish = (node: TestNode, message: { readonly channel: string; readonly body: string; readonly author?: string }) =>
+  Effect.flatMap(of(node), (client) => client.publish(message)).pipe(Effect.orDie)
