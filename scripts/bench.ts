@@ -13,6 +13,9 @@
  *
  * Options: --scenarios a,b,c,d,e,wakeup,polls,intervals (default: all)   --quick (smaller, shorter)
  *          --targets pollcast,interval,pollcast-auth,baseline (default: all)
+ *          --compare DIR: also run, in (a) and (e), the pollcast built in DIR (another checkout, with
+ *          `npm run build` done there) as the target `compare`, e.g. the previous commit, to measure
+ *          what a change costs the fan-out in the same run (see scripts/bench/without-metrics.patch)
  * Writes bench-results/bench-<time>.json, docs/bench-chart.svg and docs/bench-wakeup-chart.svg,
  * and prints a table. Any other setting of pollcast passes through the environment
  * (e.g. WAKEUP_MIN_GAP="0 millis").
@@ -33,12 +36,18 @@ import { cpuSeconds, machine, rss } from "./bench/processStats.js"
 import { publish, type Published } from "./bench/publisher.js"
 import { build, freePort, root, type RunningService, startService } from "./support/service.js"
 
-type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline"
+type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline" | "compare"
+/** --compare DIR: a pollcast built in another checkout, run where the fan-out is measured. */
+const compareDir = (() => {
+  const index = process.argv.indexOf("--compare")
+  return index === -1 ? undefined : Path.resolve(process.argv[index + 1]!)
+})()
 const targetNames: Record<Target, string> = {
   pollcast: "pollcast",
   interval: "interval-only",
   "pollcast-auth": "pollcast, auth on",
-  baseline: "baseline"
+  baseline: "baseline",
+  compare: `pollcast at ${compareDir === undefined ? "" : Path.basename(compareDir)}`
 }
 
 const argument = (name: string) => {
@@ -53,8 +62,12 @@ const quick = process.argv.includes("--quick")
  */
 const durable = process.argv.includes("--durable")
 const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,wakeup,polls,intervals").split(","))
-const targets = (argument("targets") ?? "pollcast,interval,pollcast-auth,baseline").split(",") as Array<Target>
+const targets = (argument("targets") ?? `pollcast,interval,pollcast-auth,baseline${compareDir === undefined ? "" : ",compare"}`)
+  .split(",") as Array<Target>
 for (const target of targets) if (!(target in targetNames)) throw new Error(`Unknown target ${target}`)
+if (targets.includes("compare") && (compareDir === undefined || !Fs.existsSync(Path.join(compareDir, "dist/main.js")))) {
+  throw new Error("The target compare needs --compare DIR, a checkout of pollcast built with npm run build")
+}
 /** --profile DIR: run the servers under --cpu-prof, writing their profiles to DIR. */
 const profileDir = argument("profile")
 const nodeArgs = [
@@ -146,7 +159,7 @@ const startTarget = async (target: Target, databaseUrl: string, pollIntervalMs: 
     LOG_LEVEL: "Info",
     NOTIFY_WAKEUP: target === "interval" ? "false" : "true",
     ...(auth ? { AUTH_SECRET: authSecret, ...highLimits } : noLimits)
-  }, { nodeArgs })
+  }, { nodeArgs, ...(target === "compare" ? { entry: Path.join(compareDir!, "dist/main.js") } : {}) })
   return { ...service, headers: auth ? { authorization: `Bearer ${benchToken}` } : {} }
 }
 
@@ -508,7 +521,7 @@ const perTarget = async <A>(compared: ReadonlyArray<Target>, f: (target: Target)
 // its issue asks (every scenario at POLL_INTERVAL 100 ms or more would do, at the cost of time).
 const againstBaseline: ReadonlyArray<Target> = ["pollcast", "pollcast-auth", "baseline"]
 const withInterval: ReadonlyArray<Target> = ["pollcast", "interval", "baseline"]
-const allTargets: ReadonlyArray<Target> = ["pollcast", "interval", "pollcast-auth", "baseline"]
+const allTargets: ReadonlyArray<Target> = ["pollcast", "interval", "pollcast-auth", "baseline", "compare"]
 
 const pollIntervalMs = 100
 const seconds = quick ? 5 : 12
@@ -516,7 +529,11 @@ const seconds = quick ? 5 : 12
 if (scenarios.has("a")) {
   const load = { clients: 1000, channels: 1, rate: 100, seconds }
   log(`(a) ${load.clients} clients, ${load.rate} messages/s, POLL_INTERVAL ${pollIntervalMs} millis`)
-  results.a = { load, pollIntervalMs, ...(await perTarget(againstBaseline, (target) => runOnce(target, load, pollIntervalMs, 3))) }
+  results.a = {
+    load,
+    pollIntervalMs,
+    ...(await perTarget([...againstBaseline, "compare"], (target) => runOnce(target, load, pollIntervalMs, 3)))
+  }
 }
 
 if (scenarios.has("b")) {
@@ -694,13 +711,18 @@ if (results.intervals !== undefined) writeIntervalChart(Path.join(root, "docs", 
 
 // Columns: each target that ran; then auth on against off, and pollcast against the baseline.
 const compareAuth = targets.includes("pollcast") && targets.includes("pollcast-auth")
+const compareOther = targets.includes("pollcast") && targets.includes("compare")
 const compareBaseline = targets.includes("pollcast") && targets.includes("baseline")
 type Value = number | string | undefined
 const table: Array<Array<string>> = []
 const percentChange = (off: Value, on: Value) =>
   typeof off === "number" && typeof on === "number" && off > 0 ? `${on >= off ? "+" : ""}${round(((on - off) / off) * 100)}%` : ""
-/** Auth on against off, for the figures of the fan-out itself: the largest difference is reported. */
+/**
+ * Auth on against off, and pollcast against --compare, for the figures of the fan-out itself: the
+ * largest difference of each is reported.
+ */
 const fanOutChanges: Array<{ figure: string; change: number }> = []
+const compareChanges: Array<{ figure: string; change: number }> = []
 let currentSection = ""
 const row = (label: string, value: (target: Target) => Value, higherIsBetter?: boolean, fanOut = false) => {
   const p = value("pollcast")
@@ -709,19 +731,31 @@ const row = (label: string, value: (target: Target) => Value, higherIsBetter?: b
   const ratio = typeof p === "number" && typeof b === "number" && p > 0 && b > 0 && higherIsBetter !== undefined
     ? higherIsBetter ? `${round(p / b, 2)}×` : `${round(b / p, 2)}×`
     : ""
+  const c = value("compare")
   if (fanOut && typeof p === "number" && typeof a === "number" && p > 0) {
     fanOutChanges.push({ figure: `${currentSection} ${label}`, change: ((a - p) / p) * 100 })
+  }
+  // This checkout against the other: + means this one is higher.
+  if (fanOut && typeof p === "number" && typeof c === "number" && c > 0) {
+    compareChanges.push({ figure: `${currentSection} ${label}`, change: ((p - c) / c) * 100 })
   }
   table.push([
     label,
     ...targets.map((target) => String(value(target) ?? "–")),
     ...(compareAuth ? [percentChange(p, a)] : []),
+    ...(compareOther ? [percentChange(c, p)] : []),
     ...(compareBaseline ? [ratio] : [])
   ])
 }
 const section = (title: string) => {
   currentSection = title.split(" ")[0]!
-  table.push([`— ${title}`, ...targets.map(() => ""), ...(compareAuth ? [""] : []), ...(compareBaseline ? [""] : [])])
+  table.push([
+    `— ${title}`,
+    ...targets.map(() => ""),
+    ...(compareAuth ? [""] : []),
+    ...(compareOther ? [""] : []),
+    ...(compareBaseline ? [""] : [])
+  ])
 }
 type Runs = Partial<Record<Target, RunResult>>
 /** A cell per target: `f` of that target's result, where it ran. */
@@ -820,18 +854,22 @@ const headings = [
   "",
   ...targets.map((target) => targetNames[target]),
   ...(compareAuth ? ["auth on vs off"] : []),
+  ...(compareOther ? ["pollcast vs compare"] : []),
   ...(compareBaseline ? ["pollcast vs baseline"] : [])
 ]
 const widths = headings.map((heading, column) => Math.max(heading.length, ...table.map((line) => line[column]!.length), 8))
 console.log(headings.map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
 for (const line of table) console.log(line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "))
-if (fanOutChanges.length > 0) {
-  const largest = fanOutChanges.reduce((worst, change) => (Math.abs(change.change) > Math.abs(worst.change) ? change : worst))
+const largestChange = (what: string, changes: ReadonlyArray<{ figure: string; change: number }>) => {
+  if (changes.length === 0) return
+  const largest = changes.reduce((worst, change) => (Math.abs(change.change) > Math.abs(worst.change) ? change : worst))
   console.log(
-    `\nauth on vs off, fan-out (deliveries/s, latency p50 and p99): largest difference ${round(largest.change)}% (${largest.figure}); ` +
-      `${fanOutChanges.every((change) => Math.abs(change.change) <= 5) ? "all" : "not all"} within 5%`
+    `\n${what}, fan-out (deliveries/s, latency p50 and p99): largest difference ${round(largest.change)}% (${largest.figure}); ` +
+      `${changes.every((change) => Math.abs(change.change) <= 5) ? "all" : "not all"} within 5%`
   )
 }
+largestChange("auth on vs off", fanOutChanges)
+largestChange(`pollcast vs ${targetNames.compare}`, compareChanges)
 console.log(
   `\nmachine: ${output.machine.cpu}, ${output.machine.cores} cores, ${output.machine.memoryGiB} GiB, Node ${output.machine.node}, PostgreSQL ${postgresVersion} (synchronous_commit=${synchronousCommit}); load generator on the same machine`
 )
