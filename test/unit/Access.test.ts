@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
+import { Effect, Layer, TestClock, Tracer } from "effect"
 import * as Access from "../../src/Access.js"
 import { testConfig } from "../support/TestConfig.js"
 import * as Tokens from "../support/Tokens.js"
@@ -54,6 +54,41 @@ describe("Access", () => {
       AUTH_AUDIENCE: "pollcast",
       ANONYMOUS_SUBSCRIBE: "lobby"
     }))))
+
+  it.scoped("checks a token's signature once and remembers it for a minute at most, never past its exp", () =>
+    Effect.gen(function*() {
+      // Signature checks counted by their span, Access.verify.
+      const tracer = yield* Effect.tracer
+      let checks = 0
+      const counting = Tracer.make({
+        span: (name, ...rest) => {
+          if (name === "Access.verify") checks++
+          return tracer.span(name, ...rest)
+        },
+        context: (f, fiber) => tracer.context(f, fiber)
+      })
+      const now = Math.floor(Date.now() / 1000)
+      const token = yield* Effect.promise(() => Tokens.hs256({ publish: ["a"] }, { expiresIn: 90 }))
+      const forged = `${token.slice(0, -4)}AAAA`
+      yield* Effect.gen(function*() {
+        yield* TestClock.setTime(now * 1000)
+        for (let i = 0; i < 3; i++) expect((yield* verify(token))._tag).toBe("Right")
+        expect(checks).toBe(1)
+        // Refusals are not remembered: each is checked again.
+        for (let i = 0; i < 2; i++) expect((yield* verify(forged))._tag).toBe("Left")
+        expect(checks).toBe(3)
+        // After a minute it is checked again; at its exp it is refused, remembered or not.
+        yield* TestClock.setTime(now * 1000 + 61_000)
+        expect((yield* verify(token))._tag).toBe("Right")
+        expect(checks).toBe(4)
+        yield* TestClock.setTime(now * 1000 + 89_000)
+        expect((yield* verify(token))._tag).toBe("Right")
+        expect(checks).toBe(4)
+        yield* TestClock.setTime(now * 1000 + 90_000)
+        const expired = yield* verify(token)
+        expect(expired._tag === "Left" && expired.left.message).toBe("The access token has expired")
+      }).pipe(Effect.withTracer(counting))
+    }).pipe(Effect.provide(access({ AUTH_SECRET: Tokens.secret, AUTH_CLOCK_TOLERANCE: "0 seconds" }))))
 
   it.scoped("refuses to start with AUTH_PUBLIC_KEY and AUTH_JWKS_URL both set, or a key that is not a public key", () =>
     Effect.gen(function*() {
