@@ -13,9 +13,11 @@
  *
  * Options: --scenarios a,b,c,d,e,wakeup,polls,intervals (default: all)   --quick (smaller, shorter)
  *          --targets pollcast,interval,pollcast-auth,baseline (default: all)
- *          --compare DIR: also run, in (a) and (e), the pollcast built in DIR (another checkout, with
+ *          --compare DIR: also run, in (a)-(e), the pollcast built in DIR (another checkout, with
  *          `npm run build` done there) as the target `compare`, e.g. the previous commit, to measure
- *          what a change costs the fan-out in the same run (see scripts/bench/without-metrics.patch)
+ *          what a change costs in the same run (see scripts/bench/without-metrics.patch)
+ *          --pollcast DIR: the pollcast targets run the build in DIR instead of this checkout's (with
+ *          --compare, two earlier commits side by side)
  * Writes bench-results/bench-<time>.json, docs/bench-chart.svg and docs/bench-wakeup-chart.svg,
  * and prints a table. Any other setting of pollcast passes through the environment
  * (e.g. WAKEUP_MIN_GAP="0 millis").
@@ -37,13 +39,21 @@ import { publish, type Published } from "./bench/publisher.js"
 import { build, freePort, root, type RunningService, startService } from "./support/service.js"
 
 type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline" | "compare"
-/** --compare DIR: a pollcast built in another checkout, run where the fan-out is measured. */
-const compareDir = (() => {
-  const index = process.argv.indexOf("--compare")
-  return index === -1 ? undefined : Path.resolve(process.argv[index + 1]!)
-})()
+const directoryArgument = (name: string) => {
+  const index = process.argv.indexOf(`--${name}`)
+  if (index === -1) return undefined
+  const directory = Path.resolve(process.argv[index + 1]!)
+  if (!Fs.existsSync(Path.join(directory, "dist/main.js"))) {
+    throw new Error(`--${name} needs a checkout of pollcast built with npm run build`)
+  }
+  return directory
+}
+/** --compare DIR: a pollcast built in another checkout, run beside the others. */
+const compareDir = directoryArgument("compare")
+/** --pollcast DIR: the pollcast targets' build, if not this checkout's. */
+const pollcastDir = directoryArgument("pollcast")
 const targetNames: Record<Target, string> = {
-  pollcast: "pollcast",
+  pollcast: pollcastDir === undefined ? "pollcast" : `pollcast at ${Path.basename(pollcastDir)}`,
   interval: "interval-only",
   "pollcast-auth": "pollcast, auth on",
   baseline: "baseline",
@@ -65,9 +75,7 @@ const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,wakeup,polls,inte
 const targets = (argument("targets") ?? `pollcast,interval,pollcast-auth,baseline${compareDir === undefined ? "" : ",compare"}`)
   .split(",") as Array<Target>
 for (const target of targets) if (!(target in targetNames)) throw new Error(`Unknown target ${target}`)
-if (targets.includes("compare") && (compareDir === undefined || !Fs.existsSync(Path.join(compareDir, "dist/main.js")))) {
-  throw new Error("The target compare needs --compare DIR, a checkout of pollcast built with npm run build")
-}
+if (targets.includes("compare") && compareDir === undefined) throw new Error("The target compare needs --compare DIR")
 /** --profile DIR: run the servers under --cpu-prof, writing their profiles to DIR. */
 const profileDir = argument("profile")
 const nodeArgs = [
@@ -159,7 +167,14 @@ const startTarget = async (target: Target, databaseUrl: string, pollIntervalMs: 
     LOG_LEVEL: "Info",
     NOTIFY_WAKEUP: target === "interval" ? "false" : "true",
     ...(auth ? { AUTH_SECRET: authSecret, ...highLimits } : noLimits)
-  }, { nodeArgs, ...(target === "compare" ? { entry: Path.join(compareDir!, "dist/main.js") } : {}) })
+  }, {
+    nodeArgs,
+    ...(target === "compare"
+      ? { entry: Path.join(compareDir!, "dist/main.js") }
+      : pollcastDir === undefined
+      ? {}
+      : { entry: Path.join(pollcastDir, "dist/main.js") })
+  })
   return { ...service, headers: auth ? { authorization: `Bearer ${benchToken}` } : {} }
 }
 
@@ -519,8 +534,8 @@ const perTarget = async <A>(compared: ReadonlyArray<Target>, f: (target: Target)
 }
 // Access control is compared wherever the fan-out is measured; wake-up against interval-only where
 // its issue asks (every scenario at POLL_INTERVAL 100 ms or more would do, at the cost of time).
-const againstBaseline: ReadonlyArray<Target> = ["pollcast", "pollcast-auth", "baseline"]
-const withInterval: ReadonlyArray<Target> = ["pollcast", "interval", "baseline"]
+const againstBaseline: ReadonlyArray<Target> = ["pollcast", "pollcast-auth", "baseline", "compare"]
+const withInterval: ReadonlyArray<Target> = ["pollcast", "interval", "baseline", "compare"]
 const allTargets: ReadonlyArray<Target> = ["pollcast", "interval", "pollcast-auth", "baseline", "compare"]
 
 const pollIntervalMs = 100
@@ -532,7 +547,7 @@ if (scenarios.has("a")) {
   results.a = {
     load,
     pollIntervalMs,
-    ...(await perTarget([...againstBaseline, "compare"], (target) => runOnce(target, load, pollIntervalMs, 3)))
+    ...(await perTarget(againstBaseline, (target) => runOnce(target, load, pollIntervalMs, 3)))
   }
 }
 
