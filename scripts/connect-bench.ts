@@ -4,7 +4,8 @@
  * over raw sockets: 200 one at a time, then 3,000 with 256 in flight, printing the time to the
  * answer's first bytes. Modes: `off` (no key), `token` (AUTH_SECRET; every stream presents the
  * same token, as one client reconnecting would), `tokens` (a token of its own per stream, so every
- * one is checked). `--modes off,token,tokens` (default: all).
+ * one is checked). `--modes off,token,tokens` (default: all); `--streams N` opened with 256 in
+ * flight (default 3,000; this process holds them all, so keep it under the open-file limit).
  */
 import * as Jose from "jose"
 import * as Net from "node:net"
@@ -14,10 +15,13 @@ const secret = "connect-bench-secret-of-at-least-32-characters"
 const sign = (sub: string) =>
   new Jose.SignJWT({ pollcast: { subscribe: ["*"] } }).setProtectedHeader({ alg: "HS256" }).setSubject(sub)
     .setExpirationTime("1h").sign(new TextEncoder().encode(secret))
-const index = process.argv.indexOf("--modes")
-const modes = (index === -1 ? "off,token,tokens" : process.argv[index + 1]!).split(",")
+const argument = (name: string) => {
+  const index = process.argv.indexOf(`--${name}`)
+  return index === -1 ? undefined : process.argv[index + 1]
+}
+const modes = (argument("modes") ?? "off,token,tokens").split(",")
 const sequential = 200
-const concurrent = 3000
+const concurrent = Number(argument("streams") ?? 3000)
 const inFlight = 256
 
 build()
@@ -29,9 +33,10 @@ for (const mode of modes) {
     HEARTBEAT_INTERVAL: "1 hour",
     LOG_LEVEL: "Info",
     ACCESS_LOG: "false",
-    PUBLISH_RATE: "0",
-    MAX_STREAMS: "0",
-    MAX_STREAMS_PER_CLIENT: "0",
+    // No limits unless the environment sets them (it passes through to the node).
+    PUBLISH_RATE: process.env.PUBLISH_RATE ?? "0",
+    MAX_STREAMS: process.env.MAX_STREAMS ?? "0",
+    MAX_STREAMS_PER_CLIENT: process.env.MAX_STREAMS_PER_CLIENT ?? "0",
     ...(mode === "off" ? {} : { AUTH_SECRET: secret })
   })
   const port = Number(new URL(service.url).port)
