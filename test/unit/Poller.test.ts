@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Option, Ref, TestClock } from "effect"
+import { Duration, Effect, Layer, Option, Ref, TestClock } from "effect"
 import { Broadcast, Selection } from "../../src/Broadcast.js"
 import { beginning } from "../../src/Message.js"
 import * as Poller from "../../src/Poller.js"
@@ -22,6 +22,19 @@ const bodies = (events: ReadonlyArray<{ readonly data: string }>) => events.map(
 
 /** Lets the poller start (and subscribe to wake-ups) before a test notifies it. */
 const started = TestClock.adjust("10 millis")
+
+/** Inserts `count` messages on channel "c" (m1, m2, …), each announced by a notification, `every` apart. */
+const insertAnnounced = (
+  repo: InMemoryRepo.InMemoryRepo,
+  wakeups: InMemoryWakeups.InMemoryWakeups,
+  count: number,
+  every: Duration.DurationInput
+) =>
+  Effect.forEach(Array.from({ length: count }, (_, i) => i + 1), (i) => {
+    repo.add("c", `m${i}`)
+    wakeups.notify()
+    return TestClock.adjust(every)
+  }, { discard: true })
 
 /** Subscribes to every channel and records the events received. */
 const follow = Effect.gen(function*() {
@@ -208,11 +221,7 @@ describe("Poller", () => {
       return Effect.gen(function*() {
         const client = yield* follow
         yield* started
-        for (let i = 1; i <= 500; i++) {
-          repo.add("c", `m${i}`)
-          wakeups.notify()
-          yield* TestClock.adjust("3 millis")
-        }
+        yield* insertAnnounced(repo, wakeups, 500, "3 millis")
         // Back to back, 35 ms each, over 1.5 seconds: not one poll per notification.
         expect(repo.polls()).toBeGreaterThanOrEqual(40)
         expect(repo.polls()).toBeLessThanOrEqual(44)
@@ -228,11 +237,7 @@ describe("Poller", () => {
       return Effect.gen(function*() {
         const client = yield* follow
         yield* started
-        for (let i = 1; i <= 1000; i++) {
-          repo.add("c", `m${i}`)
-          wakeups.notify()
-          yield* TestClock.adjust("1 millis")
-        }
+        yield* insertAnnounced(repo, wakeups, 1000, "1 millis")
         // 1,000 notifications over one second, a poll at most every 50 ms.
         expect(repo.polls()).toBeGreaterThanOrEqual(19)
         expect(repo.polls()).toBeLessThanOrEqual(21)
@@ -270,11 +275,7 @@ describe("Poller", () => {
         const status = yield* Ref.make<Poller.PollerStatus>({ lastSuccessAt: 0, consecutiveFailures: 0, polls: 0, position: beginning })
         yield* Effect.forkScoped(Effect.scoped(Poller.run(status, deliver)))
         yield* started
-        for (let i = 1; i <= 2000; i++) {
-          repo.add("c", `m${i}`)
-          wakeups.notify()
-          yield* TestClock.adjust("1 millis")
-        }
+        yield* insertAnnounced(repo, wakeups, 2000, "1 millis")
         // Each 40 ms fan-out is followed by 120 ms of rest: about a poll every 160 ms, each
         // carrying what came meanwhile (unpaced, one every 40 ms, a quarter as much each).
         expect(repo.polls()).toBeGreaterThanOrEqual(11)
