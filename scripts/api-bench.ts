@@ -10,10 +10,11 @@ import * as ChildProcess from "node:child_process"
 import * as Http from "node:http"
 import { cpuSeconds } from "./bench/processStats.js"
 import { root } from "./support/service.js"
+import { argument } from "./support/arguments.js"
 
 const option = (name: string, fallback: number) => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? fallback : Number(process.argv[index + 1])
+  const given = argument(name)
+  return given === undefined ? fallback : Number(given)
 }
 const requests = option("requests", 20_000)
 const rounds = option("rounds", 3)

@@ -37,12 +37,13 @@ import { Histogram } from "./bench/histogram.js"
 import { cpuSeconds, machine, rss } from "./bench/processStats.js"
 import { publish, type Published } from "./bench/publisher.js"
 import { build, freePort, root, type RunningService, startService } from "./support/service.js"
+import { argument } from "./support/arguments.js"
 
 type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline" | "compare"
 const directoryArgument = (name: string) => {
-  const index = process.argv.indexOf(`--${name}`)
-  if (index === -1) return undefined
-  const directory = Path.resolve(process.argv[index + 1]!)
+  const given = argument(name)
+  if (given === undefined) return undefined
+  const directory = Path.resolve(given)
   if (!Fs.existsSync(Path.join(directory, "dist/main.js"))) {
     throw new Error(`--${name} needs a checkout of pollcast built with npm run build`)
   }
@@ -60,10 +61,6 @@ const targetNames: Record<Target, string> = {
   compare: `pollcast at ${compareDir === undefined ? "" : Path.basename(compareDir)}`
 }
 
-const argument = (name: string) => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? undefined : process.argv[index + 1]
-}
 const quick = process.argv.includes("--quick")
 /**
  * The embedded PostgreSQL runs with synchronous_commit=off unless --durable: this machine's disk

@@ -10,15 +10,12 @@
 import * as Jose from "jose"
 import * as Net from "node:net"
 import { build, startService } from "./support/service.js"
+import { argument } from "./support/arguments.js"
 
 const secret = "connect-bench-secret-of-at-least-32-characters"
 const sign = (sub: string) =>
   new Jose.SignJWT({ pollcast: { subscribe: ["*"] } }).setProtectedHeader({ alg: "HS256" }).setSubject(sub)
     .setExpirationTime("1h").sign(new TextEncoder().encode(secret))
-const argument = (name: string) => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? undefined : process.argv[index + 1]
-}
 const modes = (argument("modes") ?? "off,token,tokens").split(",")
 const sequential = 200
 const concurrent = Number(argument("streams") ?? 3000)

@@ -11,10 +11,11 @@ import { Array as Arr, Effect, Exit, Layer, Option, Scope } from "effect"
 import * as Broadcast from "../src/Broadcast.js"
 import { beginning, Channel, Message, messageId } from "../src/Message.js"
 import { testConfig } from "../test/support/TestConfig.js"
+import { argument } from "./support/arguments.js"
 
 const option = (name: string, fallback: number) => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? fallback : Number(process.argv[index + 1])
+  const given = argument(name)
+  return given === undefined ? fallback : Number(given)
 }
 const clients = option("clients", 5000)
 const batches = option("batches", 2000)

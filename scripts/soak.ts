@@ -32,11 +32,8 @@ import { SqlWriter } from "./soak/sqlWriter.js"
 import { markerPrefix, Subscriber } from "./soak/subscriber.js"
 import { build, root } from "./support/service.js"
 import * as TcpProxy from "./support/TcpProxy.js"
+import { argument } from "./support/arguments.js"
 
-const argument = (name: string) => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? undefined : process.argv[index + 1]
-}
 const positive = (name: string, fallback: number) => {
   const value = Number(argument(name) ?? fallback)
   if (!(value > 0)) throw new Error(`--${name} must be a positive number`)
