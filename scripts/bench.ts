@@ -18,6 +18,8 @@
  *          what a change costs in the same run (see scripts/bench/without-metrics.patch)
  *          --pollcast DIR: the pollcast targets run the build in DIR instead of this checkout's (with
  *          --compare, two earlier commits side by side)
+ *          --repeat N: every scenario N times, targets interleaved; the table shows medians, and each
+ *          round's differences in the fan-out figures are printed under it
  * Writes bench-results/bench-<time>.json, docs/bench-chart.svg and docs/bench-wakeup-chart.svg,
  * and prints a table. Any other setting of pollcast passes through the environment
  * (e.g. WAKEUP_MIN_GAP="0 millis").
@@ -133,7 +135,8 @@ const transactions = async (name: string) =>
 
 const authSecret = Crypto.randomBytes(32).toString("base64url")
 // One token for every client: it is verified once per connection all the same.
-const benchToken = await new Jose.SignJWT({ pollcast: { publish: ["*"], subscribe: ["*"] } })
+// (admin too: the bench reads /stats.)
+const benchToken = await new Jose.SignJWT({ pollcast: { publish: ["*"], subscribe: ["*"], admin: true } })
   .setProtectedHeader({ alg: "HS256" })
   .setSubject("bench")
   .setExpirationTime("3h")
@@ -307,8 +310,8 @@ interface PollerStats {
 }
 
 /** pollcast's poll and notification counts; undefined for the baseline, whose /stats has neither. */
-const pollerStats = async (server: RunningService): Promise<PollerStats | undefined> => {
-  const response = await fetch(new URL("/stats", server.url)).catch(() => undefined)
+const pollerStats = async (server: BenchServer): Promise<PollerStats | undefined> => {
+  const response = await fetch(new URL("/stats", server.url), { headers: server.headers }).catch(() => undefined)
   if (response?.ok !== true) return undefined
   const stats = (await response.json()) as Partial<PollerStats>
   return typeof stats.polls === "number" && stats.wakeup !== undefined ? { polls: stats.polls, wakeup: stats.wakeup } : undefined
@@ -517,16 +520,25 @@ const runOnce = async (target: Target, load: Load, pollIntervalMs: number, idleS
 // --- Scenarios ---------------------------------------------------------------------------------
 
 const log = (text: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}`)
-const results: Record<string, unknown> = {}
 process.on("exit", () => {
   if (process.argv.includes("--trace-gc")) Fs.writeFileSync("/tmp/bench-server-output.log", lastServerOutput)
 })
 let lastServerOutput = ""
 
+/**
+ * --repeat N: every scenario N times, the targets in turn each round (in reverse order every other
+ * round, so that none always runs first or last); the table shows each figure's median over the
+ * rounds. One run's figures spread more than the differences some comparisons look for (a p99 by
+ * ±20% between runs of one build): a median of interleaved runs is what can tell 5% apart.
+ */
+const repeat = Math.max(1, Number(argument("repeat") ?? 1))
+let roundIndex = 0
+
 /** Runs `f` for each of `compared` that --targets allows. */
 const perTarget = async <A>(compared: ReadonlyArray<Target>, f: (target: Target) => Promise<A>) => {
   const out: Partial<Record<Target, A>> = {}
-  for (const target of compared) if (targets.includes(target)) out[target] = await f(target)
+  const order = roundIndex % 2 === 0 ? compared : [...compared].reverse()
+  for (const target of order) if (targets.includes(target)) out[target] = await f(target)
   return out
 }
 // Access control is compared wherever the fan-out is measured; wake-up against interval-only where
@@ -538,350 +550,423 @@ const allTargets: ReadonlyArray<Target> = ["pollcast", "interval", "pollcast-aut
 const pollIntervalMs = 100
 const seconds = quick ? 5 : 12
 
-if (scenarios.has("a")) {
-  const load = { clients: 1000, channels: 1, rate: 100, seconds }
-  log(`(a) ${load.clients} clients, ${load.rate} messages/s, POLL_INTERVAL ${pollIntervalMs} millis`)
-  results.a = {
-    load,
-    pollIntervalMs,
-    ...(await perTarget(againstBaseline, (target) => runOnce(target, load, pollIntervalMs, 3)))
+/** One round of every scenario asked for, into `results`. */
+const runRound = async (results: Record<string, unknown>) => {
+  if (scenarios.has("a")) {
+    const load = { clients: 1000, channels: 1, rate: 100, seconds }
+    log(`(a) ${load.clients} clients, ${load.rate} messages/s, POLL_INTERVAL ${pollIntervalMs} millis`)
+    results.a = {
+      load,
+      pollIntervalMs,
+      ...(await perTarget(againstBaseline, (target) => runOnce(target, load, pollIntervalMs, 3)))
+    }
   }
-}
 
-if (scenarios.has("b")) {
-  // The service's default interval: what a node holding this many clients would run with.
-  const defaultPollIntervalMs = 1000
-  const load = { clients: quick ? 5000 : 10_000, channels: 1, rate: 20, seconds }
-  log(`(b) ${load.clients} clients on one channel, idle then ${load.rate} messages/s, POLL_INTERVAL ${defaultPollIntervalMs} millis`)
-  results.b = {
-    load,
-    pollIntervalMs: defaultPollIntervalMs,
-    ...(await perTarget(againstBaseline, (target) => runOnce(target, load, defaultPollIntervalMs, 10)))
+  if (scenarios.has("b")) {
+    // The service's default interval: what a node holding this many clients would run with.
+    const defaultPollIntervalMs = 1000
+    const load = { clients: quick ? 5000 : 10_000, channels: 1, rate: 20, seconds }
+    log(`(b) ${load.clients} clients on one channel, idle then ${load.rate} messages/s, POLL_INTERVAL ${defaultPollIntervalMs} millis`)
+    results.b = {
+      load,
+      pollIntervalMs: defaultPollIntervalMs,
+      ...(await perTarget(againstBaseline, (target) => runOnce(target, load, defaultPollIntervalMs, 10)))
+    }
   }
-}
 
-if (scenarios.has("c")) {
-  const load = { clients: 1000, channels: 100, rate: 100, seconds }
-  log(`(c) ${load.clients} clients over ${load.channels} channels, ${load.rate} messages/s`)
-  results.c = { load, pollIntervalMs, ...(await perTarget(againstBaseline, (target) => runOnce(target, load, pollIntervalMs, 3))) }
-}
-
-if (scenarios.has("d")) {
-  const steps = quick ? [1000, 5000, 10_000] : [1000, 2500, 5000, 10_000, 15_000, 19_000]
-  const rate = 20
-  // Every client costs a socket write per interval with news: a node meant for many clients
-  // polls less often than (a)'s 100 ms.
-  const stepPollIntervalMs = 250
-  log(`(d) clients per node before p99 passes 1 s, at ${rate} messages/s, POLL_INTERVAL ${stepPollIntervalMs} millis: ${steps.join(", ")}`)
-  results.d = {
-    rate,
-    pollIntervalMs: stepPollIntervalMs,
-    ...(await perTarget(withInterval, async (target) => {
-      const curve: Array<{ clients: number } & RunResult> = []
-      for (const clients of steps) {
-        log(`  ${target}: ${clients} clients`)
-        const result = await runOnce(target, { clients, channels: 1, rate, seconds: quick ? 5 : 8 }, stepPollIntervalMs, 3)
-        curve.push({ clients, ...result })
-        if (!(result.delivery.latencyMs.p99 <= 1000 && result.delivery.complete)) break
-      }
-      const held = curve.filter((step) => step.delivery.latencyMs.p99 <= 1000 && step.delivery.complete)
-      return { maxClientsWithinP99OneSecond: held.length === 0 ? 0 : held[held.length - 1]!.clients, curve }
-    }))
+  if (scenarios.has("c")) {
+    const load = { clients: 1000, channels: 100, rate: 100, seconds }
+    log(`(c) ${load.clients} clients over ${load.channels} channels, ${load.rate} messages/s`)
+    results.c = { load, pollIntervalMs, ...(await perTarget(againstBaseline, (target) => runOnce(target, load, pollIntervalMs, 3))) }
   }
-}
 
-if (scenarios.has("e")) {
-  const clients = 1000
-  const rates = quick ? [100, 400, 1600] : [100, 200, 400, 800, 1600, 3200, 6400]
-  log(`(e) saturation with ${clients} clients: ${rates.join(", ")} messages/s until delivery falls behind, then two halvings of the gap`)
-  results.e = {
-    clients,
-    pollIntervalMs,
-    ...(await perTarget(allTargets, async (target) => {
-      const load = { clients, channels: 1, rate: rates[0]!, seconds: quick ? 4 : 8 }
-      const run = await connectClients(target, load, pollIntervalMs, 1)
-      const steps: Array<Delivery> = []
-      const sustainedAt = (delivery: Delivery) =>
-        delivery.complete && delivery.latencyMs.p99 <= 1000 && delivery.publishedRate >= 0.9 * delivery.offeredRate
-      const step = async (rate: number) => {
-        log(`  ${target}: ${rate} messages/s`)
-        await run.generators.reset()
-        const delivery = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate }, pollIntervalMs)
-        steps.push(delivery)
-        return sustainedAt(delivery)
-      }
-      try {
-        // Doubling the rate until delivery falls behind, then halving the gap between the last rate
-        // sustained and the first not, twice: the limit to within a quarter of the last doubling.
-        let held: number | undefined
-        let failed: number | undefined
-        for (const rate of rates) {
-          if (await step(rate)) held = rate
-          else {
-            failed = rate
-            break
-          }
+  if (scenarios.has("d")) {
+    const steps = quick ? [1000, 5000, 10_000] : [1000, 2500, 5000, 10_000, 15_000, 19_000]
+    const rate = 20
+    // Every client costs a socket write per interval with news: a node meant for many clients
+    // polls less often than (a)'s 100 ms.
+    const stepPollIntervalMs = 250
+    log(`(d) clients per node before p99 passes 1 s, at ${rate} messages/s, POLL_INTERVAL ${stepPollIntervalMs} millis: ${steps.join(", ")}`)
+    results.d = {
+      rate,
+      pollIntervalMs: stepPollIntervalMs,
+      ...(await perTarget(withInterval, async (target) => {
+        const curve: Array<{ clients: number } & RunResult> = []
+        for (const clients of steps) {
+          log(`  ${target}: ${clients} clients`)
+          const result = await runOnce(target, { clients, channels: 1, rate, seconds: quick ? 5 : 8 }, stepPollIntervalMs, 3)
+          curve.push({ clients, ...result })
+          if (!(result.delivery.latencyMs.p99 <= 1000 && result.delivery.complete)) break
         }
-        for (let i = 0; i < (quick ? 0 : 2) && held !== undefined && failed !== undefined; i++) {
-          const rate = Math.round((held + failed) / 2)
-          if (await step(rate)) held = rate
-          else failed = rate
-        }
-      } finally {
-        await run.stop()
-      }
-      const sustained = steps.filter(sustainedAt)
-      return {
-        highestSustainedDeliveriesPerSecond: Math.max(0, ...sustained.map((step) => step.deliveriesPerSecond)),
-        steps
-      }
-    }))
+        const held = curve.filter((step) => step.delivery.latencyMs.p99 <= 1000 && step.delivery.complete)
+        return { maxClientsWithinP99OneSecond: held.length === 0 ? 0 : held[held.length - 1]!.clients, curve }
+      }))
+    }
   }
-}
 
-if (scenarios.has("wakeup")) {
-  // (a)'s load at the default interval, where waiting for the poll would cost half a second; then,
-  // on the same clients, 2,000 messages/s: how many polls the notifications turn into. Idle for
-  // 10 s first: statistics arrive once a second, so a short window cannot tell 1 query/s apart.
-  const wakeupPollIntervalMs = 1000
-  const load = { clients: 1000, channels: 1, rate: 100, seconds }
-  const burstRate = 2000
-  log(`(wakeup) ${load.clients} clients, ${load.rate} then ${burstRate} messages/s, POLL_INTERVAL ${wakeupPollIntervalMs} millis`)
-  results.wakeup = {
-    load,
-    burstRate,
-    pollIntervalMs: wakeupPollIntervalMs,
-    ...(await perTarget(withInterval, async (target) => {
-      const run = await connectClients(target, load, wakeupPollIntervalMs, 10)
-      try {
-        const delivery = await measureDelivery(run.server, run.generators, run.database.name, load, wakeupPollIntervalMs)
-        let burst: Delivery | undefined
-        if (target !== "baseline") {
-          log(`  ${target}: ${burstRate} messages/s`)
-          await run.generators.reset()
-          burst = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate: burstRate }, wakeupPollIntervalMs)
-        }
-        return { connection: run.connection, delivery, burst }
-      } finally {
-        await run.stop()
-      }
-    }))
-  }
-}
-
-if (scenarios.has("polls")) {
-  // Other systems' plain INSERTs, one statement and transaction each (no group commit), to few
-  // clients (a cheap fan-out): how many polls, and so queries, the notifications turn into.
-  const load = { clients: 10, channels: 1, rate: 100, seconds }
-  const rates = [100, 2000]
-  log(`(polls) ${load.clients} clients, plain INSERTs at ${rates.join(" and ")} per second, POLL_INTERVAL 1000 millis`)
-  results.polls = {
-    load,
-    pollIntervalMs: 1000,
-    ...(await perTarget(["pollcast", "interval"], async (target) => {
-      const run = await connectClients(target, load, 1000, 1)
-      try {
+  if (scenarios.has("e")) {
+    const clients = 1000
+    const rates = quick ? [100, 400, 1600] : [100, 200, 400, 800, 1600, 3200, 6400]
+    log(`(e) saturation with ${clients} clients: ${rates.join(", ")} messages/s until delivery falls behind, then two halvings of the gap`)
+    results.e = {
+      clients,
+      pollIntervalMs,
+      ...(await perTarget(allTargets, async (target) => {
+        const load = { clients, channels: 1, rate: rates[0]!, seconds: quick ? 4 : 8 }
+        const run = await connectClients(target, load, pollIntervalMs, 1)
         const steps: Array<Delivery> = []
-        for (const rate of rates) {
+        const sustainedAt = (delivery: Delivery) =>
+          delivery.complete && delivery.latencyMs.p99 <= 1000 && delivery.publishedRate >= 0.9 * delivery.offeredRate
+        const step = async (rate: number) => {
+          log(`  ${target}: ${rate} messages/s`)
           await run.generators.reset()
-          steps.push(await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate }, 1000, run.database.url))
+          const delivery = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate }, pollIntervalMs)
+          steps.push(delivery)
+          return sustainedAt(delivery)
         }
-        return steps
-      } finally {
-        await run.stop()
-      }
-    }))
+        try {
+          // Doubling the rate until delivery falls behind, then halving the gap between the last rate
+          // sustained and the first not, twice: the limit to within a quarter of the last doubling.
+          let held: number | undefined
+          let failed: number | undefined
+          for (const rate of rates) {
+            if (await step(rate)) held = rate
+            else {
+              failed = rate
+              break
+            }
+          }
+          for (let i = 0; i < (quick ? 0 : 2) && held !== undefined && failed !== undefined; i++) {
+            const rate = Math.round((held + failed) / 2)
+            if (await step(rate)) held = rate
+            else failed = rate
+          }
+        } finally {
+          await run.stop()
+        }
+        const sustained = steps.filter(sustainedAt)
+        return {
+          highestSustainedDeliveriesPerSecond: Math.max(0, ...sustained.map((step) => step.deliveriesPerSecond)),
+          steps
+        }
+      }))
+    }
+  }
+
+  if (scenarios.has("wakeup")) {
+    // (a)'s load at the default interval, where waiting for the poll would cost half a second; then,
+    // on the same clients, 2,000 messages/s: how many polls the notifications turn into. Idle for
+    // 10 s first: statistics arrive once a second, so a short window cannot tell 1 query/s apart.
+    const wakeupPollIntervalMs = 1000
+    const load = { clients: 1000, channels: 1, rate: 100, seconds }
+    const burstRate = 2000
+    log(`(wakeup) ${load.clients} clients, ${load.rate} then ${burstRate} messages/s, POLL_INTERVAL ${wakeupPollIntervalMs} millis`)
+    results.wakeup = {
+      load,
+      burstRate,
+      pollIntervalMs: wakeupPollIntervalMs,
+      ...(await perTarget(withInterval, async (target) => {
+        const run = await connectClients(target, load, wakeupPollIntervalMs, 10)
+        try {
+          const delivery = await measureDelivery(run.server, run.generators, run.database.name, load, wakeupPollIntervalMs)
+          let burst: Delivery | undefined
+          if (target !== "baseline") {
+            log(`  ${target}: ${burstRate} messages/s`)
+            await run.generators.reset()
+            burst = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate: burstRate }, wakeupPollIntervalMs)
+          }
+          return { connection: run.connection, delivery, burst }
+        } finally {
+          await run.stop()
+        }
+      }))
+    }
+  }
+
+  if (scenarios.has("polls")) {
+    // Other systems' plain INSERTs, one statement and transaction each (no group commit), to few
+    // clients (a cheap fan-out): how many polls, and so queries, the notifications turn into.
+    const load = { clients: 10, channels: 1, rate: 100, seconds }
+    const rates = [100, 2000]
+    log(`(polls) ${load.clients} clients, plain INSERTs at ${rates.join(" and ")} per second, POLL_INTERVAL 1000 millis`)
+    results.polls = {
+      load,
+      pollIntervalMs: 1000,
+      ...(await perTarget(["pollcast", "interval"], async (target) => {
+        const run = await connectClients(target, load, 1000, 1)
+        try {
+          const steps: Array<Delivery> = []
+          for (const rate of rates) {
+            await run.generators.reset()
+            steps.push(await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate }, 1000, run.database.url))
+          }
+          return steps
+        } finally {
+          await run.stop()
+        }
+      }))
+    }
+  }
+
+  if (scenarios.has("intervals")) {
+    const intervals = quick ? [100, 1000] : [50, 100, 250, 500, 1000, 2000]
+    const load = { clients: quick ? 200 : 1000, channels: 1, rate: 100, seconds: quick ? 4 : 8 }
+    log(`(intervals) latency against POLL_INTERVAL ${intervals.join(", ")} ms, ${load.clients} clients, ${load.rate} messages/s`)
+    const steps: Array<{ pollIntervalMs: number } & Partial<Record<Target, RunResult>>> = []
+    for (const interval of intervals) {
+      log(`  POLL_INTERVAL ${interval} ms`)
+      steps.push({ pollIntervalMs: interval, ...(await perTarget(["pollcast", "interval"], (target) => runOnce(target, load, interval, 1))) })
+    }
+    results.intervals = { load, steps }
   }
 }
 
-if (scenarios.has("intervals")) {
-  const intervals = quick ? [100, 1000] : [50, 100, 250, 500, 1000, 2000]
-  const load = { clients: quick ? 200 : 1000, channels: 1, rate: 100, seconds: quick ? 4 : 8 }
-  log(`(intervals) latency against POLL_INTERVAL ${intervals.join(", ")} ms, ${load.clients} clients, ${load.rate} messages/s`)
-  const steps: Array<{ pollIntervalMs: number } & Partial<Record<Target, RunResult>>> = []
-  for (const interval of intervals) {
-    log(`  POLL_INTERVAL ${interval} ms`)
-    steps.push({ pollIntervalMs: interval, ...(await perTarget(["pollcast", "interval"], (target) => runOnce(target, load, interval, 1))) })
-  }
-  results.intervals = { load, steps }
+const rounds: Array<Record<string, unknown>> = []
+for (roundIndex = 0; roundIndex < repeat; roundIndex++) {
+  if (repeat > 1) log(`round ${roundIndex + 1} of ${repeat}`)
+  const results: Record<string, unknown> = {}
+  await runRound(results)
+  rounds.push(results)
 }
 
 // --- Report ------------------------------------------------------------------------------------
+
+type Value = number | string | undefined
+interface Row {
+  readonly section: string
+  readonly label: string
+  readonly values: Partial<Record<Target, Value>>
+  /** For the ratio against the baseline; undefined: no ratio. */
+  readonly higherIsBetter?: boolean | undefined
+  /** A figure of the fan-out itself, compared between auth on and off, and against --compare. */
+  readonly fanOut: boolean
+}
+
+/** The table's rows for one round's results (a section heading is a row without values). */
+const tableOf = (results: Record<string, unknown>): Array<Row> => {
+  const rows: Array<Row> = []
+  let currentSection = ""
+  const row = (label: string, value: (target: Target) => Value, higherIsBetter?: boolean, fanOut = false) => {
+    const values: Partial<Record<Target, Value>> = {}
+    for (const target of targets) values[target] = value(target)
+    rows.push({ section: currentSection, label, values, higherIsBetter, fanOut })
+  }
+  const section = (title: string) => {
+    currentSection = title
+    rows.push({ section: title, label: "", values: {}, fanOut: false })
+  }
+  type Runs = Partial<Record<Target, RunResult>>
+  /** A cell per target: `f` of that target's result, where it ran. */
+  const of = <A>(results: Partial<Record<Target, A>>, f: (result: A) => Value) => (target: Target) => {
+    const result = results[target]
+    return result === undefined ? undefined : f(result)
+  }
+  const deliveryRows = (deliveries: Partial<Record<Target, Delivery>>) => {
+    row("latency p50 (ms)", of(deliveries, (d) => d.latencyMs.p50), false, true)
+    row("latency p90 (ms)", of(deliveries, (d) => d.latencyMs.p90), false)
+    row("latency p99 (ms)", of(deliveries, (d) => d.latencyMs.p99), false, true)
+    row("latency max (ms)", of(deliveries, (d) => d.latencyMs.max), false)
+    row("  of which POST p50 / p99 (ms)", of(deliveries, (d) => `${d.postMs.p50} / ${d.postMs.p99}`))
+    row("published msg/s", of(deliveries, (d) => d.publishedRate), true)
+    row("deliveries/s", of(deliveries, (d) => d.deliveriesPerSecond), true, true)
+    row("complete (every client, every message, once, one order)", of(deliveries, (d) => String(d.complete)))
+    row("server CPU s (delivery phase)", of(deliveries, (d) => d.serverCpuSeconds), false)
+    row("  of which the event loop's thread", of(deliveries, (d) => d.serverMainThreadCpuSeconds), false)
+    row("DB queries/s while publishing", of(deliveries, (d) => d.databaseQueriesPerSecond))
+    row("polls/s while publishing", of(deliveries, (d) => d.pollsPerSecond))
+    row("notifications/s while publishing", of(deliveries, (d) => d.notificationsPerSecond))
+  }
+  const deliveriesOf = (runs: Runs) => {
+    const out: Partial<Record<Target, Delivery>> = {}
+    for (const target of targets) if (runs[target] !== undefined) out[target] = runs[target].delivery
+    return out
+  }
+  const runRows = (runs: Runs) => {
+    row("connect: all clients (s)", of(runs, (r) => r.connection.connectSeconds), false)
+    row("connect p99 (ms)", of(runs, (r) => r.connection.connectMs.p99), false)
+    deliveryRows(deliveriesOf(runs))
+    row("server RSS idle (MB)", of(runs, (r) => r.connection.rssIdleMB), false)
+    row("server RSS with clients (MB)", of(runs, (r) => r.connection.rssWithClientsMB), false)
+    row("server KB per connection (all / second half)", of(runs, (r) => `${r.connection.kbPerConnection} / ${r.connection.marginalKbPerConnection}`))
+    row("server KB per connection, live (after a full GC)", of(runs, (r) => r.connection.liveKbPerConnection), false)
+    row("DB queries/s idle, with clients", of(runs, (r) => r.connection.idleQueriesPerSecond))
+  }
+  for (const key of ["a", "b", "c"] as const) {
+    const entry = results[key] as (Runs & { load: Load; pollIntervalMs: number }) | undefined
+    if (entry === undefined) continue
+    section(`(${key}) ${entry.load.clients} clients, ${entry.load.channels} channel(s), ${entry.load.rate} msg/s, POLL_INTERVAL ${entry.pollIntervalMs} ms`)
+    runRows(entry)
+  }
+  const wakeup = results.wakeup as
+    | (Partial<Record<Target, RunResult & { burst?: Delivery | undefined }>> & { load: Load; burstRate: number; pollIntervalMs: number })
+    | undefined
+  if (wakeup !== undefined) {
+    section(`(wakeup) ${wakeup.load.clients} clients, ${wakeup.load.rate} msg/s, POLL_INTERVAL ${wakeup.pollIntervalMs} ms`)
+    runRows(wakeup)
+    section(`(wakeup) the same clients, ${wakeup.burstRate} msg/s`)
+    const bursts: Partial<Record<Target, Delivery>> = {}
+    for (const target of ["pollcast", "interval"] as const) {
+      const burst = wakeup[target]?.burst
+      if (burst !== undefined) bursts[target] = burst
+    }
+    deliveryRows(bursts)
+  }
+  const d = results.d as Partial<Record<Target, { maxClientsWithinP99OneSecond: number; curve: Array<{ clients: number } & RunResult> }>> | undefined
+  if (d !== undefined) {
+    section("(d) clients one node holds with p99 ≤ 1 s")
+    row("clients (largest step held)", of(d, (curve) => curve.maxClientsWithinP99OneSecond), true)
+    row("p99 at largest step (ms)", of(d, (curve) => curve.curve[curve.curve.length - 1]?.delivery.latencyMs.p99), false)
+  }
+  const e = results.e as Partial<Record<Target, { highestSustainedDeliveriesPerSecond: number; steps: Array<Delivery> }>> | undefined
+  if (e !== undefined) {
+    section("(e) saturation, 1000 clients")
+    row("highest sustained deliveries/s", of(e, (run) => run.highestSustainedDeliveriesPerSecond), true, true)
+    row("polls/s at the highest rate sustained", of(e, (run) =>
+      run.steps.find((step) => step.deliveriesPerSecond === run.highestSustainedDeliveriesPerSecond)?.pollsPerSecond))
+  }
+  const polls = results.polls as (Partial<Record<Target, Array<Delivery>>> & { load: Load }) | undefined
+  if (polls !== undefined) {
+    for (const [index, rate] of [100, 2000].entries()) {
+      section(`(polls) ${polls.load.clients} clients, plain INSERTs at ${rate}/s, POLL_INTERVAL 1000 ms`)
+      const cell = (f: (delivery: Delivery) => Value) => (target: Target) => {
+        const delivery = polls[target]?.[index]
+        return delivery === undefined ? undefined : f(delivery)
+      }
+      row("inserts/s achieved", cell((step) => step.publishedRate))
+      row("polls/s", cell((step) => step.pollsPerSecond))
+      row("notifications/s", cell((step) => step.notificationsPerSecond))
+      row("DB queries/s (inserts included)", cell((step) => step.databaseQueriesPerSecond))
+      row("latency p50 / p99 (ms)", cell((step) => `${step.latencyMs.p50} / ${step.latencyMs.p99}`))
+      row("complete", cell((step) => String(step.complete)))
+    }
+  }
+  const intervalSweep = results.intervals as { steps: Array<{ pollIntervalMs: number } & Runs> } | undefined
+  if (intervalSweep !== undefined) {
+    section("(intervals) latency p50 / p99 (ms) against POLL_INTERVAL")
+    for (const step of intervalSweep.steps) {
+      row(`POLL_INTERVAL ${step.pollIntervalMs} ms`, of(step as Runs, (r) => `${r.delivery.latencyMs.p50} / ${r.delivery.latencyMs.p99}`))
+    }
+  }
+  return rows
+}
+
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+/**
+ * One cell from the rounds' cells: the median of numbers (of each part of "p50 / p99"), "true"
+ * only if every round was complete.
+ */
+const medianCell = (cells: ReadonlyArray<Value>): Value => {
+  const present = cells.filter((cell) => cell !== undefined)
+  if (present.length === 0) return undefined
+  if (present.every((cell) => typeof cell === "number")) return round1(median(present as Array<number>))
+  const texts = present.map(String)
+  if (texts.every((text) => text === "true" || text === "false")) {
+    const complete = texts.filter((text) => text === "true").length
+    return complete === texts.length ? "true" : `${complete} of ${texts.length} rounds`
+  }
+  const parts = texts.map((text) => text.split(" / ").map(Number))
+  if (parts.every((part) => part.length === parts[0]!.length && part.every(Number.isFinite))) {
+    return parts[0]!.map((_, i) => round1(median(parts.map((part) => part[i]!)))).join(" / ")
+  }
+  return texts[0]
+}
+const round1 = (value: number) => (Math.abs(value) >= 1000 ? Math.round(value) : round(value))
+const rowKey = (row: Row) => `${row.section}|${row.label}`
+const roundTables = rounds.map(tableOf)
+const table: Array<Row> = roundTables[0]!.map((first) => {
+  const same = roundTables.map((rows) => rows.find((row) => rowKey(row) === rowKey(first)))
+  const values: Partial<Record<Target, Value>> = {}
+  for (const target of targets) values[target] = medianCell(same.map((row) => row?.values[target]))
+  return { ...first, values }
+})
 
 const output = {
   machine: { ...machine(), postgres: postgresVersion, synchronousCommit },
   targets,
   at: new Date().toISOString(),
   quick,
-  results
+  repeat,
+  /** The first round's results (all of them in `rounds` with --repeat); `table` holds the medians. */
+  results: rounds[0]!,
+  ...(repeat > 1 ? { rounds, table } : {})
 }
 Fs.mkdirSync(Path.join(root, "bench-results"), { recursive: true })
 const file = Path.join(root, "bench-results", `bench-${output.at.replace(/[:.]/g, "-")}.json`)
 Fs.writeFileSync(file, JSON.stringify(output, null, 2))
-if (results.d !== undefined) writeChart(Path.join(root, "docs", "bench-chart.svg"), output)
-if (results.intervals !== undefined) writeIntervalChart(Path.join(root, "docs", "bench-wakeup-chart.svg"), output)
+if (output.results.d !== undefined) writeChart(Path.join(root, "docs", "bench-chart.svg"), output)
+if (output.results.intervals !== undefined) writeIntervalChart(Path.join(root, "docs", "bench-wakeup-chart.svg"), output)
 
 // Columns: each target that ran; then auth on against off, and pollcast against the baseline.
 const compareAuth = targets.includes("pollcast") && targets.includes("pollcast-auth")
 const compareOther = targets.includes("pollcast") && targets.includes("compare")
 const compareBaseline = targets.includes("pollcast") && targets.includes("baseline")
-type Value = number | string | undefined
-const table: Array<Array<string>> = []
-const percentChange = (off: Value, on: Value) =>
-  typeof off === "number" && typeof on === "number" && off > 0 ? `${on >= off ? "+" : ""}${round(((on - off) / off) * 100)}%` : ""
-/**
- * Auth on against off, and pollcast against --compare, for the figures of the fan-out itself: the
- * largest difference of each is reported.
- */
-const fanOutChanges: Array<{ figure: string; change: number }> = []
-const compareChanges: Array<{ figure: string; change: number }> = []
-let currentSection = ""
-const row = (label: string, value: (target: Target) => Value, higherIsBetter?: boolean, fanOut = false) => {
-  const p = value("pollcast")
-  const b = value("baseline")
-  const a = value("pollcast-auth")
-  const ratio = typeof p === "number" && typeof b === "number" && p > 0 && b > 0 && higherIsBetter !== undefined
-    ? higherIsBetter ? `${round(p / b, 2)}×` : `${round(b / p, 2)}×`
+const percentChange = (from: Value, to: Value) =>
+  typeof from === "number" && typeof to === "number" && from > 0 ? `${to >= from ? "+" : ""}${round(((to - from) / from) * 100)}%` : ""
+
+/** `to` against `from` (in %), for each fan-out figure where both ran. */
+const fanOutChanges = (rows: ReadonlyArray<Row>, from: Target, to: Target) =>
+  rows.flatMap((row) => {
+    const a = row.values[from]
+    const b = row.values[to]
+    return row.fanOut && typeof a === "number" && typeof b === "number" && a > 0
+      ? [{ figure: `${row.section.split(" ")[0]} ${row.label}`, change: ((b - a) / a) * 100 }]
+      : []
+  })
+
+const lines = table.map((row) => {
+  if (row.label === "") {
+    return [`— ${row.section}`, ...targets.map(() => ""), ...(compareAuth ? [""] : []), ...(compareOther ? [""] : []), ...(compareBaseline ? [""] : [])]
+  }
+  const p = row.values.pollcast
+  const b = row.values.baseline
+  const ratio = typeof p === "number" && typeof b === "number" && p > 0 && b > 0 && row.higherIsBetter !== undefined
+    ? row.higherIsBetter ? `${round(p / b, 2)}×` : `${round(b / p, 2)}×`
     : ""
-  const c = value("compare")
-  if (fanOut && typeof p === "number" && typeof a === "number" && p > 0) {
-    fanOutChanges.push({ figure: `${currentSection} ${label}`, change: ((a - p) / p) * 100 })
-  }
-  // This checkout against the other: + means this one is higher.
-  if (fanOut && typeof p === "number" && typeof c === "number" && c > 0) {
-    compareChanges.push({ figure: `${currentSection} ${label}`, change: ((p - c) / c) * 100 })
-  }
-  table.push([
-    label,
-    ...targets.map((target) => String(value(target) ?? "–")),
-    ...(compareAuth ? [percentChange(p, a)] : []),
-    ...(compareOther ? [percentChange(c, p)] : []),
+  return [
+    row.label,
+    ...targets.map((target) => String(row.values[target] ?? "–")),
+    ...(compareAuth ? [percentChange(p, row.values["pollcast-auth"])] : []),
+    // This checkout against the other: + means this one is higher.
+    ...(compareOther ? [percentChange(row.values.compare, p)] : []),
     ...(compareBaseline ? [ratio] : [])
-  ])
-}
-const section = (title: string) => {
-  currentSection = title.split(" ")[0]!
-  table.push([
-    `— ${title}`,
-    ...targets.map(() => ""),
-    ...(compareAuth ? [""] : []),
-    ...(compareOther ? [""] : []),
-    ...(compareBaseline ? [""] : [])
-  ])
-}
-type Runs = Partial<Record<Target, RunResult>>
-/** A cell per target: `f` of that target's result, where it ran. */
-const of = <A>(results: Partial<Record<Target, A>>, f: (result: A) => Value) => (target: Target) => {
-  const result = results[target]
-  return result === undefined ? undefined : f(result)
-}
-const deliveryRows = (deliveries: Partial<Record<Target, Delivery>>) => {
-  row("latency p50 (ms)", of(deliveries, (d) => d.latencyMs.p50), false, true)
-  row("latency p90 (ms)", of(deliveries, (d) => d.latencyMs.p90), false)
-  row("latency p99 (ms)", of(deliveries, (d) => d.latencyMs.p99), false, true)
-  row("latency max (ms)", of(deliveries, (d) => d.latencyMs.max), false)
-  row("  of which POST p50 / p99 (ms)", of(deliveries, (d) => `${d.postMs.p50} / ${d.postMs.p99}`))
-  row("published msg/s", of(deliveries, (d) => d.publishedRate), true)
-  row("deliveries/s", of(deliveries, (d) => d.deliveriesPerSecond), true, true)
-  row("complete (every client, every message, once, one order)", of(deliveries, (d) => String(d.complete)))
-  row("server CPU s (delivery phase)", of(deliveries, (d) => d.serverCpuSeconds), false)
-  row("  of which the event loop's thread", of(deliveries, (d) => d.serverMainThreadCpuSeconds), false)
-  row("DB queries/s while publishing", of(deliveries, (d) => d.databaseQueriesPerSecond))
-  row("polls/s while publishing", of(deliveries, (d) => d.pollsPerSecond))
-  row("notifications/s while publishing", of(deliveries, (d) => d.notificationsPerSecond))
-}
-const deliveriesOf = (runs: Runs) => {
-  const out: Partial<Record<Target, Delivery>> = {}
-  for (const target of targets) if (runs[target] !== undefined) out[target] = runs[target].delivery
-  return out
-}
-const runRows = (runs: Runs) => {
-  row("connect: all clients (s)", of(runs, (r) => r.connection.connectSeconds), false)
-  row("connect p99 (ms)", of(runs, (r) => r.connection.connectMs.p99), false)
-  deliveryRows(deliveriesOf(runs))
-  row("server RSS idle (MB)", of(runs, (r) => r.connection.rssIdleMB), false)
-  row("server RSS with clients (MB)", of(runs, (r) => r.connection.rssWithClientsMB), false)
-  row("server KB per connection (all / second half)", of(runs, (r) => `${r.connection.kbPerConnection} / ${r.connection.marginalKbPerConnection}`))
-  row("server KB per connection, live (after a full GC)", of(runs, (r) => r.connection.liveKbPerConnection), false)
-  row("DB queries/s idle, with clients", of(runs, (r) => r.connection.idleQueriesPerSecond))
-}
-for (const key of ["a", "b", "c"] as const) {
-  const entry = results[key] as (Runs & { load: Load; pollIntervalMs: number }) | undefined
-  if (entry === undefined) continue
-  section(`(${key}) ${entry.load.clients} clients, ${entry.load.channels} channel(s), ${entry.load.rate} msg/s, POLL_INTERVAL ${entry.pollIntervalMs} ms`)
-  runRows(entry)
-}
-const wakeup = results.wakeup as
-  | (Partial<Record<Target, RunResult & { burst?: Delivery | undefined }>> & { load: Load; burstRate: number; pollIntervalMs: number })
-  | undefined
-if (wakeup !== undefined) {
-  section(`(wakeup) ${wakeup.load.clients} clients, ${wakeup.load.rate} msg/s, POLL_INTERVAL ${wakeup.pollIntervalMs} ms`)
-  runRows(wakeup)
-  section(`(wakeup) the same clients, ${wakeup.burstRate} msg/s`)
-  const bursts: Partial<Record<Target, Delivery>> = {}
-  for (const target of ["pollcast", "interval"] as const) {
-    const burst = wakeup[target]?.burst
-    if (burst !== undefined) bursts[target] = burst
-  }
-  deliveryRows(bursts)
-}
-const d = results.d as Partial<Record<Target, { maxClientsWithinP99OneSecond: number; curve: Array<{ clients: number } & RunResult> }>> | undefined
-if (d !== undefined) {
-  section("(d) clients one node holds with p99 ≤ 1 s")
-  row("clients (largest step held)", of(d, (curve) => curve.maxClientsWithinP99OneSecond), true)
-  row("p99 at largest step (ms)", of(d, (curve) => curve.curve[curve.curve.length - 1]?.delivery.latencyMs.p99), false)
-}
-const e = results.e as Partial<Record<Target, { highestSustainedDeliveriesPerSecond: number; steps: Array<Delivery> }>> | undefined
-if (e !== undefined) {
-  section("(e) saturation, 1000 clients")
-  row("highest sustained deliveries/s", of(e, (run) => run.highestSustainedDeliveriesPerSecond), true, true)
-  row("polls/s at the highest rate sustained", of(e, (run) =>
-    run.steps.find((step) => step.deliveriesPerSecond === run.highestSustainedDeliveriesPerSecond)?.pollsPerSecond))
-}
-const polls = results.polls as (Partial<Record<Target, Array<Delivery>>> & { load: Load }) | undefined
-if (polls !== undefined) {
-  for (const [index, rate] of [100, 2000].entries()) {
-    section(`(polls) ${polls.load.clients} clients, plain INSERTs at ${rate}/s, POLL_INTERVAL 1000 ms`)
-    const at = (target: Target) => polls[target]?.[index]
-    const cell = (f: (delivery: Delivery) => Value) => (target: Target) => {
-      const delivery = at(target)
-      return delivery === undefined ? undefined : f(delivery)
-    }
-    row("inserts/s achieved", cell((step) => step.publishedRate))
-    row("polls/s", cell((step) => step.pollsPerSecond))
-    row("notifications/s", cell((step) => step.notificationsPerSecond))
-    row("DB queries/s (inserts included)", cell((step) => step.databaseQueriesPerSecond))
-    row("latency p50 / p99 (ms)", cell((step) => `${step.latencyMs.p50} / ${step.latencyMs.p99}`))
-    row("complete", cell((step) => String(step.complete)))
-  }
-}
-const intervalSweep = results.intervals as { steps: Array<{ pollIntervalMs: number } & Runs> } | undefined
-if (intervalSweep !== undefined) {
-  section("(intervals) latency p50 / p99 (ms) against POLL_INTERVAL")
-  for (const step of intervalSweep.steps) {
-    row(`POLL_INTERVAL ${step.pollIntervalMs} ms`, of(step as Runs, (r) => `${r.delivery.latencyMs.p50} / ${r.delivery.latencyMs.p99}`))
-  }
-}
+  ]
+})
 const headings = [
-  "",
+  repeat > 1 ? `medians of ${repeat} rounds` : "",
   ...targets.map((target) => targetNames[target]),
   ...(compareAuth ? ["auth on vs off"] : []),
   ...(compareOther ? ["pollcast vs compare"] : []),
   ...(compareBaseline ? ["pollcast vs baseline"] : [])
 ]
-const widths = headings.map((heading, column) => Math.max(heading.length, ...table.map((line) => line[column]!.length), 8))
+const widths = headings.map((heading, column) => Math.max(heading.length, ...lines.map((line) => line[column]!.length), 8))
 console.log(headings.map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
-for (const line of table) console.log(line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "))
-const largestChange = (what: string, changes: ReadonlyArray<{ figure: string; change: number }>) => {
+for (const line of lines) console.log(line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "))
+
+/** The largest difference in the fan-out figures (of the medians), and each round's, so that the spread shows. */
+const largestChange = (what: string, from: Target, to: Target) => {
+  const changes = fanOutChanges(table, from, to)
   if (changes.length === 0) return
   const largest = changes.reduce((worst, change) => (Math.abs(change.change) > Math.abs(worst.change) ? change : worst))
   console.log(
-    `\n${what}, fan-out (deliveries/s, latency p50 and p99): largest difference ${round(largest.change)}% (${largest.figure}); ` +
-      `${changes.every((change) => Math.abs(change.change) <= 5) ? "all" : "not all"} within 5%`
+    `\n${what}, fan-out (deliveries/s, latency p50 and p99${repeat > 1 ? ", medians" : ""}): largest difference ` +
+      `${round(largest.change)}% (${largest.figure}); ${changes.every((change) => Math.abs(change.change) <= 5) ? "all" : "not all"} within 5%`
   )
+  if (repeat === 1) return
+  for (const change of changes) {
+    const perRound = roundTables.map((rows) => fanOutChanges(rows, from, to).find((each) => each.figure === change.figure)?.change)
+    console.log(
+      `  ${change.figure}: median ${round(change.change)}%; rounds ${
+        perRound.map((value) => (value === undefined ? "–" : `${value >= 0 ? "+" : ""}${round(value)}%`)).join(", ")
+      }`
+    )
+  }
 }
-largestChange("auth on vs off", fanOutChanges)
-largestChange(`pollcast vs ${targetNames.compare}`, compareChanges)
+if (compareAuth) largestChange("auth on vs off", "pollcast", "pollcast-auth")
+if (compareOther) largestChange(`pollcast vs ${targetNames.compare}`, "compare", "pollcast")
 console.log(
   `\nmachine: ${output.machine.cpu}, ${output.machine.cores} cores, ${output.machine.memoryGiB} GiB, Node ${output.machine.node}, PostgreSQL ${postgresVersion} (synchronous_commit=${synchronousCommit}); load generator on the same machine`
 )
