@@ -20,6 +20,7 @@
  *          --compare, two earlier commits side by side)
  *          --repeat N: every scenario N times, targets interleaved; the table shows medians, and each
  *          round's differences in the fan-out figures are printed under it
+ *          --seconds N: how long (a), (b), (c) and `wakeup` publish (default 12; 5 with --quick)
  * Writes bench-results/bench-<time>.json, docs/bench-chart.svg and docs/bench-wakeup-chart.svg,
  * and prints a table. Any other setting of pollcast passes through the environment
  * (e.g. WAKEUP_MIN_GAP="0 millis").
@@ -548,7 +549,8 @@ const withInterval: ReadonlyArray<Target> = ["pollcast", "interval", "baseline",
 const allTargets: ReadonlyArray<Target> = ["pollcast", "interval", "pollcast-auth", "baseline", "compare"]
 
 const pollIntervalMs = 100
-const seconds = quick ? 5 : 12
+/** --seconds N: how long (a), (b), (c) and `wakeup` publish (longer: steadier tail percentiles). */
+const seconds = Number(argument("seconds") ?? (quick ? 5 : 12))
 
 /** One round of every scenario asked for, into `results`. */
 const runRound = async (results: Record<string, unknown>) => {
