@@ -9,6 +9,7 @@
  * with the same schemas and answered with the same JSON errors, and each stream's resources live
  * in a Scope closed with its connection.
  */
+import { Headers, HttpTraceContext } from "@effect/platform"
 import { Cause, type Context, Effect, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
 import type * as NodeHttp from "node:http"
 import type * as Net from "node:net"
@@ -169,15 +170,41 @@ const admitThenOpen = (
   const connection = new NodeConnection(response)
   return policy.admitStream(request, channels, () => connection.expire()).pipe(
     Effect.matchEffect({
-      onFailure: (refused) => Effect.sync(() => writeAnswer(response, refused.answer)),
+      onFailure: (refused) =>
+        Effect.zipRight(
+          Effect.annotateCurrentSpan("http.response.status_code", refused.answer.status),
+          Effect.sync(() => writeAnswer(response, refused.answer))
+        ),
       onSuccess: () =>
-        Effect.suspend(() => {
-          connection.start(streamHeaders)
-          return eventStream.open({ channels, lastEventId, connection })
-        })
-    })
+        Effect.zipRight(
+          Effect.annotateCurrentSpan("http.response.status_code", 200),
+          Effect.suspend(() => {
+            connection.start(streamHeaders)
+            return eventStream.open({ channels, lastEventId, connection })
+          })
+        )
+    }),
+    traced(request)
   )
 }
+
+/**
+ * The request's span, as the router's are (a parent from `traceparent`, the same name and
+ * attributes but the query, which may hold a token): from the request to the stream being live,
+ * its replay included. The stream itself, open for hours, is not a span.
+ */
+const traced = (request: NodeHttp.IncomingMessage) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.withSpan(effect, "http.server GET", {
+    kind: "server",
+    captureStackTrace: false,
+    parent: Option.getOrUndefined(HttpTraceContext.fromHeaders(Headers.fromInput(request.headers))),
+    attributes: {
+      "http.request.method": "GET",
+      "url.path": "/events",
+      ...(request.headers["user-agent"] === undefined ? {} : { "user_agent.original": request.headers["user-agent"] }),
+      ...(request.socket.remoteAddress === undefined ? {} : { "client.address": request.socket.remoteAddress })
+    }
+  })
 
 /** A Node request handler for `GET /events`, running the streams on the current runtime. */
 export const handler = Effect.gen(function*() {

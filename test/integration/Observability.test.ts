@@ -1,6 +1,7 @@
 /**
  * What an operator sees of a node: /metrics moving as users act, the admin claim guarding it, one
- * access line per request, and, with OTEL_EXPORTER_OTLP_ENDPOINT, the spans of a POST and a poll.
+ * access line per request, and, with OTEL_EXPORTER_OTLP_ENDPOINT, the spans of a POST, a poll and
+ * an event stream's opening.
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
@@ -158,6 +159,42 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("obse
         const written = receiver.spans.filter((span) => span.name === "MessageRepo.insertAll")
         expect(written.some((span) => span.links.some((link) => link.spanId === request!.spanId && link.traceId === request!.traceId)))
           .toBe(true)
+        expect(receiver.bodies.join("\n")).not.toContain("never-exported")
+      }))
+
+    it.scoped("exports a span for GET /events, in the client's trace, with the replay under it", () =>
+      Effect.gen(function*() {
+        const receiver = yield* OtlpReceiver.start
+        const node = yield* TestNode.start({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint })
+        // Once a live client has both, the node is past them: a client resuming from the first
+        // has the second replayed (read from the database), not delivered live.
+        const watcher = yield* SseClient.connected(node.url("/events?channel=resumed"))
+        expect(yield* post(node, { channel: "resumed", body: "first" })).toBe(201)
+        expect(yield* post(node, { channel: "resumed", body: "second" })).toBe(201)
+        yield* watcher.waitUntil(() => watcher.bodies().includes("second"))
+        const history = yield* Effect.promise(() =>
+          fetch(node.url("/messages?channel=resumed")).then((response) =>
+            response.json() as Promise<{ messages: Array<{ id: string }> }>
+          )
+        )
+        const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+        const client = yield* SseClient.connected(node.url("/events?channel=resumed&access_token=never-exported"), {
+          lastEventId: history.messages[0]!.id,
+          headers: () => ({ traceparent: `00-${traceId}-00f067aa0ba902b7-01` })
+        })
+        yield* client.waitUntil(() => client.bodies().includes("second"))
+        // The resuming client's: it continues the trace its traceparent names.
+        const isEvents = (span: OtlpReceiver.ReceivedSpan) =>
+          span.name === "http.server GET" && span.attributes["url.path"] === "/events" && span.traceId === traceId
+        yield* SseClient.waitUntil(() => receiver.spans.some(isEvents), "20 seconds", "the stream's span to arrive")
+        const events = receiver.spans.find(isEvents)!
+        expect(events.parentSpanId).toBe("00f067aa0ba902b7")
+        expect(events.attributes["http.response.status_code"]).toBe(200)
+        yield* SseClient.waitUntil(
+          () => receiver.spans.some((span) => span.name.startsWith("MessageRepo.") && span.parentSpanId === events.spanId),
+          "20 seconds",
+          "the replay's query under the stream's span"
+        )
         expect(receiver.bodies.join("\n")).not.toContain("never-exported")
       }))
   })
