@@ -948,7 +948,31 @@ const widths = headings.map((heading, column) => Math.max(heading.length, ...lin
 console.log(headings.map((cell, i) => cell.padEnd(widths[i]!)).join("  "))
 for (const line of lines) console.log(line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  "))
 
-/** The largest difference in the fan-out figures (of the medians), and each round's, so that the spread shows. */
+/**
+ * A distribution-free 95% confidence interval for the median of `values` (the sign test's: the
+ * k-th smallest and k-th largest, for the largest k with P(Binomial(n, ½) < k) ≤ 2.5%), or
+ * undefined with fewer than 6 values, where no such k exists.
+ */
+const medianInterval = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const n = sorted.length
+  let probability = 0.5 ** n // P(X = 0)
+  let below = 0 // P(X < k)
+  let k = 0
+  while (below + probability <= 0.025) {
+    below += probability
+    probability *= (n - k) / (k + 1)
+    k += 1
+  }
+  return k === 0 ? undefined : { low: sorted[k - 1]!, high: sorted[n - k]!, coverage: 1 - 2 * below }
+}
+const signed = (value: number) => `${value >= 0 ? "+" : ""}${round(value)}%`
+
+/**
+ * The largest difference in the fan-out figures (of the medians). With --repeat, each round's
+ * difference (the targets ran back to back, so a round's pair shares the machine's state), their
+ * median and its 95% interval: the difference is shown within 5% only when that whole interval is.
+ */
 const largestChange = (what: string, from: Target, to: Target) => {
   const changes = fanOutChanges(table, from, to)
   if (changes.length === 0) return
@@ -958,14 +982,20 @@ const largestChange = (what: string, from: Target, to: Target) => {
       `${round(largest.change)}% (${largest.figure}); ${changes.every((change) => Math.abs(change.change) <= 5) ? "all" : "not all"} within 5%`
   )
   if (repeat === 1) return
+  const shown: Array<boolean> = []
   for (const change of changes) {
-    const perRound = roundTables.map((rows) => fanOutChanges(rows, from, to).find((each) => each.figure === change.figure)?.change)
+    const perRound = roundTables.flatMap((rows) => fanOutChanges(rows, from, to).filter((each) => each.figure === change.figure).map((each) => each.change))
+    const interval = medianInterval(perRound)
+    shown.push(interval !== undefined && interval.low >= -5 && interval.high <= 5)
     console.log(
-      `  ${change.figure}: median ${round(change.change)}%; rounds ${
-        perRound.map((value) => (value === undefined ? "–" : `${value >= 0 ? "+" : ""}${round(value)}%`)).join(", ")
-      }`
+      `  ${change.figure}: median of the medians ${signed(change.change)}; of the rounds' differences ${signed(median(perRound))}` +
+        (interval === undefined
+          ? " (an interval needs 6 rounds or more)"
+          : `, ${round(interval.coverage * 100)}% interval ${signed(interval.low)} to ${signed(interval.high)}`) +
+        `; rounds ${perRound.map(signed).join(", ")}`
     )
   }
+  console.log(`  within 5% with 95% confidence: ${shown.filter(Boolean).length} of ${shown.length} figures`)
 }
 if (compareAuth) largestChange("auth on vs off", "pollcast", "pollcast-auth")
 if (compareOther) largestChange(`pollcast vs ${targetNames.compare}`, "compare", "pollcast")
