@@ -11,7 +11,7 @@
  * rate-limited and streams counted per client and node, with limits above the load so that they
  * never refuse), and `baseline`. Each scenario runs the targets it compares (see below).
  *
- * Options: --scenarios a,b,c,d,e,f,wakeup,polls,intervals (default: all)   --quick (smaller, shorter)
+ * Options: --scenarios a,b,c,d,e,wakeup,polls,intervals (default: all)   --quick (smaller, shorter)
  *          --targets pollcast,interval,pollcast-auth,baseline (default: all)
  *          --compare DIR: also run, in (a)-(e), the pollcast built in DIR (another checkout, with
  *          `npm run build` done there) as the target `compare`, e.g. the previous commit, to measure
@@ -38,7 +38,7 @@ import { writeChart, writeIntervalChart } from "./bench/chart.js"
 import type { Command, Report } from "./bench/clients.js"
 import { Histogram } from "./bench/histogram.js"
 import { cpuSeconds, machine, rss } from "./bench/processStats.js"
-import { insertBacklog, publish, type Published } from "./bench/publisher.js"
+import { publish, type Published } from "./bench/publisher.js"
 import { build, freePort, root, type RunningService, startService } from "./support/service.js"
 import { argument } from "./support/arguments.js"
 
@@ -71,7 +71,7 @@ const quick = process.argv.includes("--quick")
  * servers alike and hide theirs. Commits are still written, just not waited for.
  */
 const durable = process.argv.includes("--durable")
-const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,f,wakeup,polls,intervals").split(","))
+const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,wakeup,polls,intervals").split(","))
 const targets = (argument("targets") ?? `pollcast,interval,pollcast-auth,baseline${compareDir === undefined ? "" : ",compare"}`)
   .split(",") as Array<Target>
 for (const target of targets) if (!(target in targetNames)) throw new Error(`Unknown target ${target}`)
@@ -322,7 +322,7 @@ const pollerStats = async (server: BenchServer): Promise<PollerStats | undefined
  * Publishes `load` (through POST, or with `insertInto` as plain SQL INSERTs into that database)
  * and waits for the probes to have it all; then checks what every client got.
  */
-const measureDelivery = (
+const measureDelivery = async (
   server: BenchServer,
   generators: Generators,
   database: string,
@@ -330,33 +330,15 @@ const measureDelivery = (
   pollIntervalMs: number,
   insertInto?: string
 ): Promise<Delivery> => {
-  const publishFor = (seconds: number) =>
-    publish({
-      url: server.url,
-      headers: server.headers,
-      rate: load.rate,
-      seconds,
-      channelOf: (sequence) => channelOf(sequence, load.channels),
-      databaseUrl: insertInto
-    })
   // Warm up (JIT, connection pools on both sides) at the same rate, then start measuring afresh.
-  return measureWrites(server, generators, database, pollIntervalMs, load.rate, () => publishFor(2), () => publishFor(load.seconds))
-}
-
-/**
- * Runs `warmUp`, then `write` from a fresh start of the generators' counts, waits for the probes
- * to have all it wrote, and checks what every client got.
- */
-const measureWrites = async (
-  server: BenchServer,
-  generators: Generators,
-  database: string,
-  pollIntervalMs: number,
-  offeredRate: number,
-  warmUp: () => Promise<unknown>,
-  write: () => Promise<Published>
-): Promise<Delivery> => {
-  await warmUp()
+  await publish({
+    url: server.url,
+    headers: server.headers,
+    rate: load.rate,
+    seconds: 2,
+    channelOf: (sequence) => channelOf(sequence, load.channels),
+    databaseUrl: insertInto
+  })
   await sleep(500 + 2 * pollIntervalMs)
   await generators.reset()
   const cpuBefore = cpuSeconds(server.pid)
@@ -364,7 +346,14 @@ const measureWrites = async (
   const generatorCpuBefore = generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
   const transactionsBefore = await transactions(database)
   const statsBefore = await pollerStats(server)
-  const published = await write()
+  const published: Published = await publish({
+    url: server.url,
+    headers: server.headers,
+    rate: load.rate,
+    seconds: load.seconds,
+    channelOf: (sequence) => channelOf(sequence, load.channels),
+    databaseUrl: insertInto
+  })
   const expected = (group: string) => published.byChannel.get(group) ?? { count: 0, sequenceSum: 0 }
   // Wait for the probes, giving up after 10 s without progress.
   let report = await generators.report()
@@ -413,7 +402,7 @@ const measureWrites = async (
     },
     postMs: { p50: round(published.postLatency.percentile(0.5)), p99: round(published.postLatency.percentile(0.99)) },
     publishedRate: round(published.rate),
-    offeredRate,
+    offeredRate: load.rate,
     deliveries: Math.round(deliveries),
     deliveriesPerSecond: Math.round(deliveries / deliverySeconds),
     complete: problems.length === 0,
@@ -666,30 +655,6 @@ const runRound = async (results: Record<string, unknown>) => {
     }
   }
 
-  if (scenarios.has("f")) {
-    // The fan-out alone at full speed: no POSTs (what a request costs, a token's check included,
-    // stays out of it), a backlog fanned out in full batches back to back, every client reading.
-    const clients = 1000
-    const rows = quick ? 5000 : 20_000
-    log(`(f) fan-out throughput: ${clients} clients, a backlog of ${rows} messages written at once by SQL`)
-    results.f = {
-      clients,
-      rows,
-      pollIntervalMs,
-      ...(await perTarget(againstBaseline, async (target) => {
-        const run = await connectClients(target, { clients, channels: 1, rate: 0, seconds: 0 }, pollIntervalMs, 1)
-        const backlog = (count: number) => () => insertBacklog(run.database.url, channelOf(0, 1), count)
-        const drain = (count: number, warmUp: () => Promise<unknown>) =>
-          measureWrites(run.server, run.generators, run.database.name, pollIntervalMs, count, warmUp, backlog(count))
-        try {
-          return await drain(rows, () => drain(rows / 4, async () => {}))
-        } finally {
-          await run.stop()
-        }
-      }))
-    }
-  }
-
   if (scenarios.has("wakeup")) {
     // (a)'s load at the default interval, where waiting for the poll would cost half a second; then,
     // on the same clients, 2,000 messages/s: how many polls the notifications turn into. Idle for
@@ -860,17 +825,6 @@ const tableOf = (results: Record<string, unknown>): Array<Row> => {
     row("highest sustained deliveries/s", of(e, (run) => run.highestSustainedDeliveriesPerSecond), true, true)
     row("polls/s at the highest rate sustained", of(e, (run) =>
       run.steps.find((step) => step.deliveriesPerSecond === run.highestSustainedDeliveriesPerSecond)?.pollsPerSecond))
-  }
-  const f = results.f as (Partial<Record<Target, Delivery>> & { rows: number }) | undefined
-  if (f !== undefined) {
-    section(`(f) fan-out throughput, 1000 clients, a backlog of ${f.rows} messages written at once`)
-    const cell = (g: (delivery: Delivery) => Value) => (target: Target) => {
-      const delivery = f[target]
-      return delivery === undefined ? undefined : g(delivery)
-    }
-    row("deliveries/s until every client has all", cell((delivery) => delivery.deliveriesPerSecond), true, true)
-    row("complete", cell((delivery) => String(delivery.complete)))
-    row("server CPU ns per delivery", cell((delivery) => round((delivery.serverCpuSeconds * 1e9) / Math.max(1, delivery.deliveries))), false)
   }
   const polls = results.polls as (Partial<Record<Target, Array<Delivery>>> & { load: Load }) | undefined
   if (polls !== undefined) {

@@ -118,37 +118,3 @@ export const publish = async (options: {
   const seconds = Math.max(0.001, (lastAt - firstAt) / 1000)
   return { byChannel, accepted, failed, firstAt, lastAt, rate: accepted / seconds, postLatency }
 }
-
-/**
- * Writes `count` messages to `channel` in one plain SQL INSERT (one transaction), as a burst from
- * another system would: a backlog the nodes then fan out as fast as they can. Every body carries
- * the same send time (the statement's start).
- */
-export const insertBacklog = async (databaseUrl: string, channel: string, count: number): Promise<Published> => {
-  const client = new pg.Client({ connectionString: databaseUrl })
-  await client.connect()
-  const first = sequence + 1
-  const last = (sequence += count)
-  const firstAt = now()
-  try {
-    await client.query(
-      `INSERT INTO messages (channel, author, body)
-       SELECT $1, 'bench', rpad('t=' || $2 || ';s=' || s || ';', $3, 'x') FROM generate_series($4::int, $5::int) AS s ORDER BY s`,
-      [channel, firstAt.toFixed(3), bodyLength, first, last]
-    )
-  } finally {
-    await client.end()
-  }
-  const lastAt = now()
-  const postLatency = new Histogram()
-  postLatency.record(lastAt - firstAt)
-  return {
-    byChannel: new Map([[channel, { count, sequenceSum: ((first + last) * count) / 2 }]]),
-    accepted: count,
-    failed: 0,
-    firstAt,
-    lastAt,
-    rate: count / Math.max(0.001, (lastAt - firstAt) / 1000),
-    postLatency
-  }
-}
