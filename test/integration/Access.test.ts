@@ -3,10 +3,10 @@
  * and stream caps, each rule on the router's routes and on the /events handler beside it.
  */
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Schema } from "effect"
 import * as Http from "node:http"
 import * as JwksServer from "../support/JwksServer.js"
-import { request } from "../support/Http.js"
+import { asMessage, asPage, asRefusal, request } from "../support/Http.js"
 import * as SseClient from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
@@ -28,7 +28,7 @@ interface OpenStream {
   readonly status: number
   readonly headers: Http.IncomingHttpHeaders
   /** The JSON body of a refusal. */
-  readonly json: any
+  readonly json: unknown
   /** Everything the stream sent so far. */
   readonly text: () => string
   readonly ended: () => boolean
@@ -64,8 +64,13 @@ const openStream = (url: string, headers: Record<string, string> = {}) =>
     (stream) => Effect.sync(stream.close)
   )
 
+/** The parts of /stats these tests read. */
+const Figures = Schema.Struct({
+  clients: Schema.Number,
+  limits: Schema.Struct({ streams: Schema.Number, streamClients: Schema.Number, publishersTracked: Schema.Number })
+})
 const stats = (node: TestNode.TestNode, headers: Record<string, string> = {}) =>
-  Effect.map(request(node.url("/stats"), { headers }), (reply) => reply.json)
+  Effect.map(request(node.url("/stats"), { headers }), (reply) => Schema.decodeUnknownSync(Figures)(reply.json))
 
 const auth = { AUTH_SECRET: Tokens.secret }
 
@@ -82,13 +87,13 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
           const refused = yield* post(node, { channel, body: "no" }, ada)
           expect(refused.status, channel).toBe(403)
           expect(refused.json).toMatchObject({ error: "Forbidden", field: "channel" })
-          expect(refused.json.message).toContain(`"${channel}"`)
+          expect(asRefusal(refused).message).toContain(`"${channel}"`)
         }
 
-        expect((yield* request(node.url("/messages?channel=team.red"), { headers: ada })).json.messages).toHaveLength(1)
+        expect(asPage(yield* request(node.url("/messages?channel=team.red"), { headers: ada })).messages).toHaveLength(1)
         const history = yield* request(node.url("/messages?channel=team.red&channel=news"), { headers: ada })
         expect(history.status).toBe(403)
-        expect(history.json.message).toContain("\"news\"")
+        expect(asRefusal(history).message).toContain("\"news\"")
         const everyChannel = yield* request(node.url("/messages"), { headers: ada })
         expect(everyChannel.status).toBe(403)
 
@@ -97,11 +102,11 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
         const mixed = yield* openStream(node.url("/events?channel=team.red&channel=news"), ada)
         expect(mixed.status).toBe(403)
         expect(mixed.json).toMatchObject({ error: "Forbidden", field: "channel" })
-        expect(mixed.json.message).toContain("\"news\"")
+        expect(asRefusal(mixed).message).toContain("\"news\"")
         // No channel means every channel, which needs subscribe rights on *.
         const all = yield* openStream(node.url("/events"), ada)
         expect(all.status).toBe(403)
-        expect(all.json.message).toContain("every channel")
+        expect(asRefusal(all).message).toContain("every channel")
 
         const watcher = yield* token({ subscribe: ["*"] })
         const everything = yield* SseClient.connected(node.url("/events"), { headers: () => bearer(watcher) })
@@ -136,13 +141,13 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
           ]) {
             expect(reply.status, what).toBe(401)
             expect(reply.headers.get("www-authenticate"), what).toMatch(/^Bearer realm="pollcast", error="invalid_token"/)
-            expect(reply.json.message, what).toMatch(reason)
+            expect(asRefusal(reply).message, what).toMatch(reason)
           }
         }
         const garbled = yield* post(node, { body: "x" }, { authorization: "Bearer not a token" })
         expect(garbled.status).toBe(401)
         const reader = bearer(yield* token({ subscribe: ["*"] }))
-        expect((yield* request(node.url("/messages?channel=general"), { headers: reader })).json.messages).toEqual([])
+        expect(asPage(yield* request(node.url("/messages?channel=general"), { headers: reader })).messages).toEqual([])
       }))
 
     it.scoped("takes the token from the Authorization header, the cookie or the access_token parameter, in that order", () =>
@@ -170,13 +175,13 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
         const node = yield* TestNode.start({ ...auth, ANONYMOUS_SUBSCRIBE: "public.*", ANONYMOUS_PUBLISH: "public.chat" })
         const posted = yield* post(node, { channel: "public.chat", author: "guest", body: "hello" })
         expect(posted.status).toBe(201)
-        expect(posted.json.author).toBe("guest")
+        expect(asMessage(posted).author).toBe("guest")
         expect((yield* post(node, { channel: "public.news", body: "x" })).status).toBe(401)
-        expect((yield* request(node.url("/messages?channel=public.chat"))).json.messages).toHaveLength(1)
+        expect(asPage(yield* request(node.url("/messages?channel=public.chat"))).messages).toHaveLength(1)
         expect((yield* openStream(node.url("/events?channel=public.news"))).status).toBe(200)
         const secret = yield* openStream(node.url("/events?channel=secret"))
         expect(secret.status).toBe(401)
-        expect(secret.json.message).toContain("\"secret\"")
+        expect(asRefusal(secret).message).toContain("\"secret\"")
         // A token adds to what anonymous requests get.
         const member = bearer(yield* token({ subscribe: ["secret"] }))
         expect((yield* openStream(node.url("/events?channel=secret&channel=public.chat"), member)).status).toBe(200)
@@ -187,13 +192,13 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
         const node = yield* TestNode.start(auth)
         const ada = bearer(yield* token({ publish: ["*"] }, { sub: "ada" }))
         const named = bearer(yield* token({ publish: ["*"], author: "Grace H." }, { sub: "user-1842" }))
-        expect((yield* post(node, { body: "one", author: "mallory" }, ada)).json.author).toBe("ada")
-        expect((yield* post(node, { body: "two" }, ada)).json.author).toBe("ada")
-        expect((yield* post(node, { body: "three", author: "ada" }, named)).json.author).toBe("Grace H.")
+        expect(asMessage(yield* post(node, { body: "one", author: "mallory" }, ada)).author).toBe("ada")
+        expect(asMessage(yield* post(node, { body: "two" }, ada)).author).toBe("ada")
+        expect(asMessage(yield* post(node, { body: "three", author: "ada" }, named)).author).toBe("Grace H.")
         const longSub = bearer(yield* token({ publish: ["*"] }, { sub: "x".repeat(65) }))
         const refused = yield* post(node, { body: "four" }, longSub)
         expect(refused.status).toBe(403)
-        expect(refused.json.message).toContain("pollcast.author")
+        expect(asRefusal(refused).message).toContain("pollcast.author")
       }))
 
     it.scoped("with no key, lets everyone do everything and says so in one warning at start-up", () =>
@@ -206,7 +211,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
         expect((yield* openStream(node.url("/events"))).status).toBe(200)
         expect((yield* request(node.url("/stats"))).status).toBe(200)
         // A token is neither needed nor checked.
-        expect((yield* post(node, { channel: "any", body: "x", author: "bob" }, bearer("x.y.z"))).json.author).toBe("bob")
+        expect(asMessage(yield* post(node, { channel: "any", body: "x", author: "bob" }, bearer("x.y.z"))).author).toBe("bob")
 
         const quiet: Array<string> = []
         yield* TestNode.start(auth, { logs: quiet })
@@ -224,7 +229,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
         const confused = yield* Effect.promise(() => Tokens.hs256({ publish: ["*"] }, {}, rsa.pem))
         const refused = yield* post(node, { body: "forged" }, bearer(confused))
         expect(refused.status).toBe(401)
-        expect(refused.json.message).toMatch(/algorithm/)
+        expect(asRefusal(refused).message).toMatch(/algorithm/)
       }))
 
     it.scoped("follows key rotation at AUTH_JWKS_URL (ES256, EdDSA), refuses removed keys, and answers 503 while the keys cannot be fetched", () =>
@@ -251,7 +256,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
         expect((yield* post(node, { body: "second key" }, bySecond)).status).toBe(201)
         const withdrawn = yield* post(node, { body: "first key, withdrawn" }, byFirst)
         expect(withdrawn.status).toBe(401)
-        expect(withdrawn.json.message).toMatch(/key/)
+        expect(asRefusal(withdrawn).message).toMatch(/key/)
 
         jwks.setFailing(true)
         const third = yield* Effect.promise(() => Tokens.keyPair("ES256", "2026-03"))
@@ -363,7 +368,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
           request(node.url("/messages"), { method: "POST", headers, body: JSON.stringify({ channel: "csrf", body: "csrf" }) })
         const crossSite = yield* send({ origin: "https://evil.example", "content-type": "text/plain" })
         expect(crossSite.status).toBe(403)
-        expect(crossSite.json.error).toBe("OriginNotAllowed")
+        expect(asRefusal(crossSite).error).toBe("OriginNotAllowed")
         // Browsers that say where a request comes from are believed over the Origin's host.
         const sameSite = yield* send({
           origin: "https://chat.evil.example",
@@ -377,7 +382,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
         expect(notJson.status).toBe(415)
         expect(notJson.json).toMatchObject({ error: "UnsupportedMediaType", field: "content-type" })
         expect((yield* send({ "content-type": "application/x-www-form-urlencoded" })).status).toBe(415)
-        expect((yield* request(node.url("/messages?channel=csrf"))).json.messages).toEqual([])
+        expect(asPage(yield* request(node.url("/messages?channel=csrf"))).messages).toEqual([])
 
         expect((yield* send({ origin: `http://${host}`, "content-type": "application/json; charset=utf-8" })).status).toBe(201)
         // Behind a proxy that rewrites Host, the browser's Sec-Fetch-Site still tells.
@@ -399,7 +404,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
         for (let i = 0; i < 3; i++) expect((yield* post(node, { body: `ada ${i}` }, ada)).status).toBe(201)
         const limited = yield* post(node, { body: "ada 3" }, ada)
         expect(limited.status).toBe(429)
-        expect(limited.json.error).toBe("TooManyRequests")
+        expect(asRefusal(limited).error).toBe("TooManyRequests")
         // One message every 2 seconds at 0.5 a second.
         expect(limited.headers.get("retry-after")).toBe("2")
 
@@ -421,13 +426,13 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
         const a3 = yield* openStream(node.url("/events?channel=c"), from("192.0.2.1"))
         expect([a1.status, a3.status]).toEqual([200, 429])
         expect(a3.headers["retry-after"]).toBe("5")
-        expect(a3.json.message).toContain("MAX_STREAMS_PER_CLIENT")
+        expect(asRefusal(a3).message).toContain("MAX_STREAMS_PER_CLIENT")
 
         expect((yield* openStream(node.url("/events?channel=c"), from("192.0.2.2"))).status).toBe(200)
         const full = yield* openStream(node.url("/events?channel=c"), from("192.0.2.3"))
         expect(full.status).toBe(503)
         expect(full.headers["retry-after"]).toBe("5")
-        expect(full.json.message).toContain("MAX_STREAMS")
+        expect(asRefusal(full).message).toContain("MAX_STREAMS")
 
         a1.close()
         yield* SseClient.eventually(stats(node), (figures) => figures.limits.streams === 2)

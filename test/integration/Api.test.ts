@@ -2,7 +2,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Http from "node:http"
 import * as Net from "node:net"
-import { request } from "../support/Http.js"
+import { asMessage, asPage, asRefusal, request } from "../support/Http.js"
 import * as SseClient from "../support/SseClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
@@ -17,7 +17,7 @@ const post = (url: string, body: unknown) =>
 
 /** Sends a request with raw node:http, to control the framing of its body. */
 const rawPost = (url: string, headers: Record<string, string>, chunks: ReadonlyArray<string>) =>
-  Effect.async<{ status: number; json: any }, Error>((resume) => {
+  Effect.async<{ status: number; json: unknown }, Error>((resume) => {
     const req = Http.request(url, { method: "POST", headers }, (res) => {
       let text = ""
       res.on("data", (chunk) => (text += chunk))
@@ -39,13 +39,13 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         const reply = yield* post(node.url("/messages"), { body: "hello" })
         expect(reply.status).toBe(201)
         expect(reply.json).toMatchObject({ channel: "general", author: "anonymous", body: "hello" })
-        expect(reply.json.id).toMatch(/^[0-9a-f]{16}-[0-9a-f]{16}$/)
-        expect(new Date(reply.json.createdAt).getTime()).toBeGreaterThan(Date.now() - 60_000)
+        expect(asMessage(reply).id).toMatch(/^[0-9a-f]{16}-[0-9a-f]{16}$/)
+        expect(new Date(asMessage(reply).createdAt).getTime()).toBeGreaterThan(Date.now() - 60_000)
 
         const named = yield* post(node.url("/messages"), { channel: "ops.alerts:eu-1", author: "Zoë 🚀", body: "a\nb" })
         expect(named.status).toBe(201)
         expect(named.json).toMatchObject({ channel: "ops.alerts:eu-1", author: "Zoë 🚀", body: "a\nb" })
-        expect(named.json.id > reply.json.id).toBe(true)
+        expect(asMessage(named).id > asMessage(reply).id).toBe(true)
       }))
 
     it.scoped("answers each of many concurrent posts with its own message, all in one order", () =>
@@ -56,13 +56,13 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
           concurrency: "unbounded"
         })
         expect(replies.map((reply) => reply.status)).toEqual(sent.map(() => 201))
-        expect(replies.map((reply) => ({ channel: reply.json.channel, author: reply.json.author, body: reply.json.body })))
-          .toEqual(sent)
-        const stored = replies.map((reply) => reply.json).sort((a, b) => (a.id < b.id ? -1 : 1))
+        const stored = replies.map(asMessage)
+        expect(stored.map(({ author, body, channel }) => ({ channel, author, body }))).toEqual(sent)
+        stored.sort((a, b) => (a.id < b.id ? -1 : 1))
         expect(new Set(stored.map((message) => message.id)).size).toBe(sent.length)
 
         const history = yield* request(node.url("/messages?channel=burst&limit=500"))
-        expect(history.json.messages).toEqual(stored)
+        expect(asPage(history).messages).toEqual(stored)
       }))
 
     it.scoped("answers 400 naming the field for each kind of invalid message", () =>
@@ -85,7 +85,7 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
           const reply = yield* post(node.url("/messages"), body)
           expect(reply.status, JSON.stringify(body)).toBe(400)
           expect(reply.json).toMatchObject({ error: "InvalidRequest", field })
-          expect(reply.json.message).toMatch(new RegExp(`^${field}: `))
+          expect(asRefusal(reply).message).toMatch(new RegExp(`^${field}: `))
         }
         const atLimit = yield* post(node.url("/messages"), { body: "é".repeat(5) })
         expect(atLimit.status).toBe(201)
@@ -97,8 +97,8 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         for (const body of ["not json", "", "[1,2]", "\"body\"", "null"]) {
           const reply = yield* post(node.url("/messages"), body)
           expect(reply.status, body).toBe(400)
-          expect(reply.json.error).toBe("InvalidRequest")
-          expect(reply.json.message.length).toBeGreaterThan(10)
+          expect(asRefusal(reply).error).toBe("InvalidRequest")
+          expect(asRefusal(reply).message.length).toBeGreaterThan(10)
         }
       }))
 
@@ -112,7 +112,7 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         const json = { "content-type": "application/json" }
         const declared = yield* rawPost(node.url("/messages"), { ...json, "content-length": "1000000" }, ["{\"body\":\""])
         expect(declared.status).toBe(413)
-        expect(declared.json.error).toBe("PayloadTooLarge")
+        expect(asRefusal(declared).error).toBe("PayloadTooLarge")
 
         const streamed = yield* rawPost(node.url("/messages"), { ...json, "transfer-encoding": "chunked" }, [
           "{\"body\":\"",
@@ -132,33 +132,33 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         const node = yield* TestNode.start()
         const ids: Array<string> = []
         for (let i = 1; i <= 7; i++) {
-          ids.push((yield* post(node.url("/messages"), { channel: "paging", body: `m${i}` })).json.id)
+          ids.push(asMessage(yield* post(node.url("/messages"), { channel: "paging", body: `m${i}` })).id)
           yield* post(node.url("/messages"), { channel: "elsewhere", body: `other ${i}` })
         }
 
         const newest = yield* request(node.url("/messages?channel=paging&limit=3"))
         expect(newest.status).toBe(200)
-        expect(newest.json.messages.map((m: any) => m.body)).toEqual(["m5", "m6", "m7"])
-        expect(newest.json.next).toBeNull()
-        expect(newest.json.previous).toBe(ids[4])
-        expect(newest.json.lastEventId).toBe(ids[6])
+        expect(asPage(newest).messages.map((m) => m.body)).toEqual(["m5", "m6", "m7"])
+        expect(asPage(newest).next).toBeNull()
+        expect(asPage(newest).previous).toBe(ids[4])
+        expect(asPage(newest).lastEventId).toBe(ids[6])
 
-        const older = yield* request(node.url(`/messages?channel=paging&limit=3&before=${newest.json.previous}`))
-        expect(older.json.messages.map((m: any) => m.body)).toEqual(["m2", "m3", "m4"])
-        const oldest = yield* request(node.url(`/messages?channel=paging&limit=3&before=${older.json.previous}`))
-        expect(oldest.json.messages.map((m: any) => m.body)).toEqual(["m1"])
-        expect(oldest.json.previous).toBeNull()
+        const older = yield* request(node.url(`/messages?channel=paging&limit=3&before=${asPage(newest).previous}`))
+        expect(asPage(older).messages.map((m) => m.body)).toEqual(["m2", "m3", "m4"])
+        const oldest = yield* request(node.url(`/messages?channel=paging&limit=3&before=${asPage(older).previous}`))
+        expect(asPage(oldest).messages.map((m) => m.body)).toEqual(["m1"])
+        expect(asPage(oldest).previous).toBeNull()
 
-        const first = yield* request(node.url(`/messages?channel=paging&limit=4&after=${oldest.json.lastEventId}`))
-        expect(first.json.messages.map((m: any) => m.body)).toEqual(["m2", "m3", "m4", "m5"])
-        expect(first.json.next).toBe(ids[4])
-        const rest = yield* request(node.url(`/messages?channel=paging&limit=4&after=${first.json.next}`))
-        expect(rest.json.messages.map((m: any) => m.body)).toEqual(["m6", "m7"])
-        expect(rest.json.next).toBeNull()
-        expect(rest.json.lastEventId).toBe(ids[6])
+        const first = yield* request(node.url(`/messages?channel=paging&limit=4&after=${asPage(oldest).lastEventId}`))
+        expect(asPage(first).messages.map((m) => m.body)).toEqual(["m2", "m3", "m4", "m5"])
+        expect(asPage(first).next).toBe(ids[4])
+        const rest = yield* request(node.url(`/messages?channel=paging&limit=4&after=${asPage(first).next}`))
+        expect(asPage(rest).messages.map((m) => m.body)).toEqual(["m6", "m7"])
+        expect(asPage(rest).next).toBeNull()
+        expect(asPage(rest).lastEventId).toBe(ids[6])
 
         const both = yield* request(node.url("/messages?channel=paging&channel=elsewhere&limit=4"))
-        expect(both.json.messages.map((m: any) => m.body)).toEqual(["m6", "other 6", "m7", "other 7"])
+        expect(asPage(both).messages.map((m) => m.body)).toEqual(["m6", "other 6", "m7", "other 7"])
       }))
 
     it.scoped("gives a lastEventId to go live from even when a channel is empty", () =>
@@ -209,7 +209,7 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         const fine = yield* post(node.url("/messages"), `{"channel": "unicode", "body": "\\ud83d\\ude80", "author": "  ada  "}`)
         expect(fine.status).toBe(201)
         expect(fine.json).toMatchObject({ body: "🚀", author: "ada" })
-        yield* SseClient.eventually(request(node.url("/messages?channel=unicode")), (reply) => reply.json.messages.length === 1)
+        yield* SseClient.eventually(request(node.url("/messages?channel=unicode")), (reply) => asPage(reply).messages.length === 1)
       }))
   })
 
@@ -236,28 +236,28 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
       Effect.gen(function*() {
         const node = yield* TestNode.start()
         const posted = yield* post(node.url("/messages"), { channel: "ahead", body: "newest" })
-        yield* SseClient.eventually(request(node.url(`/messages?channel=ahead`)), (reply) => reply.json.messages.length === 1)
+        yield* SseClient.eventually(request(node.url(`/messages?channel=ahead`)), (reply) => asPage(reply).messages.length === 1)
         const reply = yield* request(node.url(`/messages?channel=ahead&after=${ahead}`))
         expect(reply.status).toBe(400)
         expect(reply.json).toMatchObject({ error: "InvalidRequest", field: "after" })
-        expect(reply.json.message).toContain(posted.json.id)
+        expect(asRefusal(reply).message).toContain(asMessage(posted).id)
         // The newest id itself is where an honest client stands: an empty page, no error.
-        const caughtUp = yield* request(node.url(`/messages?channel=ahead&after=${posted.json.id}`))
+        const caughtUp = yield* request(node.url(`/messages?channel=ahead&after=${asMessage(posted).id}`))
         expect(caughtUp.status).toBe(200)
-        expect(caughtUp.json).toMatchObject({ messages: [], lastEventId: posted.json.id })
+        expect(caughtUp.json).toMatchObject({ messages: [], lastEventId: asMessage(posted).id })
       }))
 
     it.scoped("tells an /events client resuming from an id ahead of the newest message where it continues, then delivers live", () =>
       Effect.gen(function*() {
         const node = yield* TestNode.start()
         const before = yield* post(node.url("/messages"), { channel: "resume-ahead", body: "before" })
-        yield* SseClient.eventually(request(node.url(`/messages`)), (reply) => reply.json.lastEventId === before.json.id)
+        yield* SseClient.eventually(request(node.url(`/messages`)), (reply) => asPage(reply).lastEventId === asMessage(before).id)
         const client = yield* SseClient.connected(node.url("/events?channel=resume-ahead"), { lastEventId: ahead })
         yield* client.waitUntil(() => client.resets.length > 0)
-        expect(client.resets).toEqual([{ id: before.json.id, reason: "ahead", lastEventId: before.json.id }])
+        expect(client.resets).toEqual([{ id: asMessage(before).id, reason: "ahead", lastEventId: asMessage(before).id }])
         const live = yield* post(node.url("/messages"), { channel: "resume-ahead", body: "live" })
         yield* client.waitUntil(() => client.messages.length === 1)
-        expect(client.messages.map((message) => message.id)).toEqual([live.json.id])
+        expect(client.messages.map((message) => message.id)).toEqual([asMessage(live).id])
         expect(client.opens()).toBe(1)
       }))
   })
@@ -348,7 +348,7 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         const node = yield* TestNode.start()
         const missing = yield* request(node.url("/nowhere"))
         expect(missing.status).toBe(404)
-        expect(missing.json.error).toBe("NotFound")
+        expect(asRefusal(missing).error).toBe("NotFound")
         expect((yield* request(node.url("/healthz"))).json).toEqual({ status: "ok" })
         const ready = yield* request(node.url("/readyz"))
         expect(ready.status).toBe(200)
