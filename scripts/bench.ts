@@ -19,8 +19,11 @@
  *          --pollcast DIR: the pollcast targets run the build in DIR instead of this checkout's (with
  *          --compare, two earlier commits side by side)
  *          --repeat N: every scenario N times, targets interleaved; the table shows medians, and each
- *          round's differences in the fan-out figures are printed under it
+ *          round's differences in the fan-out figures are printed under it, with (from 6 rounds on)
+ *          the median of those differences and its 95% interval
  *          --seconds N: how long (a), (b), (c) and `wakeup` publish (default 12; 5 with --quick)
+ *          --pool FILE,...: with --repeat, adds the rounds of earlier runs (their bench-results JSON)
+ *          to this run's medians and intervals, when those runs measured the same builds
  * Writes bench-results/bench-<time>.json, docs/bench-chart.svg and docs/bench-wakeup-chart.svg,
  * and prints a table. Any other setting of pollcast passes through the environment
  * (e.g. WAKEUP_MIN_GAP="0 millis").
@@ -723,6 +726,70 @@ const runRound = async (results: Record<string, unknown>) => {
   }
 }
 
+/**
+ * What each pollcast target ran, so that rounds of different runs can be pooled (--pool) only when
+ * they measured the same code: the git tree of src/ and the lock file of the build's checkout, and
+ * a hash of any uncommitted change to src/ (as in ../nometrics, which is a patch applied).
+ */
+const buildOf = (directory: string) => {
+  const git = (...args: Array<string>) => ChildProcess.execFileSync("git", ["-C", directory, ...args], { encoding: "utf8" }).trim()
+  const changes = git("diff", "HEAD", "--", "src")
+  return {
+    src: git("rev-parse", "HEAD:src"),
+    lockfile: git("rev-parse", "HEAD:package-lock.json"),
+    ...(changes === "" ? {} : { uncommitted: Crypto.createHash("sha256").update(changes).digest("hex").slice(0, 16) })
+  }
+}
+const builds: Partial<Record<Target, ReturnType<typeof buildOf>>> = {}
+for (const target of targets) {
+  if (target === "baseline") continue
+  builds[target] = buildOf(target === "compare" ? compareDir! : pollcastDir ?? root)
+}
+
+/**
+ * --pool FILE,...: earlier runs' rounds, for more of them than one sitting allows. A run's figures
+ * vary mostly from one server process to the next, so more rounds narrow the intervals, however
+ * they were split between runs; the runs must have measured the same builds on the same machine.
+ */
+const pooled = (argument("pool") ?? "").split(",").filter((name) => name !== "").map((name) => {
+  const earlier = JSON.parse(Fs.readFileSync(name, "utf8")) as {
+    targets: Array<Target>
+    builds?: Partial<Record<Target, ReturnType<typeof buildOf>>>
+    machine: { cpu: string; cores: number }
+    quick: boolean
+    rounds?: Array<Record<string, unknown>>
+  }
+  if (earlier.rounds === undefined) throw new Error(`${name} has no rounds: it was not run with --repeat`)
+  const missing = targets.filter((target) => !earlier.targets.includes(target))
+  if (missing.length > 0) throw new Error(`${name} did not run ${missing.join(", ")}`)
+  if (earlier.machine.cpu !== machine().cpu || earlier.machine.cores !== machine().cores) {
+    throw new Error(`${name} ran on another machine (${earlier.machine.cpu}, ${earlier.machine.cores} cores)`)
+  }
+  if (earlier.builds === undefined) {
+    log(`${name} was written before builds were recorded: pooled on the word of whoever asked for it`)
+  } else {
+    for (const target of Object.keys(builds) as Array<Target>) {
+      if (JSON.stringify(earlier.builds[target]) !== JSON.stringify(builds[target])) {
+        throw new Error(`${name} measured another build of ${target}`)
+      }
+    }
+  }
+  // The scenarios of this run, from each of its rounds.
+  const kept = earlier.rounds.map((each) => Object.fromEntries(Object.entries(each).filter(([scenario]) => scenarios.has(scenario))))
+  const absent = [...scenarios].filter((scenario) => kept.some((each) => !(scenario in each)))
+  if (absent.length > 0) throw new Error(`${name} did not run ${absent.join(", ")} in every round`)
+  const publishedFor = (each: Record<string, unknown>) =>
+    ["a", "b", "c"].flatMap((scenario) => {
+      const entry = each[scenario] as { load: Load } | undefined
+      return entry === undefined ? [] : [entry.load.seconds]
+    })
+  if (earlier.quick !== quick || kept.some((each) => publishedFor(each).some((published) => published !== seconds))) {
+    throw new Error(`${name} ran another load (--quick or --seconds)`)
+  }
+  return { name: Path.relative(root, Path.resolve(name)), rounds: kept }
+})
+if (pooled.length > 0 && repeat === 1) throw new Error("--pool needs --repeat")
+
 const rounds: Array<Record<string, unknown>> = []
 for (roundIndex = 0; roundIndex < repeat; roundIndex++) {
   if (repeat > 1) log(`round ${roundIndex + 1} of ${repeat}`)
@@ -730,6 +797,8 @@ for (roundIndex = 0; roundIndex < repeat; roundIndex++) {
   await runRound(results)
   rounds.push(results)
 }
+/** This run's rounds and the pooled ones, for the medians and the intervals. */
+const allRounds = [...pooled.flatMap((earlier) => earlier.rounds), ...rounds]
 
 // --- Report ------------------------------------------------------------------------------------
 
@@ -878,7 +947,7 @@ const medianCell = (cells: ReadonlyArray<Value>): Value => {
 }
 const round1 = (value: number) => (Math.abs(value) >= 1000 ? Math.round(value) : round(value))
 const rowKey = (row: Row) => `${row.section}|${row.label}`
-const roundTables = rounds.map(tableOf)
+const roundTables = allRounds.map(tableOf)
 const table: Array<Row> = roundTables[0]!.map((first) => {
   const same = roundTables.map((rows) => rows.find((row) => rowKey(row) === rowKey(first)))
   const values: Partial<Record<Target, Value>> = {}
@@ -892,9 +961,11 @@ const output = {
   at: new Date().toISOString(),
   quick,
   repeat,
+  builds,
   /** The first round's results (all of them in `rounds` with --repeat); `table` holds the medians. */
   results: rounds[0]!,
-  ...(repeat > 1 ? { rounds, table } : {})
+  /** `table` holds the medians of this run's rounds and those of the runs in `pooled`. */
+  ...(repeat > 1 ? { rounds, pooled: pooled.map((earlier) => earlier.name), table } : {})
 }
 Fs.mkdirSync(Path.join(root, "bench-results"), { recursive: true })
 const file = Path.join(root, "bench-results", `bench-${output.at.replace(/[:.]/g, "-")}.json`)
@@ -938,7 +1009,7 @@ const lines = table.map((row) => {
   ]
 })
 const headings = [
-  repeat > 1 ? `medians of ${repeat} rounds` : "",
+  repeat > 1 ? `medians of ${allRounds.length} rounds` : "",
   ...targets.map((target) => targetNames[target]),
   ...(compareAuth ? ["auth on vs off"] : []),
   ...(compareOther ? ["pollcast vs compare"] : []),
