@@ -732,12 +732,18 @@ const runRound = async (results: Record<string, unknown>) => {
  * a hash of any uncommitted change to src/ (as in ../nometrics, which is a patch applied).
  */
 const buildOf = (directory: string) => {
-  const git = (...args: Array<string>) => ChildProcess.execFileSync("git", ["-C", directory, ...args], { encoding: "utf8" }).trim()
-  const changes = git("diff", "HEAD", "--", "src")
-  return {
-    src: git("rev-parse", "HEAD:src"),
-    lockfile: git("rev-parse", "HEAD:package-lock.json"),
-    ...(changes === "" ? {} : { uncommitted: Crypto.createHash("sha256").update(changes).digest("hex").slice(0, 16) })
+  const git = (...args: Array<string>) =>
+    ChildProcess.execFileSync("git", ["-C", directory, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim()
+  try {
+    const changes = git("diff", "HEAD", "--", "src")
+    return {
+      src: git("rev-parse", "HEAD:src"),
+      lockfile: git("rev-parse", "HEAD:package-lock.json"),
+      ...(changes === "" ? {} : { uncommitted: Crypto.createHash("sha256").update(changes).digest("hex").slice(0, 16) })
+    }
+  } catch {
+    // Not a git checkout: the run says nothing of its build, and cannot be pooled with another.
+    return undefined
   }
 }
 const builds: Partial<Record<Target, ReturnType<typeof buildOf>>> = {}
@@ -769,8 +775,9 @@ const pooled = (argument("pool") ?? "").split(",").filter((name) => name !== "")
     log(`${name} was written before builds were recorded: pooled on the word of whoever asked for it`)
   } else {
     for (const target of Object.keys(builds) as Array<Target>) {
-      if (JSON.stringify(earlier.builds[target]) !== JSON.stringify(builds[target])) {
-        throw new Error(`${name} measured another build of ${target}`)
+      const build = builds[target]
+      if (build === undefined || JSON.stringify(earlier.builds[target]) !== JSON.stringify(build)) {
+        throw new Error(`${name} measured another build of ${target}, or this one is not a git checkout`)
       }
     }
   }
