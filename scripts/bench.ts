@@ -11,9 +11,14 @@
  * rate-limited and streams counted per client and node, with limits above the load so that they
  * never refuse), and `baseline`. Each scenario runs the targets it compares (see below).
  *
- * Options: --scenarios a,b,c,d,e,wakeup,polls,intervals (default: all)   --quick (smaller, shorter)
+ * Scenario `fanout` is (a)'s load made to compare builds (auth on and off, --compare): polls at
+ * fixed times only, and plain INSERTs at random times, the same for every target of a round, so
+ * that each message waits for its poll a uniformly random part of the interval in every process,
+ * where (a)'s waits follow how that process's wake-ups happen to coalesce (see the README).
+ *
+ * Options: --scenarios a,b,c,d,e,fanout,wakeup,polls,intervals (default: all)   --quick (smaller, shorter)
  *          --targets pollcast,interval,pollcast-auth,baseline (default: all)
- *          --compare DIR: also run, in (a)-(e), the pollcast built in DIR (another checkout, with
+ *          --compare DIR: also run, in (a)-(e) and fanout, the pollcast built in DIR (another checkout, with
  *          `npm run build` done there) as the target `compare`, e.g. the previous commit, to measure
  *          what a change costs in the same run (see scripts/bench/without-metrics.patch)
  *          --pollcast DIR: the pollcast targets run the build in DIR instead of this checkout's (with
@@ -21,7 +26,7 @@
  *          --repeat N: every scenario N times, targets interleaved; the table shows medians, and each
  *          round's differences in the fan-out figures are printed under it, with (from 6 rounds on)
  *          the median of those differences and its 95% interval
- *          --seconds N: how long (a), (b), (c) and `wakeup` publish (default 12; 5 with --quick)
+ *          --seconds N: how long (a), (b), (c), `fanout` and `wakeup` publish (default 12; 5 with --quick)
  *          --pool FILE,...: with --repeat, adds the rounds of earlier runs (their bench-results JSON)
  *          to this run's medians and intervals, when those runs measured the same builds
  * Writes bench-results/bench-<time>.json, docs/bench-chart.svg and docs/bench-wakeup-chart.svg,
@@ -74,7 +79,7 @@ const quick = process.argv.includes("--quick")
  * servers alike and hide theirs. Commits are still written, just not waited for.
  */
 const durable = process.argv.includes("--durable")
-const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,wakeup,polls,intervals").split(","))
+const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,fanout,wakeup,polls,intervals").split(","))
 const targets = (argument("targets") ?? `pollcast,interval,pollcast-auth,baseline${compareDir === undefined ? "" : ",compare"}`)
   .split(",") as Array<Target>
 for (const target of targets) if (!(target in targetNames)) throw new Error(`Unknown target ${target}`)
@@ -154,7 +159,17 @@ interface BenchServer extends RunningService {
 const noLimits = { PUBLISH_RATE: "0", MAX_STREAMS: "0", MAX_STREAMS_PER_CLIENT: "0" }
 const highLimits = { PUBLISH_RATE: "1000000", PUBLISH_BURST: "1000000", MAX_STREAMS: "1000000", MAX_STREAMS_PER_CLIENT: "1000000" }
 
-const startTarget = async (target: Target, databaseUrl: string, pollIntervalMs: number): Promise<BenchServer> => {
+/** How a scenario runs its targets, where it departs from (a). */
+interface RunOptions {
+  /** NOTIFY_WAKEUP=false for every pollcast target: polls at fixed times only. */
+  readonly intervalOnly?: boolean
+  /** Publish as plain INSERTs into the server's database, not through POST /messages. */
+  readonly inserts?: boolean
+  /** Publish at random times (see publish). */
+  readonly poissonSeed?: number
+}
+
+const startTarget = async (target: Target, databaseUrl: string, pollIntervalMs: number, options: RunOptions = {}): Promise<BenchServer> => {
   if (target === "baseline") {
     const service = await startService({ DATABASE_URL: databaseUrl, POLL_INTERVAL_MS: String(pollIntervalMs) }, {
       entry: "scripts/baseline-server.mjs",
@@ -169,7 +184,7 @@ const startTarget = async (target: Target, databaseUrl: string, pollIntervalMs: 
     // Heartbeats would make streams differ by timing; the baseline sends none either.
     HEARTBEAT_INTERVAL: "1 hour",
     LOG_LEVEL: "Info",
-    NOTIFY_WAKEUP: target === "interval" ? "false" : "true",
+    NOTIFY_WAKEUP: target === "interval" || options.intervalOnly === true ? "false" : "true",
     ...(auth ? { AUTH_SECRET: authSecret, ...highLimits } : noLimits)
   }, {
     nodeArgs,
@@ -331,7 +346,8 @@ const measureDelivery = async (
   database: string,
   load: Load,
   pollIntervalMs: number,
-  insertInto?: string
+  insertInto?: string,
+  poissonSeed?: number
 ): Promise<Delivery> => {
   // Warm up (JIT, connection pools on both sides) at the same rate, then start measuring afresh.
   await publish({
@@ -355,7 +371,8 @@ const measureDelivery = async (
     rate: load.rate,
     seconds: load.seconds,
     channelOf: (sequence) => channelOf(sequence, load.channels),
-    databaseUrl: insertInto
+    databaseUrl: insertInto,
+    poissonSeed
   })
   const expected = (group: string) => published.byChannel.get(group) ?? { count: 0, sequenceSum: 0 }
   // Wait for the probes, giving up after 10 s without progress.
@@ -449,9 +466,9 @@ const memory = async (pid: number) => {
 }
 
 /** Starts a server on a fresh database, connects the clients, and measures the idle state. */
-const connectClients = async (target: Target, load: Load, pollIntervalMs: number, idleSeconds: number) => {
+const connectClients = async (target: Target, load: Load, pollIntervalMs: number, idleSeconds: number, options: RunOptions = {}) => {
   const database = await freshDatabase()
-  const server = await startTarget(target, database.url, pollIntervalMs)
+  const server = await startTarget(target, database.url, pollIntervalMs, options)
   await sleep(2000)
   const idle = await memory(server.pid)
   const rssIdle = idle.raw
@@ -511,10 +528,24 @@ interface RunResult {
   readonly delivery: Delivery
 }
 
-const runOnce = async (target: Target, load: Load, pollIntervalMs: number, idleSeconds: number): Promise<RunResult> => {
-  const run = await connectClients(target, load, pollIntervalMs, idleSeconds)
+const runOnce = async (
+  target: Target,
+  load: Load,
+  pollIntervalMs: number,
+  idleSeconds: number,
+  options: RunOptions = {}
+): Promise<RunResult> => {
+  const run = await connectClients(target, load, pollIntervalMs, idleSeconds, options)
   try {
-    const delivery = await measureDelivery(run.server, run.generators, run.database.name, load, pollIntervalMs)
+    const delivery = await measureDelivery(
+      run.server,
+      run.generators,
+      run.database.name,
+      load,
+      pollIntervalMs,
+      options.inserts === true ? run.database.url : undefined,
+      options.poissonSeed
+    )
     return { connection: run.connection, delivery }
   } finally {
     await run.stop()
@@ -564,6 +595,22 @@ const runRound = async (results: Record<string, unknown>) => {
       load,
       pollIntervalMs,
       ...(await perTarget(againstBaseline, (target) => runOnce(target, load, pollIntervalMs, 3)))
+    }
+  }
+
+  if (scenarios.has("fanout")) {
+    // (a)'s load, for comparing builds by their fan-out: in (a) a process's latencies follow its polls
+    // per second (how wake-ups happen to coalesce), which differ from process to process by more
+    // than 5%. Here polls come at fixed times and messages at random ones, the same for each target
+    // of a round, so that every process's messages wait for their poll alike; and they are plain
+    // INSERTs, so that what a POST costs (measured in (a) and by bench:api) stays out of it.
+    const load = { clients: 1000, channels: 1, rate: 100, seconds }
+    const options = { intervalOnly: true, inserts: true, poissonSeed: roundIndex + 1 }
+    log(`(fanout) ${load.clients} clients, INSERTs at random times, ${load.rate}/s on average, polls every ${pollIntervalMs} millis only`)
+    results.fanout = {
+      load,
+      pollIntervalMs,
+      ...(await perTarget(["pollcast", "pollcast-auth", "compare"], (target) => runOnce(target, load, pollIntervalMs, 3, options)))
     }
   }
 
@@ -786,7 +833,7 @@ const pooled = (argument("pool") ?? "").split(",").filter((name) => name !== "")
   const absent = [...scenarios].filter((scenario) => kept.some((each) => !(scenario in each)))
   if (absent.length > 0) throw new Error(`${name} did not run ${absent.join(", ")} in every round`)
   const publishedFor = (each: Record<string, unknown>) =>
-    ["a", "b", "c"].flatMap((scenario) => {
+    ["a", "b", "c", "fanout"].flatMap((scenario) => {
       const entry = each[scenario] as { load: Load } | undefined
       return entry === undefined ? [] : [entry.load.seconds]
     })
@@ -869,10 +916,13 @@ const tableOf = (results: Record<string, unknown>): Array<Row> => {
     row("server KB per connection, live (after a full GC)", of(runs, (r) => r.connection.liveKbPerConnection), false)
     row("DB queries/s idle, with clients", of(runs, (r) => r.connection.idleQueriesPerSecond))
   }
-  for (const key of ["a", "b", "c"] as const) {
+  for (const key of ["a", "b", "c", "fanout"] as const) {
     const entry = results[key] as (Runs & { load: Load; pollIntervalMs: number }) | undefined
     if (entry === undefined) continue
-    section(`(${key}) ${entry.load.clients} clients, ${entry.load.channels} channel(s), ${entry.load.rate} msg/s, POLL_INTERVAL ${entry.pollIntervalMs} ms`)
+    section(
+      `(${key}) ${entry.load.clients} clients, ${entry.load.channels} channel(s), ${entry.load.rate} msg/s, POLL_INTERVAL ${entry.pollIntervalMs} ms` +
+        (key === "fanout" ? " only, INSERTs at random times" : "")
+    )
     runRows(entry)
   }
   const wakeup = results.wakeup as

@@ -5,6 +5,7 @@
  */
 import * as Http from "node:http"
 import pg from "pg"
+import { PCGRandom } from "effect/Utils"
 import { Histogram } from "./histogram.js"
 
 export interface Published {
@@ -33,6 +34,12 @@ export const publish = async (options: {
   readonly channelOf: (sequence: number) => string
   /** INSERT into this database instead of POSTing to `url`. */
   readonly databaseUrl?: string | undefined
+  /**
+   * Send at random times (a Poisson process at `rate`, this seed choosing the times) instead of
+   * evenly spaced: with polls at fixed times, each message then waits a uniformly random part of
+   * the interval, whatever the phase between this process's timers and the server's.
+   */
+  readonly poissonSeed?: number | undefined
 }): Promise<Published> => {
   // Many publishers at once, as a busy service sees them: with few connections (32 was tried) the
   // publisher itself caps the rate, at connections / round trip, before either server does.
@@ -93,7 +100,31 @@ export const publish = async (options: {
     pending.add(done)
   }
 
+  const finish = async (firstAt: number): Promise<Published> => {
+    await Promise.all(pending)
+    agent.destroy()
+    await pool?.end()
+    const seconds = Math.max(0.001, (lastAt - firstAt) / 1000)
+    return { byChannel, accepted, failed, firstAt, lastAt, rate: accepted / seconds, postLatency }
+  }
+
   const firstAt = now()
+  if (options.poissonSeed !== undefined) {
+    const random = new PCGRandom(options.poissonSeed)
+    let at = 0
+    await new Promise<void>((resolve) => {
+      const next = () => {
+        at += (-Math.log(1 - random.number()) / options.rate) * 1000
+        if (at >= options.seconds * 1000) return resolve()
+        setTimeout(() => {
+          send(++sequence)
+          next()
+        }, Math.max(0, firstAt + at - now()))
+      }
+      next()
+    })
+    return finish(firstAt)
+  }
   const total = Math.round(options.rate * options.seconds)
   let sent = 0
   await new Promise<void>((resolve) => {
@@ -112,9 +143,6 @@ export const publish = async (options: {
       }
     }, 5)
   })
-  await Promise.all(pending)
-  agent.destroy()
-  await pool?.end()
-  const seconds = Math.max(0.001, (lastAt - firstAt) / 1000)
-  return { byChannel, accepted, failed, firstAt, lastAt, rate: accepted / seconds, postLatency }
+  return finish(firstAt)
 }
+
