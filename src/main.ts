@@ -1,17 +1,19 @@
 /**
  * The composition root: the app on its database, with settings from the environment.
  */
-import { NodeRuntime } from "@effect/platform-node"
 import { Cause, ConfigError, Effect, FiberRef, HashSet, Layer, Logger } from "effect"
 import * as App from "./App.js"
 import { AppConfig } from "./Config.js"
 import * as Database from "./Database.js"
+import * as Lifecycle from "./Lifecycle.js"
 import * as Logging from "./Logging.js"
+import * as Runtime from "./Runtime.js"
 
 const logging = Layer.unwrapEffect(Effect.map(AppConfig, (config) => Logging.layer(config.logFormat, config.logLevel)))
 
 const main = App.layer.pipe(
   Layer.provide(Database.layer),
+  Layer.provide(Lifecycle.layer),
   Layer.provide(logging),
   Layer.provide(AppConfig.layer)
 )
@@ -36,7 +38,7 @@ const report = (cause: Cause.Cause<unknown>) => {
 const reported = (cause: Cause.Cause<unknown>) =>
   Effect.locally(report(cause), FiberRef.currentLoggers, HashSet.make(Logger.defaultLogger))
 
-NodeRuntime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(reported)), {
+Runtime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(reported)), {
   disableErrorReporting: true,
   disablePrettyLogger: true
 })
