@@ -15,7 +15,7 @@
  * With no key configured nothing is checked: everyone may do everything (development), and
  * start-up says so in one warning line.
  */
-import { Cache, Clock, ConfigError, Context, Data, Duration, Effect, Exit, Layer, Option, ParseResult, Redacted, Schema } from "effect"
+import { Clock, ConfigError, Context, Data, Duration, Effect, Layer, Option, ParseResult, Redacted, Schema } from "effect"
 import * as Jose from "jose"
 import * as Crypto from "node:crypto"
 import { ChannelPattern, Patterns } from "./ChannelPattern.js"
@@ -65,6 +65,8 @@ export class Access extends Context.Tag("pollcast/Access")<Access, {
   readonly anonymous: Principal
   /** The rights a token grants, or why it is refused. */
   readonly verify: (token: string) => Effect.Effect<Principal, InvalidToken | VerificationUnavailable>
+  /** How many verified tokens are remembered now (at most 4,096). */
+  readonly remembered: () => number
 }>() {}
 
 /** Longer tokens are refused unread: no sensible token needs more. */
@@ -76,12 +78,50 @@ const maxTokenLength = 8192
  * check (about 0.4 ms of the event loop for HS256 through WebCrypto, measured): at most this many,
  * each for at most `verifiedMaxAge` and never past its `exp`. The same string always verifies
  * the same way against the same key, so this changes nothing but the cost. Not with
- * AUTH_JWKS_URL, whose keys can be withdrawn at any time. Longer tokens are not kept (so that
- * the cache stays within a few MB), only checked.
+ * AUTH_JWKS_URL, whose keys can be withdrawn at any time. Longer tokens are not kept, only checked,
+ * so that what is remembered stays under 4,096 × 2,048 characters (about 17 MB at most, with the
+ * principals; a few MB for tokens of usual size). A refused token is never kept.
  */
 const verifiedCapacity = 4096
 const verifiedMaxAge = Duration.minutes(1)
 const verifiedMaxLength = 2048
+
+interface Verified {
+  readonly principal: Principal
+  readonly verifiedAt: number
+  readonly validUntil: number
+}
+
+/**
+ * The tokens verified lately, least recently used first (a Map keeps insertion order). Not
+ * effect's Cache: it records every key looked up in its LRU list, and drops a key whose entry was
+ * invalidated or expired from that list only once the cache overflows, so distinct refused tokens
+ * (each invalidated at once) grew the heap without bound: 66 → 271 MB over 100,000 of them.
+ */
+class VerifiedTokens {
+  private readonly entries = new Map<string, Verified>()
+
+  get size() {
+    return this.entries.size
+  }
+
+  /** The principal of a token verified and still valid at `now`; an entry past its end is dropped. */
+  lookup(token: string, now: number): Principal | undefined {
+    const entry = this.entries.get(token)
+    if (entry === undefined) return undefined
+    this.entries.delete(token)
+    // Outside its window (or the clock went back since): checked again.
+    if (now < entry.verifiedAt || now >= entry.validUntil) return undefined
+    this.entries.set(token, entry)
+    return entry.principal
+  }
+
+  remember(token: string, entry: Verified) {
+    this.entries.delete(token)
+    this.entries.set(token, entry)
+    if (this.entries.size > verifiedCapacity) this.entries.delete(this.entries.keys().next().value!)
+  }
+}
 
 const PollcastClaim = Schema.Struct({
   publish: Schema.optionalWith(Schema.Array(ChannelPattern).pipe(Schema.maxItems(256)), { default: () => [] }),
@@ -288,40 +328,28 @@ export const make = Effect.gen(function*() {
       })
       const principal = yield* principalOf(payload)
       const validUntil = Math.min(principal.expiresAt ?? Infinity, now + Duration.toMillis(verifiedMaxAge))
-      return { principal, verifiedAt: now, validUntil }
+      return { principal, verifiedAt: now, validUntil } satisfies Verified
     }).pipe(Effect.withSpan("Access.verify"))
 
-  const verified = Option.isNone(jwks)
-    ? Option.some(
-      yield* Cache.makeWith({
-        capacity: verifiedCapacity,
-        lookup: check,
-        timeToLive: Exit.match({
-          onFailure: () => Duration.zero,
-          onSuccess: ({ validUntil, verifiedAt }) => Duration.millis(Math.max(0, validUntil - verifiedAt))
-        })
-      })
-    )
-    : Option.none()
+  const verified = Option.isNone(jwks) ? Option.some(new VerifiedTokens()) : Option.none()
 
   const verify = (token: string): Effect.Effect<Principal, InvalidToken | VerificationUnavailable> => {
     if (token.length > maxTokenLength) {
       return new InvalidToken({ reason: `is longer than ${maxTokenLength} characters` })
     }
     if (Option.isNone(verified) || token.length > verifiedMaxLength) return Effect.map(check(token), (entry) => entry.principal)
-    const cache = verified.value
+    const tokens = verified.value
     return Effect.gen(function*() {
-      // A refusal is not kept (it may not hold later, as for a token used before its nbf).
-      const entry = yield* cache.get(token).pipe(Effect.tapError(() => cache.invalidate(token)))
-      const now = yield* Clock.currentTimeMillis
-      if (now >= entry.verifiedAt && now < entry.validUntil) return entry.principal
-      // The clock went back since (or the entry is at its end): checked again.
-      yield* cache.invalidate(token)
-      return (yield* cache.get(token)).principal
+      const known = tokens.lookup(token, yield* Clock.currentTimeMillis)
+      if (known !== undefined) return known
+      const entry = yield* check(token)
+      tokens.remember(token, entry)
+      return entry.principal
     })
   }
 
-  return Access.of({ enforced: configured, anonymous, verify })
+  const remembered = () => Option.match(verified, { onNone: () => 0, onSome: (tokens) => tokens.size })
+  return Access.of({ enforced: configured, anonymous, verify, remembered })
 })
 
 export const layer = Layer.scoped(Access, make)

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, TestClock, Tracer } from "effect"
 import * as Access from "../../src/Access.js"
+import { liveHeapBytes, megabytes } from "../support/Heap.js"
 import { testConfig } from "../support/TestConfig.js"
 import * as Tokens from "../support/Tokens.js"
 
@@ -89,6 +90,30 @@ describe("Access", () => {
         expect(expired._tag === "Left" && expired.left.message).toBe("The access token has expired")
       }).pipe(Effect.withTracer(counting))
     }).pipe(Effect.provide(access({ AUTH_SECRET: Tokens.secret, AUTH_CLOCK_TOLERANCE: "0 seconds" }))))
+
+  it.scoped("keeps nothing of refused tokens, however many distinct ones come, and at most 4,096 verified ones", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.now())
+      const service = yield* Access.Access
+      const [header, payload] = (yield* Effect.promise(() => Tokens.hs256({ subscribe: ["a"] }))).split(".")
+      // Wrongly signed, each one different, each about 2,000 characters: what an attacker would send.
+      const forged = (index: number) => `${header}.${payload}.${Buffer.from(`${index}`.padEnd(1400, "x")).toString("base64url")}`
+      for (let index = 0; index < 200; index++) yield* Effect.either(service.verify(forged(index)))
+      const before = liveHeapBytes()
+      for (let index = 200; index < 10_200; index++) {
+        const refused = yield* Effect.either(service.verify(forged(index)))
+        expect(refused._tag).toBe("Left")
+      }
+      const grown = megabytes(liveHeapBytes() - before)
+      expect(grown).toBeLessThan(3)
+      expect(service.remembered()).toBe(0)
+
+      for (let index = 0; index < 4_500; index++) {
+        const token = yield* Effect.promise(() => Tokens.hs256({ subscribe: ["a"] }, { sub: `user-${index}` }))
+        expect((yield* Effect.either(service.verify(token)))._tag).toBe("Right")
+      }
+      expect(service.remembered()).toBe(4_096)
+    }).pipe(Effect.provide(access({ AUTH_SECRET: Tokens.secret }))), 60_000)
 
   it.scoped("refuses to start with AUTH_PUBLIC_KEY and AUTH_JWKS_URL both set, or a key that is not a public key", () =>
     Effect.gen(function*() {
