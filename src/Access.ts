@@ -79,8 +79,8 @@ const maxTokenLength = 8192
  * each for at most `verifiedMaxAge` and never past its `exp`. The same string always verifies
  * the same way against the same key, so this changes nothing but the cost. Not with
  * AUTH_JWKS_URL, whose keys can be withdrawn at any time. Longer tokens are not kept, only checked,
- * so that what is remembered stays under 4,096 × 2,048 characters (about 17 MB at most, with the
- * principals; a few MB for tokens of usual size). A refused token is never kept.
+ * so that what is remembered stays under 4,096 × 2,048 characters and their principals. A refused
+ * token is never kept.
  */
 const verifiedCapacity = 4096
 const verifiedMaxAge = Duration.minutes(1)
