@@ -40,6 +40,8 @@ export interface Settings {
   readonly retentionInterval: Duration.Duration
   /** How long an idle keep-alive connection stays open; longer than a proxy's own, so it closes first. */
   readonly keepAliveTimeout: Duration.Duration
+  /** How long a new connection may take to send its first request head before it is closed. */
+  readonly firstRequestTimeout: Duration.Duration
   readonly shutdownTimeout: Duration.Duration
   readonly logLevel: LogLevel.LogLevel
   /** How log lines are written: `pretty` (for people, the default on a terminal), `json` or `logfmt` (the default otherwise). */
@@ -89,6 +91,8 @@ export interface LimitSettings {
   readonly maxStreamsPerClient: number
   /** Open event streams on this node (0: no cap). */
   readonly maxStreams: number
+  /** Open connections per client address, when clients connect directly (0: no cap). */
+  readonly maxConnectionsPerClient: number
 }
 
 // Each setting is read through Config.nested(name), so that a failed check still names it.
@@ -208,7 +212,8 @@ const limits: Config.Config<LimitSettings> = Config.all({
   ),
   publishBurst: integerBetween("PUBLISH_BURST", 40, 1, 1_000_000),
   maxStreamsPerClient: integerBetween("MAX_STREAMS_PER_CLIENT", 256, 0, 1_000_000),
-  maxStreams: integerBetween("MAX_STREAMS", 10_000, 0, 1_000_000)
+  maxStreams: integerBetween("MAX_STREAMS", 10_000, 0, 1_000_000),
+  maxConnectionsPerClient: integerBetween("MAX_CONNECTIONS_PER_CLIENT", 512, 0, 1_000_000)
 })
 
 // TRUST_PROXY: a number of proxies, or true (one) / false (none).
@@ -280,6 +285,7 @@ export const settings: Config.Config<Settings> = Config.all({
   messageRetention: Config.option(anyPositiveDuration("MESSAGE_RETENTION")),
   retentionInterval: positiveDuration("RETENTION_INTERVAL", "1 minute"),
   keepAliveTimeout: positiveDuration("KEEP_ALIVE_TIMEOUT", "65 seconds"),
+  firstRequestTimeout: positiveDuration("FIRST_REQUEST_TIMEOUT", "10 seconds"),
   shutdownTimeout: positiveDuration("SHUTDOWN_TIMEOUT", "5 seconds"),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat,

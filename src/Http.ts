@@ -8,6 +8,7 @@ import { Deferred, Duration, Effect, Layer } from "effect"
 import * as NodeHttp from "node:http"
 import { AppConfig } from "./Config.js"
 import { EventStream } from "./EventStream.js"
+import * as Connections from "./Http/Connections.js"
 import * as Docs from "./Http/Docs.js"
 import * as Events from "./Http/Events.js"
 import * as Health from "./Http/Health.js"
@@ -40,6 +41,7 @@ export const app = Effect.gen(function*() {
 const listen = (server: NodeHttp.Server) =>
   Effect.gen(function*() {
     const policy = yield* RequestPolicy
+    yield* Connections.guard(server)
     // A URL with an access_token is not traced: a trace keeps the whole URL.
     const handleApp = yield* NodeHttpServer.makeHandler(yield* app).pipe(
       Effect.locally(HttpMiddleware.currentTracerDisabledWhen, (request) => hasTokenInQuery(request.url))

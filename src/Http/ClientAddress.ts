@@ -36,7 +36,8 @@ const forwardedChain = (peer: Peer): Array<string> => {
 }
 
 // A dotted IPv4 address is kept as it is: the same string as the socket's, not a copy per request.
-const canonical = (address: string) => (Net.isIPv4(address) ? address : ipaddr.process(address).toString())
+/** An address in canonical form: an IPv4-mapped IPv6 address as the IPv4 one. */
+export const canonical = (address: string) => (Net.isIPv4(address) ? address : ipaddr.process(address).toString())
 
 /** The client's address, in canonical form (an IPv4-mapped IPv6 address as IPv4). */
 export const clientAddress = (peer: Peer, trustedProxies: number): string => {

@@ -8,22 +8,28 @@ import { expect, layer } from "@effect/vitest"
 import { Context, Effect } from "effect"
 import * as Http from "node:http"
 import * as Net from "node:net"
-import * as V8 from "node:v8"
-import * as Vm from "node:vm"
 import { EventStream } from "../../src/EventStream.js"
 import { beginning } from "../../src/Message.js"
+import { liveHeapBytes, megabytes } from "../support/Heap.js"
+import * as SseClient from "../support/SseClient.js"
 import { eventually } from "../support/SseClient.js"
+import * as TestClient from "../support/TestClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 
-V8.setFlagsFromString("--expose-gc")
-const collectGarbage = Vm.runInNewContext("gc") as () => void
+const liveHeap = Effect.sync(liveHeapBytes)
 
-/** The live heap: what is left after full garbage collections. */
-const liveHeap = Effect.sync(() => {
-  for (let i = 0; i < 3; i++) collectGarbage()
-  return process.memoryUsage().heapUsed
-})
+/** A connection that never sends anything; `closed` completes when the node closes it. */
+const silentSocket = (port: number) =>
+  Effect.async<{ readonly socket: Net.Socket; readonly closed: Effect.Effect<void> }>((resume) => {
+    const socket = Net.connect(port, "127.0.0.1")
+    const closed = Effect.async<void>((done) => {
+      if (socket.destroyed) return done(Effect.void)
+      socket.once("close", () => done(Effect.void))
+    })
+    socket.on("error", () => socket.destroy())
+    socket.once("connect", () => resume(Effect.succeed({ socket, closed })))
+  })
 
 const randomName = () => Math.random().toString(36).slice(2).padEnd(12, "x").repeat(3)
 
@@ -40,8 +46,6 @@ const openAndClose = (url: string) =>
       if (!request.destroyed) resume(Effect.fail(error))
     })
   })
-
-const megabytes = (bytes: number) => Math.round(bytes / 104_857.6) / 10
 
 layer(TestDatabase.layer, { timeout: 300_000, excludeTestServices: true })("bounds", (it) => {
   it.scoped("frees the selections of 10,000 distinct channel sets once their streams close", () =>
@@ -64,6 +68,48 @@ layer(TestDatabase.layer, { timeout: 300_000, excludeTestServices: true })("boun
 
       expect(yield* eventStream.selections).toBe(0)
       expect(megabytes(after - before), "MB of live heap kept").toBeLessThan(5)
+    }))
+
+  it.scoped("closes connections that send no request within FIRST_REQUEST_TIMEOUT and frees them, never an open stream", () =>
+    Effect.gen(function*() {
+      const node = yield* TestNode.start({ FIRST_REQUEST_TIMEOUT: "1 second", MAX_CONNECTIONS_PER_CLIENT: "0" })
+      const port = Number(new URL(node.url("/")).port)
+      const stream = yield* SseClient.connected(node.url("/events?channel=silent"))
+      const flood = (count: number) =>
+        Effect.forEach(Array.from({ length: count }), () => silentSocket(port), { concurrency: 100 }).pipe(
+          Effect.flatMap((sockets) => Effect.forEach(sockets, (socket) => socket.closed, { concurrency: "unbounded" }))
+        )
+      yield* flood(100)
+      const before = yield* liveHeap
+      // Each is closed by the node (the client only waits): without the limit, after Node's 66 s.
+      yield* flood(1_500).pipe(Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("silent connections still open") }))
+      const after = yield* liveHeap
+      expect(megabytes(after - before), "MB of live heap kept").toBeLessThan(3)
+      // The stream, open well past the timeout, still delivers.
+      yield* TestClient.publish(node, { channel: "silent", body: "still here" })
+      yield* stream.waitUntil(() => stream.bodies().includes("still here"))
+      expect(stream.opens()).toBe(1)
+    }))
+
+  it.scoped("refuses connections beyond MAX_CONNECTIONS_PER_CLIENT from one address, and serves other addresses", () =>
+    Effect.gen(function*() {
+      const node = yield* TestNode.start({ MAX_CONNECTIONS_PER_CLIENT: "50" })
+      const port = Number(new URL(node.url("/")).port)
+      const held = yield* Effect.forEach(Array.from({ length: 60 }), () => silentSocket(port), { concurrency: 1 })
+      const refused = yield* Effect.forEach(held.slice(50), (socket) => socket.closed.pipe(Effect.timeout("5 seconds")))
+      expect(refused.length).toBe(10)
+      const health = (localAddress: string) =>
+        Effect.async<number, Error>((resume) => {
+          const request = Http.get(node.url("/healthz"), { agent: false, localAddress }, (response) => {
+            response.resume()
+            resume(Effect.succeed(response.statusCode ?? 0))
+          })
+          request.on("error", (error) => resume(Effect.fail(error)))
+        })
+      expect(yield* health("127.0.0.2")).toBe(200)
+      expect(yield* Effect.either(health("127.0.0.1"))).toMatchObject({ _tag: "Left" })
+      held.forEach((socket) => socket.socket.destroy())
+      yield* eventually(Effect.either(health("127.0.0.1")), (answer) => answer._tag === "Right", "5 seconds", "the address to be served again")
     }))
 
   it.scoped("cuts off 20 resuming clients that never read, each with little queued, and frees them", () =>
