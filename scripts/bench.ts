@@ -156,8 +156,8 @@ interface BenchServer extends RunningService {
   readonly headers: Record<string, string>
 }
 
-const noLimits = { PUBLISH_RATE: "0", MAX_STREAMS: "0", MAX_STREAMS_PER_CLIENT: "0" }
-const highLimits = { PUBLISH_RATE: "1000000", PUBLISH_BURST: "1000000", MAX_STREAMS: "1000000", MAX_STREAMS_PER_CLIENT: "1000000" }
+const noLimits = { PUBLISH_RATE: "0", MAX_STREAMS: "0", MAX_STREAMS_PER_CLIENT: "0", MAX_CONNECTIONS_PER_CLIENT: "0" }
+const highLimits = { PUBLISH_RATE: "1000000", PUBLISH_BURST: "1000000", MAX_STREAMS: "1000000", MAX_STREAMS_PER_CLIENT: "1000000", MAX_CONNECTIONS_PER_CLIENT: "1000000" }
 
 /** How a scenario runs its targets, where it departs from (a). */
 interface RunOptions {

@@ -34,6 +34,7 @@ for (const mode of modes) {
     PUBLISH_RATE: process.env.PUBLISH_RATE ?? "0",
     MAX_STREAMS: process.env.MAX_STREAMS ?? "0",
     MAX_STREAMS_PER_CLIENT: process.env.MAX_STREAMS_PER_CLIENT ?? "0",
+    MAX_CONNECTIONS_PER_CLIENT: process.env.MAX_CONNECTIONS_PER_CLIENT ?? "0",
     ...(mode === "off" ? {} : { AUTH_SECRET: secret })
   })
   const port = Number(new URL(service.url).port)
