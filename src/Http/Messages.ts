@@ -113,6 +113,13 @@ export const routes = Effect.gen(function*() {
     }
     const channels = channelsOf(params.channel)
     yield* policy.reader(NodeHttpServerRequest.toIncomingMessage(request), channels)
+    // Where a client that found the channel empty goes on from: the newest position read before
+    // the page, so that nothing committed after that read is skipped. Not the beginning: once
+    // retention has removed anything, /events would answer it with a reset, and a page that
+    // reloads on a reset would ask again, forever.
+    const newest = params.after === undefined && params.before === undefined
+      ? yield* repo.head.pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
+      : beginning
     const page = yield* repo.history({
       channels,
       after: params.after,
@@ -138,7 +145,7 @@ export const routes = Effect.gen(function*() {
       messages: page.messages.map((message) => encodeMessage(message)),
       next: forward && page.more && last !== undefined ? last.id : null,
       previous: !forward && page.more && first !== undefined ? first.id : null,
-      lastEventId: last?.id ?? params.after ?? beginning
+      lastEventId: last?.id ?? params.after ?? newest
     })
   })
 

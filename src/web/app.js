@@ -68,7 +68,10 @@ const state = {
   /** @type {string | null} */
   previous: null,
   /** @type {ReturnType<typeof setTimeout> | undefined} */
-  retryTimer: undefined
+  retryTimer: undefined,
+  /** When the last `reset` reloaded the channel, and how long the reload after it waited (ms). */
+  lastReset: 0,
+  resetDelay: 0
 }
 
 /** @param {ConnectionState} connection */
@@ -248,8 +251,19 @@ const connect = (lastEventId) => {
   })
   // The server could not resume from our position (the database was restored elsewhere, or the
   // messages after it have expired): what is shown may be wrong, so load the channel afresh.
+  // A reset soon after the last one means reloading did not help: each such reload waits twice as
+  // long as the one before (1 s up to a minute), so that the page never asks in a loop.
   source.addEventListener("reset", () => {
-    if (generation === state.generation) void openChannel(state.channel)
+    if (generation !== state.generation) return
+    source.close()
+    const now = Date.now()
+    state.resetDelay = now - state.lastReset < 60_000 ? Math.min(Math.max(state.resetDelay * 2, 1000), 60_000) : 0
+    state.lastReset = now
+    showConnection("reconnecting")
+    clearTimeout(state.retryTimer)
+    state.retryTimer = setTimeout(() => {
+      if (generation === state.generation) void openChannel(state.channel)
+    }, state.resetDelay)
   })
   source.addEventListener("error", () => {
     if (generation !== state.generation) return

@@ -207,5 +207,31 @@ layer(Layer.merge(TestDatabase.layer, Browser.Browser.layer), { timeout: 120_000
         yield* live(page)
         expect(errors).toEqual([])
       }))
+
+    it.scoped("settles on an empty channel once retention has deleted messages: a few requests, then live", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`DELETE FROM messages`
+        yield* sql`
+          INSERT INTO messages (channel, author, body, created_at)
+          SELECT 'e2e-elsewhere', 'archive', 'old ' || n, now() - interval '1 hour' FROM generate_series(1, 20) AS n`
+        const node = yield* TestNode.start({ MESSAGE_RETENTION: "10 minutes", RETENTION_INTERVAL: "100 millis" })
+        const count = sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM messages`.pipe(Effect.map((rows) => rows[0]!.n))
+        yield* eventually(count, (n) => n === 1, "30 seconds", "expired messages to be deleted")
+
+        const { page } = yield* Browser.open(node.url("/#e2e-empty"))
+        const requests = { history: 0, events: 0 }
+        page.on("request", (request) => {
+          const path = new URL(request.url()).pathname
+          if (path === "/messages" && request.method() === "GET") requests.history++
+          if (path === "/events") requests.events++
+        })
+        yield* live(page)
+        yield* Effect.sleep("10 seconds")
+        expect(requests.history, "GET /messages in 10 s").toBeLessThanOrEqual(2)
+        expect(requests.events, "GET /events in 10 s").toBeLessThanOrEqual(2)
+        yield* post(node, { channel: "e2e-empty", body: "at last" })
+        yield* messageCount(page, 1)
+      }))
   }
 )

@@ -57,4 +57,26 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("rete
       expect(client.messages.map((message) => message.id)).toEqual(fresh.map((message) => message.id))
       expect(client.opens()).toBe(1)
     }))
+  it.scoped("gives an empty channel a position that /events goes on from without a reset, once retention has deleted messages", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      // Messages the file's other tests wrote would be young and sort first: none here.
+      yield* sql`DELETE FROM messages`
+      yield* sql`
+        INSERT INTO messages (channel, author, body, created_at)
+        SELECT 'elsewhere', 'archive', 'old ' || n, now() - interval '1 hour' FROM generate_series(1, 20) AS n`
+      const node = yield* TestNode.start({ MESSAGE_RETENTION: "10 minutes", RETENTION_INTERVAL: "100 millis" })
+      const count = sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM messages`.pipe(Effect.map((rows) => rows[0]!.n))
+      yield* SseClient.eventually(count, (n) => n === 1, "30 seconds", "expired messages to be deleted")
+
+      const empty = yield* Effect.promise(() =>
+        fetch(node.url("/messages?channel=nothing-yet")).then((response) => response.json() as Promise<{ messages: Array<unknown>; lastEventId: string }>)
+      )
+      expect(empty.messages).toEqual([])
+      const client = yield* SseClient.connected(node.url("/events?channel=nothing-yet"), { lastEventId: empty.lastEventId })
+      const posted = yield* TestClient.publish(node, { channel: "nothing-yet", body: "first" })
+      yield* client.waitUntil(() => client.messages.length === 1)
+      expect(client.resets).toEqual([])
+      expect(client.messages.map((message) => message.id)).toEqual([posted.id])
+    }))
 })
