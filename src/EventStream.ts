@@ -229,7 +229,16 @@ export const make = Effect.gen(function*() {
         Option.isSome(from) && from.value < through && !draining && client.open,
       body: (from) =>
         repo.replay({ channels, after: from.value, through, limit: replayPageRows, maxBytes: replayPageBytes }).pipe(
-          Effect.flatMap((messages) => {
+          // Retention may delete what lies ahead of a replay while it runs. Read after the page,
+          // the position it has deleted through tells whether the page may lack rows: if it is past
+          // `from`, the page is dropped and the client told (a reset) that it goes on from there.
+          Effect.zip(repo.retainedAfter),
+          Effect.flatMap(([messages, kept]) => {
+            if (kept > from.value) {
+              resets.unsafeUpdate(1, resetLabels.expired)
+              client.push(resetFrame("expired", kept))
+              return Effect.succeed(Option.some(kept))
+            }
             if (!isNonEmptyReadonlyArray(messages)) return Effect.succeed(Option.none<MessageId>())
             const next = Option.some(messages[messages.length - 1]!.id)
             const page = Buffer.concat(messages.map(messageFrame))

@@ -5,8 +5,10 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { messageId } from "../../src/Message.js"
+import * as Http from "node:http"
+import { beginning, messageId } from "../../src/Message.js"
 import * as SseClient from "../support/SseClient.js"
+import * as SseFrames from "../support/SseFrames.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestClient from "../support/TestClient.js"
 import * as TestNode from "../support/TestNode.js"
@@ -79,4 +81,48 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("rete
       expect(client.resets).toEqual([])
       expect(client.messages.map((message) => message.id)).toEqual([posted.id])
     }))
+  it.scoped("gives a client replaying while retention deletes ahead of it every message or a reset, never a silent gap", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`DELETE FROM messages`
+      // 20,000 expired messages of 1 KB, then one fresh: the replay pauses on a client that reads slowly.
+      const stored = (yield* sql<{ readonly txid: string; readonly id: string }>`
+        INSERT INTO messages (channel, author, body, created_at)
+        SELECT 'replayed', 'archive', repeat('x', 1000) || n, now() - interval '1 hour' FROM generate_series(1, 20000) AS n
+        RETURNING txid::text AS txid, id::text AS id`).map((row) => messageId(row.txid, row.id)).sort()
+      const fresh = yield* sql<{ readonly txid: string; readonly id: string }>`
+        INSERT INTO messages (channel, author, body) VALUES ('replayed', 'live', 'fresh') RETURNING txid::text AS txid, id::text AS id`
+      const all: Array<string> = [...stored, messageId(fresh[0]!.txid, fresh[0]!.id)]
+      const node = yield* TestNode.start({ CLIENT_STALL_TIMEOUT: "30 seconds" })
+
+      // The client takes the first bytes, then stops reading while retention runs on another node.
+      const frames = SseFrames.parser()
+      const response = yield* Effect.async<Http.IncomingMessage>((resume) => {
+        const request = Http.get(node.url("/events?channel=replayed"), { headers: { "last-event-id": beginning }, agent: false }, (response) =>
+          resume(Effect.succeed(response)))
+        request.on("error", () => {})
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => response.destroy()))
+      response.on("data", (chunk: Buffer) => frames.feed(chunk))
+      yield* SseClient.eventually(Effect.sync(() => frames.events.length), (n) => n > 0, "10 seconds", "the replay to start")
+      response.pause()
+      const count = sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM messages`.pipe(Effect.map((rows) => rows[0]!.n))
+      yield* TestNode.start({ MESSAGE_RETENTION: "10 minutes", RETENTION_INTERVAL: "100 millis" })
+      yield* SseClient.eventually(count, (n) => n === 1, "30 seconds", "the expired messages to be deleted")
+      response.resume()
+      yield* SseClient.eventually(Effect.sync(() => frames.ids()), (ids) => ids.includes(all[all.length - 1]!), "30 seconds", "the fresh message")
+
+      // Between two messages with no reset between them, nothing stored was skipped.
+      let previous: string | undefined = undefined
+      for (const event of frames.events) {
+        if (event.event === "reset") {
+          previous = undefined
+          continue
+        }
+        if (event.event !== "message") continue
+        if (previous !== undefined) expect(all.indexOf(event.id!), `the message after ${previous}`).toBe(all.indexOf(previous) + 1)
+        previous = event.id
+      }
+      expect(frames.events.filter((event) => event.event === "reset").length).toBeGreaterThan(0)
+    }), 90_000)
 })
