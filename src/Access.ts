@@ -188,10 +188,19 @@ const algorithmsOf = (key: Crypto.KeyObject): ReadonlyArray<string> | undefined 
 }
 
 /** AUTH_PUBLIC_KEY: PEM text (literal `\n` allowed, for one-line environment files) or a JWK as JSON. */
+/** The members of a JWK that hold private key material (RFC 7518 §6). */
+const privateJwkMembers = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+
 const importPublicKey = (setting: Redacted.Redacted) =>
   Effect.try({
     try: () => {
       const text = Redacted.value(setting).trim().replaceAll("\\n", "\n")
+      // Node derives a public key from a private one without a word; but a private key belongs
+      // with the issuer only, and one found here has been copied where it should not be.
+      const jwkMembers = text.startsWith("{") ? Object.keys(JSON.parse(text) as object) : []
+      if (/PRIVATE KEY-----/.test(text) || privateJwkMembers.some((member) => jwkMembers.includes(member))) {
+        throw new Error("it holds a private key: give only the public key (the private one signs tokens, and stays with the issuer)")
+      }
       const key = text.startsWith("{")
         ? Crypto.createPublicKey({ key: JSON.parse(text) as Crypto.JsonWebKey, format: "jwk" })
         : Crypto.createPublicKey(text)

@@ -96,27 +96,29 @@ export interface LimitSettings {
 }
 
 // Each setting is read through Config.nested(name), so that a failed check still names it.
-const anyPositiveDuration = (name: string) =>
-  Config.duration().pipe(
-    Config.validate({
-      message: `must be a positive duration such as "1 second" or "250 millis"`,
-      validation: (duration) => Duration.greaterThan(duration, Duration.zero)
+type DurationText = `${number} ${Duration.Unit}`
+
+/**
+ * A duration from `minimum` to `maximum`. Every duration setting has both: a tiny one spins a loop
+ * (RETENTION_INTERVAL=1 nanos), a huge one overflows Node's timers (above 24.8 days) or undoes what
+ * the setting is for (AUTH_CLOCK_TOLERANCE=1000 days accepts any expired token). A negative one is
+ * refused as written, not read as zero.
+ */
+const durationBetween = (name: string, minimum: DurationText, maximum: DurationText) => {
+  const [low, high] = [Duration.decode(minimum), Duration.decode(maximum)]
+  return Config.string().pipe(
+    Config.mapOrFail((text) => {
+      const duration = text.trim().startsWith("-") ? Option.none() : Duration.decodeUnknown(text.trim())
+      return Option.isSome(duration) && Duration.between(duration.value, { minimum: low, maximum: high })
+        ? Either.right(duration.value)
+        : Either.left(ConfigError.InvalidData([], `must be a duration from ${minimum} to ${maximum}, such as "${maximum}"`))
     }),
     Config.nested(name)
   )
+}
 
-const positiveDuration = (name: string, fallback: Duration.DurationInput) =>
-  anyPositiveDuration(name).pipe(Config.withDefault(Duration.decode(fallback)))
-
-const nonNegativeDuration = (name: string, fallback: Duration.DurationInput) =>
-  Config.duration().pipe(
-    Config.validate({
-      message: `must be a duration such as "5 seconds", or "0 seconds"`,
-      validation: (duration) => Duration.greaterThanOrEqualTo(duration, Duration.zero) && Duration.isFinite(duration)
-    }),
-    Config.nested(name),
-    Config.withDefault(Duration.decode(fallback))
-  )
+const duration = (name: string, fallback: DurationText, minimum: DurationText, maximum: DurationText) =>
+  durationBetween(name, minimum, maximum).pipe(Config.withDefault(Duration.decode(fallback)))
 
 const integerBetween = (name: string, fallback: number, min: number, max: number) =>
   Config.integer().pipe(
@@ -192,11 +194,11 @@ const auth: Config.Config<AuthSettings> = Config.all({
       Config.nested("AUTH_JWKS_URL")
     )
   ),
-  jwksMaxAge: positiveDuration("AUTH_JWKS_MAX_AGE", "10 minutes"),
-  jwksCooldown: nonNegativeDuration("AUTH_JWKS_COOLDOWN", "30 seconds"),
+  jwksMaxAge: duration("AUTH_JWKS_MAX_AGE", "10 minutes", "1 second", "7 days"),
+  jwksCooldown: duration("AUTH_JWKS_COOLDOWN", "30 seconds", "0 seconds", "1 hour"),
   issuer: Config.option(Config.nonEmptyString("AUTH_ISSUER")),
   audience: Config.option(Config.nonEmptyString("AUTH_AUDIENCE")),
-  clockTolerance: nonNegativeDuration("AUTH_CLOCK_TOLERANCE", "5 seconds"),
+  clockTolerance: duration("AUTH_CLOCK_TOLERANCE", "5 seconds", "0 seconds", "5 minutes"),
   anonymousPublish: channelPatterns("ANONYMOUS_PUBLISH"),
   anonymousSubscribe: channelPatterns("ANONYMOUS_SUBSCRIBE")
 })
@@ -267,26 +269,26 @@ export const settings: Config.Config<Settings> = Config.all({
   dataDir: nonEmpty("DATA_DIR", "./.pollcast"),
   embeddedPostgresPort: integerBetween("EMBEDDED_POSTGRES_PORT", 54_329, 1, 65_535),
   databasePoolSize: integerBetween("DATABASE_POOL_SIZE", 10, 2, 1000),
-  databaseTimeout: positiveDuration("DATABASE_TIMEOUT", "10 seconds"),
-  pollInterval: positiveDuration("POLL_INTERVAL", "1 second"),
+  databaseTimeout: duration("DATABASE_TIMEOUT", "10 seconds", "100 millis", "1 hour"),
+  pollInterval: duration("POLL_INTERVAL", "1 second", "10 millis", "1 hour"),
   pollBatchSize: integerBetween("POLL_BATCH_SIZE", 500, 1, 10_000),
   notifyWakeup: Config.boolean().pipe(Config.nested("NOTIFY_WAKEUP"), Config.withDefault(true)),
-  wakeupMinGap: nonNegativeDuration("WAKEUP_MIN_GAP", "10 millis"),
+  wakeupMinGap: duration("WAKEUP_MIN_GAP", "10 millis", "0 millis", "10 seconds"),
   fanOutShare: Config.number().pipe(
     Config.validate({ message: "must be a number above 0 and at most 1, such as 0.25", validation: (share) => share > 0 && share <= 1 }),
     Config.nested("FANOUT_SHARE"),
     Config.withDefault(0.25)
   ),
-  heartbeatInterval: positiveDuration("HEARTBEAT_INTERVAL", "15 seconds"),
-  sseRetry: positiveDuration("SSE_RETRY", "2 seconds"),
+  heartbeatInterval: duration("HEARTBEAT_INTERVAL", "15 seconds", "100 millis", "1 hour"),
+  sseRetry: duration("SSE_RETRY", "2 seconds", "100 millis", "1 hour"),
   maxBodyBytes: integerBetween("MAX_BODY_BYTES", 16_384, 1, 1_048_576),
   clientBufferBytes: integerBetween("CLIENT_BUFFER_BYTES", 1_048_576, 1024, 1_073_741_824),
-  clientStallTimeout: positiveDuration("CLIENT_STALL_TIMEOUT", "30 seconds"),
-  messageRetention: Config.option(anyPositiveDuration("MESSAGE_RETENTION")),
-  retentionInterval: positiveDuration("RETENTION_INTERVAL", "1 minute"),
-  keepAliveTimeout: positiveDuration("KEEP_ALIVE_TIMEOUT", "65 seconds"),
-  firstRequestTimeout: positiveDuration("FIRST_REQUEST_TIMEOUT", "10 seconds"),
-  shutdownTimeout: positiveDuration("SHUTDOWN_TIMEOUT", "5 seconds"),
+  clientStallTimeout: duration("CLIENT_STALL_TIMEOUT", "30 seconds", "100 millis", "1 hour"),
+  messageRetention: Config.option(durationBetween("MESSAGE_RETENTION", "1 second", "36500 days")),
+  retentionInterval: duration("RETENTION_INTERVAL", "1 minute", "100 millis", "1 day"),
+  keepAliveTimeout: duration("KEEP_ALIVE_TIMEOUT", "65 seconds", "1 second", "1 hour"),
+  firstRequestTimeout: duration("FIRST_REQUEST_TIMEOUT", "10 seconds", "100 millis", "5 minutes"),
+  shutdownTimeout: duration("SHUTDOWN_TIMEOUT", "5 seconds", "100 millis", "10 minutes"),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat,
   accessLog: Config.boolean().pipe(Config.nested("ACCESS_LOG"), Config.withDefault(true)),

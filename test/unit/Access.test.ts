@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, TestClock, Tracer } from "effect"
+import * as Crypto from "node:crypto"
 import * as Access from "../../src/Access.js"
 import { liveHeapBytes, megabytes } from "../support/Heap.js"
 import { testConfig } from "../support/TestConfig.js"
@@ -124,5 +125,16 @@ describe("Access", () => {
       expect(String(both)).toContain("AUTH_PUBLIC_KEY or AUTH_JWKS_URL, not both")
       const notAKey = yield* Effect.flip(Layer.build(access({ AUTH_PUBLIC_KEY: "-----BEGIN PUBLIC KEY-----\nxyz\n-----END PUBLIC KEY-----" })))
       expect(String(notAKey)).toContain("AUTH_PUBLIC_KEY")
+      const pair = Crypto.generateKeyPairSync("ec", { namedCurve: "P-256" })
+      const privatePem = pair.privateKey.export({ type: "pkcs8", format: "pem" }).toString()
+      const privateJwk = JSON.stringify(pair.privateKey.export({ format: "jwk" }))
+      for (const key of [privatePem, privateJwk]) {
+        const refused = yield* Effect.flip(Layer.build(access({ AUTH_PUBLIC_KEY: key })))
+        expect(String(refused)).toContain("AUTH_PUBLIC_KEY")
+        expect(String(refused)).toContain("holds a private key")
+        expect(String(refused)).not.toContain(key.slice(40, 80))
+      }
+      const publicPem = pair.publicKey.export({ type: "spki", format: "pem" }).toString()
+      expect((yield* Effect.either(Layer.build(access({ AUTH_PUBLIC_KEY: publicPem }))))._tag).toBe("Right")
     }))
 })
