@@ -275,9 +275,14 @@ export const make = Effect.gen(function*() {
         // Ahead of this node's poller: fine if another node delivered it, unless no such message exists.
         const head = yield* repo.head
         if (from > head) {
+          // It goes on from the newest message it follows (or where retention has deleted
+          // through), not from the head: that would tell anyone how far every channel has got.
+          // Nothing in its channels lies between there and the head.
+          const newest = yield* repo.newest(channels, head)
+          const kept = yield* repo.retainedAfter
+          start = newest > kept ? newest : kept
           resets.unsafeUpdate(1, resetLabels.ahead)
-          client.push(resetFrame("ahead", head))
-          start = head
+          client.push(resetFrame("ahead", start))
         }
       } else if (from < reached) {
         const kept = yield* repo.retainedAfter

@@ -26,6 +26,7 @@ const repo = Layer.succeed(MessageRepo, MessageRepo.of({
   insert: (message) => Effect.sync(() => new Message({ ...message, id: messageId(1n, BigInt(++sequence)), createdAt: new Date() })),
   poll: () => Effect.succeed([]),
   head: Effect.die("unused"),
+  newest: () => Effect.die("unused"),
   replay: () => Effect.succeed([]),
   history: () => Effect.die("unused"),
   retainedAfter: Effect.die("unused"),

@@ -252,7 +252,9 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
       Effect.gen(function*() {
         const node = yield* TestNode.start()
         const before = yield* post(node.url("/messages"), { channel: "resume-ahead", body: "before" })
-        yield* SseClient.eventually(request(node.url(`/messages`)), (reply) => asPage(reply).lastEventId === asMessage(before).id)
+        // Newer, on a channel the client does not follow: the reset must not tell it this one's id.
+        const elsewhere = yield* post(node.url("/messages"), { channel: "resume-elsewhere", body: "newer" })
+        yield* SseClient.eventually(request(node.url(`/messages`)), (reply) => asPage(reply).lastEventId === asMessage(elsewhere).id)
         const client = yield* SseClient.connected(node.url("/events?channel=resume-ahead"), { lastEventId: ahead })
         yield* client.waitUntil(() => client.resets.length > 0)
         expect(client.resets).toEqual([{ id: asMessage(before).id, reason: "ahead", lastEventId: asMessage(before).id }])

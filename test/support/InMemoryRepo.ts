@@ -61,6 +61,11 @@ export const make = (): InMemoryRepo => {
         return after(from).slice(0, limit)
       }).pipe(Effect.ensuring(Effect.sync(() => running--))),
     head: Effect.sync(() => messages[messages.length - 1]?.id ?? beginning),
+    newest: (channels, through) =>
+      Effect.sync(() =>
+        messages.filter((message) => message.id <= through && (channels === "all" || channels.includes(message.channel))).at(-1)?.id ??
+          beginning
+      ),
     // Yields first, as a query to a database would, so that other fibers run in between.
     replay: ({ after: from, channels, limit, maxBytes, through }) =>
       Effect.zipRight(
