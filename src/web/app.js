@@ -7,6 +7,16 @@
  * Where the service checks access, the page uses an access token, pasted in or given in the URL's
  * fragment (`#channel&token=…`, removed from the URL at once): as a Bearer header for the API, and
  * as a cookie only sent to /events for the EventSource, which cannot send headers.
+ *
+ * Tabs share one event stream. A browser opens at most six connections to one origin over
+ * HTTP/1.1, and each open stream holds one: a seventh tab would see nothing and could not even
+ * post. So the tabs of one origin that use the same token (or none) elect a leader with a Web Lock;
+ * it alone holds an EventSource, for the union of the channels they show, and passes what it
+ * receives to the others over a BroadcastChannel; each tab shows only its own channel. When the
+ * leader closes or is frozen, the lock passes to another tab, which goes on from the newest id
+ * passed on: tabs skip ids they have shown, so nothing is lost or shown twice. Tabs with another
+ * token use another lock and channel, so none receives what its own token may not read. Where
+ * these APIs are missing, each tab holds its own stream.
  */
 
 /**
@@ -71,7 +81,11 @@ const state = {
   retryTimer: undefined,
   /** When the last `reset` reloaded the channel, and how long the reload after it waited (ms). */
   lastReset: 0,
-  resetDelay: 0
+  resetDelay: 0,
+  /** Whether the channel's messages are followed (its history is loaded, and it may be read). */
+  following: false,
+  /** @type {Array<Message> | undefined} messages received while the history loads */
+  held: undefined
 }
 
 /** @param {ConnectionState} connection */
@@ -237,6 +251,41 @@ const rememberChannel = (channel) => {
   recentList.replaceChildren(...recent.map((known) => Object.assign(document.createElement("option"), { value: known })))
 }
 
+/** A message from the event stream: shown if it belongs to the channel shown. @param {string} data */
+const receiveMessage = (data) => {
+  /** @type {Message} */
+  const message = JSON.parse(data)
+  if (message.channel !== state.channel) return
+  if (state.held !== undefined) {
+    // The history is still loading: shown after it. Bounded; the oldest, if any are dropped,
+    // came before the history was read, so it has them.
+    state.held.push(message)
+    if (state.held.length > 1000) state.held.shift()
+    return
+  }
+  appendMessages([message])
+}
+
+/**
+ * The server could not resume from our position (the database was restored elsewhere, or the
+ * messages after it have expired): what is shown may be wrong, so load the channel afresh.
+ * A reset soon after the last one means reloading did not help: each such reload waits twice as
+ * long as the one before (1 s up to a minute), so that the page never asks in a loop.
+ * @param {number} generation
+ */
+const receiveReset = (generation) => {
+  if (generation !== state.generation) return
+  state.source?.close()
+  const now = Date.now()
+  state.resetDelay = now - state.lastReset < 60_000 ? Math.min(Math.max(state.resetDelay * 2, 1000), 60_000) : 0
+  state.lastReset = now
+  showConnection("reconnecting")
+  clearTimeout(state.retryTimer)
+  state.retryTimer = setTimeout(() => {
+    if (generation === state.generation) void openChannel(state.channel)
+  }, state.resetDelay)
+}
+
 /** Subscribes to the channel's events after `lastEventId`; the browser handles reconnection. */
 /** @param {string} lastEventId */
 const connect = (lastEventId) => {
@@ -246,25 +295,9 @@ const connect = (lastEventId) => {
   state.source = source
   source.addEventListener("open", () => showConnection("live"))
   source.addEventListener("message", (event) => {
-    if (generation !== state.generation) return
-    appendMessages([JSON.parse(event.data)])
+    if (generation === state.generation) receiveMessage(event.data)
   })
-  // The server could not resume from our position (the database was restored elsewhere, or the
-  // messages after it have expired): what is shown may be wrong, so load the channel afresh.
-  // A reset soon after the last one means reloading did not help: each such reload waits twice as
-  // long as the one before (1 s up to a minute), so that the page never asks in a loop.
-  source.addEventListener("reset", () => {
-    if (generation !== state.generation) return
-    source.close()
-    const now = Date.now()
-    state.resetDelay = now - state.lastReset < 60_000 ? Math.min(Math.max(state.resetDelay * 2, 1000), 60_000) : 0
-    state.lastReset = now
-    showConnection("reconnecting")
-    clearTimeout(state.retryTimer)
-    state.retryTimer = setTimeout(() => {
-      if (generation === state.generation) void openChannel(state.channel)
-    }, state.resetDelay)
-  })
+  source.addEventListener("reset", () => receiveReset(generation))
   source.addEventListener("error", () => {
     if (generation !== state.generation) return
     if (source.readyState === EventSource.CONNECTING) {
@@ -282,6 +315,298 @@ const connect = (lastEventId) => {
 }
 
 /**
+ * Follows the channel after `lastEventId` (where its history ends): through the tabs' shared
+ * stream where the browser can share one, else with a stream of this tab's own.
+ * @param {number} generation
+ * @param {string} lastEventId
+ */
+const follow = (generation, lastEventId) => {
+  const held = state.held ?? []
+  state.held = undefined
+  appendMessages(held)
+  state.following = true
+  if (tabs.shared()) tabs.want(generation, lastEventId)
+  else connect(lastEventId)
+}
+
+/**
+ * The tabs' shared stream (see the top of this file). Messages between tabs, over a
+ * BroadcastChannel named after the token's group:
+ * - `want` {tab, channel, after}: a tab shows `channel` and has everything up to `after`; sent
+ *   when it starts following and every few seconds after; `channel: null` when it stops;
+ * - `hello`: a new leader asks every tab to say what it wants;
+ * - `event` {event, id, data}: what the leader's stream received;
+ * - `status` {state, covered}: the leader's stream, and from which position it covers each channel.
+ */
+const tabs = (() => {
+  const tab = Math.random().toString(36).slice(2) + Date.now().toString(36)
+  const heartbeat = 4000
+  const forgetAfter = 15_000
+  const supported = typeof BroadcastChannel === "function" && navigator.locks !== undefined
+  /** @type {BroadcastChannel | undefined} */
+  let bus
+  /** The group's name: tabs share only with tabs of the same token. */
+  let group = ""
+  /** @type {(() => void) | undefined} release the lock (as leader) */
+  let release
+  let leader = false
+  /** The newest id the shared stream has passed on (ids sort in delivery order). */
+  let position = ""
+  /** What this tab follows: the generation of the channel, where its history ended, and since when it is covered. */
+  let mine = { generation: -1, after: "", covered: false }
+  /** @type {Map<string, { channel: string, after: string, seen: number }>} what each tab wants, as the leader knows it */
+  const wants = new Map()
+  /** The leader's stream: the EventSource, its channels and from which position each is covered. */
+  /** @type {EventSource | undefined} */
+  let source
+  /** @type {Map<string, string>} */
+  let covered = new Map()
+  let streamState = "connecting"
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let reopenTimer
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let retryTimer
+
+  /** @param {object} message */
+  const post = (message) => bus?.postMessage(message)
+
+  const announce = () => {
+    const want = mine.generation === state.generation && state.following
+      ? { tab, channel: state.channel, after: mine.covered && position > mine.after ? position : mine.after }
+      : { tab, channel: null, after: "" }
+    if (want.channel !== null) mine.after = want.after
+    if (leader) heard(want)
+    else post({ type: "want", ...want })
+  }
+
+  /** The leader's stream changed: every tab (this one too) learns what it covers. */
+  const tellStatus = () => {
+    const status = { type: "status", state: streamState, covered: Object.fromEntries(covered) }
+    post(status)
+    onStatus(status)
+  }
+
+  /** @param {{ state: string, covered: Record<string, string> }} status */
+  const onStatus = (status) => {
+    if (mine.generation !== state.generation || !state.following) return
+    const from = status.covered[state.channel]
+    mine.covered = status.state === "live" && from !== undefined && from <= mine.after
+    if (mine.covered) showConnection("live")
+    else if (status.state === "offline") {
+      showConnection("offline")
+      // The stream was refused: perhaps this tab's token may no longer read its channel.
+      void checkAccess(state.generation)
+    } else showConnection(status.state === "live" ? "connecting" : "reconnecting")
+  }
+
+  /** @param {number} generation */
+  const checkAccess = async (generation) => {
+    try {
+      await getJson(`/messages?channel=${encodeURIComponent(state.channel)}&limit=1`)
+    } catch (error) {
+      if (generation === state.generation && error instanceof AccessRefused) {
+        state.following = false
+        announce()
+        showRefusal(error)
+      }
+    }
+  }
+
+  /** @param {string} kind @param {string} id @param {string} data */
+  const onEvent = (kind, id, data) => {
+    if (id > position) position = id
+    const followed = state.following && mine.generation === state.generation
+    // While the history loads, messages are held (receiveMessage) to be shown after it.
+    if (kind === "message" && (followed || state.held !== undefined)) receiveMessage(data)
+    else if (kind === "reset" && followed) receiveReset(state.generation)
+  }
+
+  /**
+   * Every tab keeps what the others want, so that a new leader knows at once.
+   * @param {{ tab: string, channel: string | null, after: string }} want
+   */
+  const heard = (want) => {
+    if (want.channel === null) wants.delete(want.tab)
+    else wants.set(want.tab, { channel: want.channel, after: want.after, seen: Date.now() })
+    scheduleFollow()
+  }
+
+  const scheduleFollow = () => {
+    if (!leader) return
+    clearTimeout(reopenTimer)
+    // Tabs that start together join one reopening.
+    reopenTimer = setTimeout(followWants, 50)
+  }
+
+  /** Opens the stream again when the channels wanted are not those covered, or a tab needs an earlier start. */
+  const followWants = () => {
+    if (!leader) return
+    const now = Date.now()
+    for (const [id, want] of wants) if (id !== tab && now - want.seen > forgetAfter) wants.delete(id)
+    const channels = [...new Set([...wants.values()].map((want) => want.channel))].sort()
+    // From the newest id passed on (or, before any, from where the tabs' histories end), earlier
+    // if a tab needs it: replaying what a tab has already shown is harmless, it skips those ids.
+    let from = position !== "" ? position : [...wants.values()].reduce((min, want) => (min === "" || want.after < min ? want.after : min), "")
+    let same = source !== undefined && channels.length === covered.size
+    for (const want of wants.values()) {
+      const since = covered.get(want.channel)
+      if (since === undefined || want.after < since) same = false
+      if (since === undefined || want.after < since) from = from === "" || want.after < from ? want.after : from
+    }
+    if (same) return tellStatus()
+    source?.close()
+    source = undefined
+    if (channels.length === 0) {
+      covered = new Map()
+      return
+    }
+    covered = new Map(channels.map((channel) => {
+      const since = covered.get(channel)
+      return [channel, since !== undefined && since <= from ? since : from]
+    }))
+    open(channels, from)
+  }
+
+  /** @param {Array<string>} channels @param {string} from */
+  const open = (channels, from) => {
+    clearTimeout(retryTimer)
+    // The cookie is the browser's, not the tab's: set it again to this group's token.
+    useToken(accessToken)
+    const query = channels.map((channel) => `channel=${encodeURIComponent(channel)}`).join("&")
+    const opened = new EventSource(`/events?${query}${from === "" ? "" : `&lastEventId=${encodeURIComponent(from)}`}`)
+    source = opened
+    streamState = "connecting"
+    tellStatus()
+    opened.addEventListener("open", () => {
+      streamState = "live"
+      tellStatus()
+    })
+    for (const kind of ["message", "reset"]) {
+      opened.addEventListener(kind, (event) => {
+        if (!(event instanceof MessageEvent) || source !== opened) return
+        post({ type: "event", event: kind, id: event.lastEventId, data: event.data })
+        onEvent(kind, event.lastEventId, event.data)
+      })
+    }
+    opened.addEventListener("error", () => {
+      if (source !== opened) return
+      if (opened.readyState === EventSource.CONNECTING) {
+        streamState = "reconnecting"
+        return tellStatus()
+      }
+      opened.close()
+      source = undefined
+      streamState = "offline"
+      tellStatus()
+      retryTimer = setTimeout(() => {
+        if (source === undefined) followWants()
+      }, 3000)
+    })
+  }
+
+  const lead = () =>
+    new Promise((resolve) => {
+      release = () => resolve(undefined)
+      leader = true
+      covered = new Map()
+      post({ type: "hello" })
+      announce()
+    })
+
+  const resign = () => {
+    leader = false
+    clearTimeout(reopenTimer)
+    clearTimeout(retryTimer)
+    source?.close()
+    source = undefined
+    covered = new Map()
+    release?.()
+    release = undefined
+  }
+
+  /** @param {string} token */
+  const groupOf = async (token) => {
+    if (token === "") return "anonymous"
+    // A token's hash, so that the name does not reveal it; without crypto.subtle, no sharing.
+    if (crypto.subtle === undefined) return ""
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))
+    return Array.from(new Uint8Array(digest).slice(0, 16), (byte) => byte.toString(16).padStart(2, "0")).join("")
+  }
+
+  /** Joins the group of the token in use (leaving any other), and queues for its lock. */
+  const join = async () => {
+    if (!supported) return
+    const next = await groupOf(accessToken)
+    if (next === group && bus !== undefined) return
+    resign()
+    bus?.close()
+    bus = undefined
+    wants.clear()
+    position = ""
+    group = next
+    if (group === "") return
+    const joined = new BroadcastChannel(`pollcast.stream.${group}`)
+    bus = joined
+    joined.onmessage = (event) => {
+      const message = event.data
+      if (message.type === "event") onEvent(message.event, message.id, message.data)
+      else if (message.type === "status") onStatus(message)
+      else if (message.type === "hello") announce()
+      else if (message.type === "want") heard(message)
+    }
+    requestLock()
+  }
+
+  const requestLock = () => {
+    const name = `pollcast.stream.${group}`
+    void navigator.locks.request(name, () => (group !== "" && `pollcast.stream.${group}` === name ? lead() : undefined))
+  }
+
+  let frozen = false
+  // A frozen tab runs no code: the leader hands over first, and queues again once resumed.
+  document.addEventListener("freeze", () => {
+    frozen = true
+    resign()
+  })
+  document.addEventListener("resume", () => {
+    if (!frozen) return
+    frozen = false
+    if (group !== "") requestLock()
+    announce()
+  })
+  window.addEventListener("pagehide", () => {
+    state.following = false
+    announce()
+  })
+  // Back from the back-forward cache: it left the group on the way out.
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) void openChannel(state.channel)
+  })
+  setInterval(() => {
+    if (mine.generation === state.generation && state.following) announce()
+    if (leader) followWants()
+  }, heartbeat)
+
+  return {
+    join,
+    /** Whether this tab follows its channel through the shared stream. */
+    shared: () => bus !== undefined,
+    /** @param {number} generation @param {string} after */
+    want: (generation, after) => {
+      mine = { generation, after, covered: false }
+      showConnection("connecting")
+      announce()
+    },
+    /** This tab follows nothing (it is loading another channel). */
+    leave: () => {
+      if (!state.following) return
+      state.following = false
+      announce()
+    }
+  }
+})()
+
+/**
  * Connects again after `lastEventId`, asking the API first whether the channel may still be read:
  * the browser's EventSource does not say why it gave up (an expired token, say).
  * @param {number} generation
@@ -294,16 +619,20 @@ const reconnect = async (generation, lastEventId) => {
     if (generation !== state.generation) return
     if (error instanceof AccessRefused) return showRefusal(error)
   }
-  if (generation === state.generation) connect(lastEventId)
+  if (generation === state.generation) follow(generation, lastEventId)
 }
 
 /** With another token (or none): goes on from the newest message shown, so that nothing is missed. */
-const resume = () => {
+const resume = async () => {
   state.source?.close()
+  state.source = undefined
   clearTimeout(state.retryTimer)
+  // Another token: another group of tabs to share a stream with.
+  tabs.leave()
+  await tabs.join()
   refusedLine.hidden = true
   showError(undefined)
-  if (state.newest === "") return void openChannel(state.channel)
+  if (state.newest === "") return openChannel(state.channel)
   showConnection("connecting")
   void reconnect(state.generation, state.newest)
 }
@@ -314,10 +643,13 @@ const openChannel = async (channel) => {
   state.generation++
   const generation = state.generation
   state.source?.close()
+  state.source = undefined
+  tabs.leave()
   clearTimeout(state.retryTimer)
   state.channel = channel
   state.newest = ""
   state.previous = null
+  state.held = []
   channelInput.value = channel
   list.replaceChildren()
   empty.hidden = true
@@ -337,7 +669,7 @@ const openChannel = async (channel) => {
       state.previous = page.previous
       olderButton.hidden = page.previous === null
       scroller.scrollTop = scroller.scrollHeight
-      connect(page.lastEventId)
+      follow(generation, page.lastEventId)
       return
     } catch (error) {
       if (generation !== state.generation) return
@@ -413,7 +745,7 @@ channelForm.addEventListener("submit", (event) => {
     showError("A channel is 1 to 64 characters: letters, digits, _ . : -")
     return
   }
-  if (channel !== state.channel || state.source === undefined) void openChannel(channel)
+  if (channel !== state.channel || !state.following) void openChannel(channel)
 })
 
 compose.addEventListener("submit", (event) => {
@@ -449,12 +781,12 @@ tokenForm.addEventListener("submit", (event) => {
   tokenInput.value = ""
   tokenForm.hidden = true
   useToken(token)
-  resume()
+  void resume()
 })
 
 signOutButton.addEventListener("click", () => {
   useToken("")
-  resume()
+  void resume()
 })
 
 /**
@@ -476,7 +808,7 @@ const takeTokenFromFragment = () => {
 window.addEventListener("hashchange", () => {
   if (!takeTokenFromFragment()) return
   const channel = location.hash.slice(1)
-  if (channel === "" || channel === encodeURIComponent(state.channel)) resume()
+  if (channel === "" || channel === encodeURIComponent(state.channel)) void resume()
 })
 
 window.addEventListener("hashchange", () => {
@@ -488,4 +820,4 @@ authorInput.value = localStorage.getItem(authorKey) ?? ""
 takeTokenFromFragment()
 showIdentity()
 const fromHash = channelFromHash()
-void openChannel(channelPattern.test(fromHash) ? fromHash : defaultChannel)
+void tabs.join().then(() => openChannel(channelPattern.test(fromHash) ? fromHash : defaultChannel))

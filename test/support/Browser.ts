@@ -57,3 +57,26 @@ export const open = (url: string, viewport = { width: 1100, height: 720 }) =>
     yield* Effect.promise(() => page.goto(url))
     return { page, dialogs, errors } satisfies OpenPage
   })
+
+/** `count` tabs of one browser profile (one context: cookies, storage, connections), each at `url`. */
+export const openTabs = (url: string, count: number, options: { readonly ignoreHTTPSErrors?: boolean; readonly initScript?: string } = {}) =>
+  Effect.gen(function*() {
+    const browser = yield* Browser
+    const context = yield* Effect.acquireRelease(
+      Effect.promise(() => browser.newContext({ viewport: { width: 800, height: 600 }, ignoreHTTPSErrors: options.ignoreHTTPSErrors ?? false })),
+      (context) => Effect.promise(() => context.close())
+    )
+    if (options.initScript !== undefined) yield* Effect.promise(() => context.addInitScript(options.initScript!))
+    const errors: Array<string> = []
+    const tab = (target = url) =>
+      Effect.promise(async () => {
+        const page = await context.newPage()
+        page.on("pageerror", (error) => errors.push(error.message))
+        // Not waited for: over HTTP/1.1 the browser may hold a tab's requests back for ever.
+        void page.goto(target).catch(() => undefined)
+        return page
+      })
+    const pages: Array<Page> = []
+    for (let i = 0; i < count; i++) pages.push(yield* tab())
+    return { context, pages, errors, tab }
+  })
