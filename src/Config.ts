@@ -59,6 +59,11 @@ export interface Settings {
   readonly corsOrigins: ReadonlyArray<string>
   /** Proxies in front of the node whose forwarding headers are believed (0: none). */
   readonly trustProxy: number
+  /**
+   * Host names browsers may reach the node by, besides IP addresses, localhost and this machine's
+   * name: exact names, `*.example.com` for its subdomains, or `*` for any.
+   */
+  readonly allowedHosts: ReadonlyArray<string>
 }
 
 export type LogFormat = "pretty" | "json" | "logfmt"
@@ -297,6 +302,12 @@ export const settings: Config.Config<Settings> = Config.all({
   auth,
   limits,
   corsOrigins: list("CORS_ORIGINS", origin).pipe(Config.withDefault([])),
+  allowedHosts: list("ALLOWED_HOSTS", (item) =>
+    /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$/i.test(item)
+      ? undefined
+      : "is not a host name: give names such as chat.example.com, *.example.com for subdomains, or * for any, with no port").pipe(
+      Config.withDefault([])
+    ),
   trustProxy
 })
 

@@ -3,6 +3,10 @@
  * Health.ts) and the `/events` handler beside it (Events.ts), decided from the request's parts
  * (method, URL, headers, peer address):
  *
+ * - Hosts: a browser's request must name the node by an IP address, localhost, this machine's name
+ *   or a name in ALLOWED_HOSTS. Otherwise a page at a name its owner re-points at this node (DNS
+ *   rebinding) is same-origin with it and passes the origin rules. Requests from programs (no
+ *   Origin, no Sec-Fetch-Mode: curl, probes, other services) are not held to it.
  * - Origins: a browser may call /messages and /events from the node's own origin or one listed in
  *   CORS_ORIGINS; anything else is refused, which with `content-type: application/json` required
  *   of POST closes cross-site request forgery (a form or `text/plain` fetch sends no preflight).
@@ -16,6 +20,8 @@
  */
 import { Cookies } from "@effect/platform"
 import { Clock, Context, Effect, Layer, Scope } from "effect"
+import * as Net from "node:net"
+import * as Os from "node:os"
 import { Access, layer as AccessLayer, type Principal } from "../Access.js"
 import { AppConfig } from "../Config.js"
 import { RateLimiter, StreamCounts } from "../Limits.js"
@@ -202,7 +208,39 @@ export const make = Effect.gen(function*() {
 
   const noHeaders: Screening = { headers: {}, answer: undefined }
 
+  // --- Hosts ---
+
+  const anyHost = config.allowedHosts.includes("*")
+  const exactHosts = new Set([...config.allowedHosts.map((name) => name.toLowerCase()), "localhost", Os.hostname().toLowerCase()])
+  const hostSuffixes = [".localhost", ...config.allowedHosts.filter((name) => name.startsWith("*.")).map((name) => name.slice(1).toLowerCase())]
+
+  const isAllowedHost = (host: string) => {
+    let name: string
+    try {
+      name = new URL(`http://${host}`).hostname.toLowerCase()
+    } catch {
+      return false
+    }
+    const bare = name.startsWith("[") ? name.slice(1, -1) : name
+    return Net.isIP(bare) !== 0 || exactHosts.has(bare) || hostSuffixes.some((suffix) => bare.endsWith(suffix))
+  }
+
+  const hostRefusal = (request: RequestParts): Screening | undefined => {
+    if (anyHost || (header(request, "origin") === undefined && header(request, "sec-fetch-mode") === undefined)) return undefined
+    const host = (trustProxy > 0 ? forwardedHost(request) : undefined) ?? header(request, "host") ?? ""
+    if (isAllowedHost(host)) return undefined
+    return {
+      headers: {},
+      answer: new Forbidden({
+        field: "Host",
+        message: `This node is not served as ${JSON.stringify(host.slice(0, 200))} to browsers; add the name to ALLOWED_HOSTS`
+      }).answer
+    }
+  }
+
   const screen = (request: RequestParts): Screening => {
+    const refused = hostRefusal(request)
+    if (refused !== undefined) return refused
     const path = pathOf(request.url)
     if (path !== "/messages" && path !== "/events") return noHeaders
     const origin = header(request, "origin")

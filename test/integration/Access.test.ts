@@ -322,6 +322,32 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("acce
   })
 
   describe("origins", () => {
+    it.scoped("refuses a browser that reaches the node by a name it was not given (DNS rebinding), on every route", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start({ ALLOWED_HOSTS: "chat.example.com, *.pollcast.test" })
+        const port = new URL(node.url("/")).port
+        const get = (path: string, headers: Record<string, string>) =>
+          Effect.async<{ readonly status: number; readonly json: unknown }>((resume) => {
+            Http.get(node.url(path), { headers, agent: false }, (response) => {
+              let body = ""
+              response.on("data", (chunk) => (body += chunk))
+              response.on("end", () => resume(Effect.succeed({ status: response.statusCode ?? 0, json: body.startsWith("{") ? JSON.parse(body) : body })))
+            })
+          })
+        // What a page at evil.example, re-pointed at this node, sends: same-origin, by its own name.
+        const browser = (host: string) => ({ host, "sec-fetch-mode": "cors", "sec-fetch-site": "same-origin" })
+        for (const path of ["/messages?channel=a", "/stats", "/"]) {
+          const refused = yield* get(path, browser(`evil.example:${port}`))
+          expect(refused.status, path).toBe(403)
+          expect(refused.json, path).toMatchObject({ error: "Forbidden", field: "Host" })
+        }
+        for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, "chat.example.com", "eu.pollcast.test"]) {
+          expect((yield* get("/messages?channel=a", browser(host))).status, host).toBe(200)
+        }
+        // Programs are not held to it: no Origin, no Sec-Fetch-Mode.
+        expect((yield* get("/messages?channel=a", { host: `evil.example:${port}` })).status).toBe(200)
+      }))
+
     it.scoped("answers a preflight from an allowed origin with CORS headers, and refuses other origins", () =>
       Effect.gen(function*() {
         const node = yield* TestNode.start({ CORS_ORIGINS: "https://app.example, https://admin.example:8443" })
