@@ -25,7 +25,7 @@ import * as Os from "node:os"
 import { Access, layer as AccessLayer, type Principal } from "../Access.js"
 import { AppConfig } from "../Config.js"
 import { RateLimiter, StreamCounts } from "../Limits.js"
-import type { NewMessage } from "../Message.js"
+import { maxAuthorCharacters, type NewMessage } from "../Message.js"
 import type { Channels } from "../MessageRepo.js"
 import { clientAddress, forwardedHost, limitKey, type Peer } from "./ClientAddress.js"
 import {
@@ -340,9 +340,16 @@ export const make = Effect.gen(function*() {
       return who
     })
 
+  const unverifiedMark = "~"
+
   const authorizePublish = (who: Principal, message: NewMessage) => {
     if (!who.publish.allows(message.channel)) return refuse(who, "publish to", `channel "${message.channel}"`)
-    if (who.subject === undefined) return Effect.succeed(message)
+    if (who.subject === undefined) {
+      // With access control on, a name nobody vouched for is marked so (`~ada`), so that no reader
+      // takes it for the token holder ada's; with it off, no name is vouched for, and none marked.
+      if (!access.enforced) return Effect.succeed(message)
+      return Effect.succeed({ ...message, author: `${unverifiedMark}${Array.from(message.author).slice(0, maxAuthorCharacters - 1).join("")}` })
+    }
     // A token holder posts under the token's name, whatever the body says.
     return who.author === undefined
       ? new Forbidden({
