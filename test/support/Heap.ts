@@ -15,3 +15,10 @@ export const liveHeapBytes = () => {
 }
 
 export const megabytes = (bytes: number) => bytes / 1024 / 1024
+
+/** Bytes held by live ArrayBuffers (Node's Buffers among them), measured after full collections. */
+export const liveArrayBufferBytes = () => {
+  gc()
+  gc()
+  return process.memoryUsage().arrayBuffers
+}
