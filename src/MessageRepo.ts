@@ -16,7 +16,7 @@
  * order their requests arrived. An idle service writes each message at once, as it comes.
  */
 import { SqlClient, type SqlError, type Statement } from "@effect/sql"
-import { Chunk, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schema, type Tracer } from "effect"
+import { Array as Arr, Chunk, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schema, type Tracer } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import {
   type Channel,
@@ -49,6 +49,14 @@ export class RestoredDatabaseError extends Data.TaggedError("RestoredDatabaseErr
       `but this server's transaction counter is at ${this.nextTxid} (was the database restored from a dump?). ` +
       `Stop every pollcast node on this database and run \`npm run repair\` once, with the same DATABASE_URL or DATA_DIR`
   }
+}
+
+/** What one retention batch deleted: `young` of the `deleted` were not yet expired (see prune). */
+export interface Pruned {
+  readonly deleted: number
+  readonly young: number
+  /** The batch was full of expired messages: more may be due at once. */
+  readonly more: boolean
 }
 
 /** Which channels a read covers. */
@@ -95,9 +103,10 @@ export class MessageRepo extends Context.Tag("pollcast/MessageRepo")<MessageRepo
   readonly retainedAfter: Effect.Effect<MessageId, DatabaseError>
   /**
    * Deletes one batch of the oldest messages created more than `retention` ago (never the newest
-   * message), unless another node is doing so; returns how many were deleted.
+   * message), unless another node is doing so. Deletion takes a prefix of the delivery order, so
+   * a message not yet expired that sorts before expired ones in the batch goes with them.
    */
-  readonly prune: (retention: Duration.Duration, batchSize: number) => Effect.Effect<number, DatabaseError>
+  readonly prune: (retention: Duration.Duration, batchSize: number) => Effect.Effect<Pruned, DatabaseError>
   readonly ping: Effect.Effect<void, DatabaseError>
 }>() {}
 
@@ -135,9 +144,6 @@ const toMessage = (row: Row) =>
   }, true)
 
 const columns = "id, txid, channel, author, body, created_at"
-
-const Position = Schema.Struct({ txid: Schema.String, id: Schema.String })
-const decodePositions = Schema.decodeUnknown(Schema.Array(Position))
 
 /** Taken by the node that deletes expired messages, so that one node at a time does. */
 const retentionLock = 0x706f6c6c63617374n // "pollcast"
@@ -362,31 +368,42 @@ export const make = Effect.gen(function*() {
     ),
 
     // A short transaction per batch: while it runs it holds back every node's delivery horizon.
-    // Deletion takes a prefix of the delivery order (stopping at the first message still young
-    // enough), so one position says what is gone; only final rows, never the newest.
+    // Deletion takes a prefix of the delivery order, so that one position says what is gone: it
+    // goes through the last expired message of the batch. A message that sorts before an expired
+    // one yet was created later (a created_at a writer or a clock set ahead) goes with it, counted
+    // as young: stopping at it would keep everything behind it for good. The scan starts past the
+    // retention mark, not at the table's start, where the index still lists the rows deleted by
+    // earlier batches until a vacuum (each batch would walk them all again). Only final rows, never
+    // the newest.
     prune: (retention, batchSize) =>
       sql.withTransaction(Effect.gen(function*() {
         const [lock] = yield* sql<{ readonly locked: boolean }>`SELECT pg_try_advisory_xact_lock(${retentionLock}) AS locked`
-        if (lock?.locked !== true) return 0
-        const oldest = yield* sql<{ readonly txid: string; readonly id: string; readonly expired: boolean }>`
+        if (lock?.locked !== true) return { deleted: 0, young: 0, more: false }
+        const [mark] = yield* sql<{ readonly txid: string; readonly id: string }>`SELECT txid, id FROM message_retention`
+        const after = mark === undefined ? beginning : messageId(mark.txid, mark.id)
+        const batch = yield* sql<{ readonly txid: string; readonly id: string; readonly expired: boolean }>`
           SELECT txid, id, created_at < now() - ${Duration.toMillis(retention)} * interval '1 millisecond' AS expired
           FROM messages
-          WHERE ${finalRows}
+          WHERE (txid, id) > ${position(after)}
+            AND ${finalRows}
             AND (txid, id) < (SELECT txid, id FROM messages ORDER BY txid DESC, id DESC LIMIT 1)
           ORDER BY txid, id
           LIMIT ${batchSize}`
-        const expired = oldest.findIndex((row) => !row.expired)
-        const last = oldest[(expired === -1 ? oldest.length : expired) - 1]
-        if (last === undefined) return 0
-        const through = messageId(last.txid, last.id)
-        const deleted = yield* sql`DELETE FROM messages WHERE (txid, id) <= ${position(through)} RETURNING txid, id`.pipe(
-          Effect.flatMap(decodePositions),
-          Effect.orDie
-        )
+        const through = Option.getOrElse(Arr.findLastIndex(batch, (row) => row.expired), () => -1)
+        const last = batch[through]
+        if (last === undefined) return { deleted: 0, young: 0, more: false }
+        const young = batch.slice(0, through).filter((row) => !row.expired).length
+        const [deleted] = yield* sql<{ readonly n: number }>`
+          WITH deleted AS (
+            DELETE FROM messages
+            WHERE (txid, id) > ${position(after)} AND (txid, id) <= (${last.txid}::xid8, ${last.id}::bigint)
+            RETURNING 1
+          )
+          SELECT count(*)::int AS n FROM deleted`
         yield* sql`
           INSERT INTO message_retention (txid, id) VALUES (${last.txid}::xid8, ${last.id}::bigint)
           ON CONFLICT (singleton) DO UPDATE SET txid = excluded.txid, id = excluded.id`
-        return deleted.length
+        return { deleted: deleted?.n ?? 0, young, more: batch.length === batchSize && through === batch.length - 1 }
       })).pipe(databaseError, Effect.withSpan("MessageRepo.prune")),
 
     ping: sql`SELECT 1`.pipe(Effect.asVoid, databaseError)

@@ -19,18 +19,30 @@ export const layer = Layer.scopedDiscard(
     if (Option.isNone(config.messageRetention)) return
     const retention = config.messageRetention.value
 
-    // One run: batch after batch while they come back full.
-    const run = Effect.iterate({ deleted: 0, more: true }, {
+    // One run: batch after batch while they come back full of expired messages.
+    const run = Effect.iterate({ deleted: 0, young: 0, more: true }, {
       while: (state) => state.more,
       body: (state) =>
         repo.prune(retention, batchSize).pipe(
-          Effect.tap((deleted) => (deleted === batchSize ? Effect.sleep(pauseBetweenBatches) : Effect.void)),
-          Effect.map((deleted) => ({ deleted: state.deleted + deleted, more: deleted === batchSize }))
+          Effect.tap((pruned) => (pruned.more ? Effect.sleep(pauseBetweenBatches) : Effect.void)),
+          Effect.map((pruned) => ({
+            deleted: state.deleted + pruned.deleted,
+            young: state.young + pruned.young,
+            more: pruned.more
+          }))
         )
     }).pipe(
       Effect.tap(({ deleted }) =>
         deleted === 0 ? Effect.void : Effect.logInfo(
           `Deleted ${deleted} message(s) older than ${Duration.format(retention)} (MESSAGE_RETENTION)`
+        )
+      ),
+      Effect.tap(({ young }) =>
+        young === 0 ? Effect.void : Effect.logWarning(
+          `${young} of them were created less than ${Duration.format(retention)} ago, yet sorted before ` +
+            "expired ones in delivery order (a created_at set ahead by a writer, or by the database server's " +
+            "clock): deletion takes a prefix of the delivery order, and stopping at them would keep " +
+            "everything behind them for good"
         )
       ),
       Effect.catchTag("DatabaseError", (error) =>

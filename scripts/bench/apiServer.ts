@@ -30,7 +30,7 @@ const repo = Layer.succeed(MessageRepo, MessageRepo.of({
   replay: () => Effect.succeed([]),
   history: () => Effect.die("unused"),
   retainedAfter: Effect.die("unused"),
-  prune: () => Effect.succeed(0),
+  prune: () => Effect.succeed({ deleted: 0, young: 0, more: false }),
   ping: Effect.void
 }))
 

@@ -125,4 +125,26 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("rete
       }
       expect(frames.events.filter((event) => event.event === "reset").length).toBeGreaterThan(0)
     }), 90_000)
+
+  it.scoped("goes past a young message that sorts before expired ones, and says so", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const count = sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM messages WHERE channel = 'dated'`.pipe(
+        Effect.map((rows) => rows[0]!.n)
+      )
+      // First in delivery order, one message dated now (a writer's own created_at, or a clock set
+      // ahead and then corrected); after it, 1,500 written an hour ago.
+      yield* sql`INSERT INTO messages (channel, author, body) VALUES ('dated', 'writer', 'young')`
+      yield* sql`
+        INSERT INTO messages (channel, author, body, created_at)
+        SELECT 'dated', 'archive', 'old ' || n, now() - interval '1 hour' FROM generate_series(1, 1500) AS n`
+      const logs: Array<string> = []
+      yield* TestNode.start({ MESSAGE_RETENTION: "10 minutes", RETENTION_INTERVAL: "100 millis" }, { logs })
+
+      // Everything but the newest goes: the young one with the expired ones behind it.
+      yield* SseClient.eventually(count, (n) => n === 1, "30 seconds", "the expired messages to be deleted")
+      const [kept] = yield* sql<{ readonly body: string }>`SELECT body FROM messages WHERE channel = 'dated'`
+      expect(kept?.body).toBe("old 1500")
+      expect(logs.filter((line) => line.includes("were created less than 10m ago, yet sorted before expired ones"))).toHaveLength(1)
+    }))
 })
