@@ -15,9 +15,10 @@
  * written together share a transaction: they become final, and are delivered, together, in the
  * order their requests arrived. An idle service writes each message at once, as it comes.
  */
-import { SqlClient, type SqlError, type Statement } from "@effect/sql"
-import { Array as Arr, Chunk, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schema, type Tracer } from "effect"
+import { type Migrator, SqlClient, type SqlError, type Statement } from "@effect/sql"
+import { Array as Arr, Cause, Chunk, Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schema, type Tracer } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
+import pg from "pg"
 import {
   type Channel,
   beginning,
@@ -27,11 +28,21 @@ import {
   messageIdParts,
   type NewMessage
 } from "./Message.js"
+import { migrate } from "./Database.js"
 
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{ readonly cause: SqlError.SqlError }> {
   override get message() {
     const driver = this.cause.cause instanceof Error ? ` (${this.cause.cause.message})` : ""
     return `The database is unavailable: ${this.cause.message}${driver}`
+  }
+  /** The SQLSTATE PostgreSQL answered with; none when it could not be reached. */
+  get code(): string | undefined {
+    const driver = this.cause.cause
+    return driver instanceof pg.DatabaseError ? driver.code : undefined
+  }
+  /** PostgreSQL answered that a table is missing (SQLSTATE 42P01): the schema is gone. */
+  get tableMissing() {
+    return this.code === "42P01"
   }
 }
 
@@ -57,6 +68,28 @@ export interface Pruned {
   readonly young: number
   /** The batch was full of expired messages: more may be due at once. */
   readonly more: boolean
+}
+
+/**
+ * The database was replaced under a running node by one whose transaction counter is behind the
+ * node's position (a fresh server, or a backup restored): positions from before mean nothing
+ * there, and delivery from the node's position would skip what is written; only a restart of
+ * every node on it starts afresh.
+ */
+export class ReplacedDatabaseError extends Data.TaggedError("ReplacedDatabaseError")<{
+  readonly position: MessageId
+  readonly nextTxid: string
+}> {
+  override get message() {
+    return `The database was replaced by one whose transaction counter (${this.nextTxid}) is behind this node's ` +
+      `position (${this.position}): restart every pollcast node on it`
+  }
+}
+
+/** A write that failed: when, and the database's words. */
+export interface WriteFailure {
+  readonly at: number
+  readonly message: string
 }
 
 /** Which channels a read covers. */
@@ -108,6 +141,19 @@ export class MessageRepo extends Context.Tag("pollcast/MessageRepo")<MessageRepo
    */
   readonly prune: (retention: Duration.Duration, batchSize: number) => Effect.Effect<Pruned, DatabaseError>
   readonly ping: Effect.Effect<void, DatabaseError>
+  /**
+   * Creates the tables again, as a start does, once they are found gone (the database was dropped
+   * and created again under the node); fails with ReplacedDatabaseError if the server's
+   * transaction counter has not reached `position`, which delivery could then not go on from.
+   */
+  readonly recreateTables: (
+    position: MessageId
+  ) => Effect.Effect<void, DatabaseError | ReplacedDatabaseError | Migrator.MigrationError>
+  /**
+   * The latest write's failure, if the server refused it (a full disk fails writes while reads go
+   * on); a write that could not reach the server leaves this as it was.
+   */
+  readonly failingWrite: Effect.Effect<Option.Option<WriteFailure>>
 }>() {}
 
 const Row = Schema.Struct({
@@ -270,6 +316,7 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("MessageRepo.insertAll", { attributes: { rows: messages.length }, links })
     )
 
+  let failingWrite = Option.none<WriteFailure>()
   const pending = yield* Effect.acquireRelease(Queue.unbounded<PendingInsert>(), Queue.shutdown)
   const write = (batch: ReadonlyArray<PendingInsert>) =>
     insertAll(
@@ -278,11 +325,22 @@ export const make = Effect.gen(function*() {
       batch.flatMap((insert) => Option.isSome(insert.span) ? [{ _tag: "SpanLink" as const, span: insert.span.value, attributes: {} }] : [])
     ).pipe(
       Effect.exit,
-      Effect.map((stored) => {
-        batch.forEach((insert, index) =>
-          Deferred.unsafeDone(insert.stored, Exit.map(stored, (messages) => messages[index]!))
-        )
-      })
+      Effect.flatMap((stored) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          // Only a write the server refused: one it could not be reached for is the ping's to tell.
+          failingWrite = Exit.match(stored, {
+            onFailure: (cause) =>
+              Option.match(Cause.failureOption(cause), {
+                onNone: () => Option.some({ at: now, message: Cause.pretty(cause) }),
+                onSome: (error) => error.code === undefined ? failingWrite : Option.some({ at: now, message: error.message })
+              }),
+            onSuccess: () => Option.none()
+          })
+          batch.forEach((insert, index) =>
+            Deferred.unsafeDone(insert.stored, Exit.map(stored, (messages) => messages[index]!))
+          )
+        })
+      )
     )
   yield* Queue.takeBetween(pending, 1, maxRowsPerInsert).pipe(
     Effect.flatMap((batch) => write(Chunk.toReadonlyArray(batch))),
@@ -406,7 +464,23 @@ export const make = Effect.gen(function*() {
         return { deleted: deleted?.n ?? 0, young, more: batch.length === batchSize && through === batch.length - 1 }
       })).pipe(databaseError, Effect.withSpan("MessageRepo.prune")),
 
-    ping: sql`SELECT 1`.pipe(Effect.asVoid, databaseError)
+    ping: sql`SELECT 1`.pipe(Effect.asVoid, databaseError),
+
+    recreateTables: (after) =>
+      Effect.gen(function*() {
+        yield* migrate
+        const [counter] = yield* sql<{ readonly next: string }>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next`
+        const { txid } = messageIdParts(after)
+        if (counter !== undefined && BigInt(counter.next) <= BigInt(txid)) {
+          return yield* new ReplacedDatabaseError({ position: after, nextTxid: counter.next })
+        }
+      }).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql),
+        Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ cause }))),
+        Effect.withSpan("MessageRepo.recreateTables")
+      ),
+
+    failingWrite: Effect.sync(() => failingWrite)
   })
 })
 

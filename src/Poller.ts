@@ -26,6 +26,8 @@ export interface PollerStatus {
   readonly polls: number
   /** The position the next poll reads after. */
   readonly position: MessageId
+  /** Why only a restart lets this node deliver again, if it came to that (see ReplacedDatabaseError). */
+  readonly restartNeeded: Option.Option<string>
 }
 
 export class Poller extends Context.Tag("pollcast/Poller")<Poller, {
@@ -73,13 +75,32 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
     // Time the fan-out took since the last tick was taken.
     let fanOutMillis = 0
 
+    // The tables are gone: the database was dropped and created again under the node, which
+    // would otherwise answer 503 for good. A start would create them; so does the poller, and goes
+    // on from its position: the same server's transaction counter has passed it, so everything
+    // written from now on sorts after it.
+    const recreateTables = (position: MessageId) =>
+      Effect.logWarning(
+        "pollcast's tables are gone from the database (was it dropped and created again?): " +
+          "creating them again, as a start would; the messages stored before are gone with them"
+      ).pipe(
+        Effect.zipRight(repo.recreateTables(position)),
+        Effect.zipRight(Effect.logInfo("Created pollcast's tables again; delivery goes on")),
+        Effect.catchTag("ReplacedDatabaseError", (error) =>
+          Effect.logError(error.message).pipe(
+            Effect.zipRight(Ref.update(status, (s) => ({ ...s, restartNeeded: Option.some(error.message) })))
+          )),
+        Effect.catchAll((error) => Effect.logWarning(`Creating pollcast's tables again failed: ${error.message}`))
+      )
+
     const poll = Effect.gen(function*() {
       const { consecutiveFailures, position } = yield* Ref.get(status)
       const [elapsed, messages] = yield* repo.poll(position, config.pollBatchSize).pipe(
         Effect.timed,
-        Effect.tapError(() =>
+        Effect.tapError((error) =>
           Ref.update(status, (s) => ({ ...s, consecutiveFailures: s.consecutiveFailures + 1 })).pipe(
-            Effect.zipRight(Metric.increment(pollFailures))
+            Effect.zipRight(Metric.increment(pollFailures)),
+            Effect.zipRight(error.tableMissing ? recreateTables(position) : Effect.void)
           )
         )
       )
@@ -91,6 +112,7 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
       }
       const now = yield* Clock.currentTimeMillis
       yield* Ref.update(status, (s) => ({
+        ...s,
         lastSuccessAt: now,
         consecutiveFailures: 0,
         polls: s.polls + 1,
@@ -154,7 +176,8 @@ const make = (start: MessageId) =>
       lastSuccessAt: yield* Clock.currentTimeMillis,
       consecutiveFailures: 0,
       polls: 0,
-      position: start
+      position: start,
+      restartNeeded: Option.none()
     })
     yield* run(status, broadcast.publish).pipe(
       Effect.scoped,

@@ -8,7 +8,7 @@
 import { HttpApi, HttpApiBuilder } from "@effect/platform"
 import { NodeHttpServer, NodeHttpServerRequest, NodeRuntime } from "@effect/platform-node"
 import { HttpServerRequest } from "@effect/platform"
-import { ConfigProvider, Effect, Layer, LogLevel } from "effect"
+import { ConfigProvider, Effect, Layer, LogLevel, Option } from "effect"
 import * as NodeHttp from "node:http"
 import * as Api from "../../src/Api.js"
 import { AppConfig } from "../../src/Config.js"
@@ -31,7 +31,9 @@ const repo = Layer.succeed(MessageRepo, MessageRepo.of({
   history: () => Effect.die("unused"),
   retainedAfter: Effect.die("unused"),
   prune: () => Effect.succeed({ deleted: 0, young: 0, more: false }),
-  ping: Effect.void
+  ping: Effect.void,
+  recreateTables: () => Effect.void,
+  failingWrite: Effect.succeed(Option.none())
 }))
 
 const messagesOnly = HttpApi.make("bench").add(Api.messagesGroup(16_384))

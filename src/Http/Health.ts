@@ -1,6 +1,7 @@
 /**
- * `GET /healthz` (the process answers), `GET /readyz` (the database answers and the poller has
- * polled recently, else 503), both open to all; `GET /metrics` (every metric, in Prometheus' text
+ * `GET /healthz` (the process answers, and can go on without a restart), `GET /readyz` (the database answers, the poller has
+ * polled recently, and the latest write did not fail within the last 30 s, else 503), both open
+ * to all; `GET /metrics` (every metric, in Prometheus' text
  * format) and `GET /stats` (this node's figures as JSON, for people and scripts), both for tokens
  * with the admin claim once access control is on. Both of the last say
  * whether wake-up is listening; without it delivery keeps to POLL_INTERVAL, slower but whole, so it
@@ -8,7 +9,7 @@
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Clock, Duration, Effect } from "effect"
+import { Clock, Duration, Effect, Option } from "effect"
 import { Broadcast } from "../Broadcast.js"
 import { AppConfig } from "../Config.js"
 import { EventStream } from "../EventStream.js"
@@ -29,6 +30,17 @@ export const routes = Effect.gen(function*() {
   const telemetry = yield* Telemetry
   // A poll is overdue once three intervals have passed without one, plus room for a slow query.
   const stalePollAfter = Duration.toMillis(Duration.sum(Duration.times(config.pollInterval, 3), Duration.seconds(5)))
+  // A node whose writes fail (a full disk: reads and pings go on) cannot take messages: not ready
+  // until a write succeeds, or for this long after the latest failure, since a node taken out of
+  // its balancer's rotation may see no write to try again with.
+  const failedWriteFor = 30_000
+
+  // Alive unless only a restart helps (the database was replaced under the node).
+  const liveness = Effect.map(poller.status, (status) =>
+    Option.match(status.restartNeeded, {
+      onNone: () => HttpServerResponse.unsafeJson({ status: "ok" }),
+      onSome: (reason) => HttpServerResponse.unsafeJson({ status: "restart needed", reason }, { status: 503 })
+    }))
 
   const readiness = Effect.gen(function*() {
     const database = yield* repo.ping.pipe(
@@ -39,11 +51,16 @@ export const routes = Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const lastPollMillisAgo = now - status.lastSuccessAt
     const polling = lastPollMillisAgo <= stalePollAfter
-    const ready = database && polling
+    const writing = Option.match(yield* repo.failingWrite, {
+      onNone: () => true,
+      onSome: (failure) => now - failure.at > failedWriteFor
+    })
+    const ready = database && polling && writing && Option.isNone(status.restartNeeded)
     return HttpServerResponse.unsafeJson({
       status: ready ? "ready" : "unavailable",
       database: database ? "reachable" : "unreachable",
       poller: polling ? "polling" : "overdue",
+      writes: writing ? "succeeding" : "failing",
       lastPollMillisAgo,
       wakeup: (yield* wakeups.status).state
     }, { status: ready ? 200 : 503 })
@@ -75,7 +92,7 @@ export const routes = Effect.gen(function*() {
   )
 
   return HttpRouter.empty.pipe(
-    HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.unsafeJson({ status: "ok" }))),
+    HttpRouter.get("/healthz", liveness),
     HttpRouter.get("/readyz", readiness),
     HttpRouter.get("/stats", stats),
     HttpRouter.get("/metrics", metrics)

@@ -82,4 +82,38 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("data
       expect(client.bodies().filter((body) => body !== "during")).toEqual(["before", ...client.bodies().filter((body) => body === "after")])
       expect(client.opens()).toBe(1)
     }))
+
+  it.scoped("with writes failing and reads working (a full disk), is unready and logs one line, not one per request", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const logs: Array<string> = []
+      const node = yield* TestNode.start({}, { logs })
+      const publish = status(node.url("/messages"), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ channel: "full", body: "hello" })
+      })
+      expect(yield* publish).toBe(201)
+      expect(yield* status(node.url("/readyz"))).toBe(200)
+
+      // What PostgreSQL answers a write on a full disk; reads still work.
+      yield* sql`
+        CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          RAISE EXCEPTION 'could not extend file "base/16384/16390": No space left on device' USING ERRCODE = 'disk_full';
+        END $$`
+      yield* sql`CREATE TRIGGER disk_full BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION disk_full()`
+      yield* Effect.addFinalizer(() => sql`DROP TRIGGER IF EXISTS disk_full ON messages`.pipe(Effect.orDie))
+      const answers = yield* Effect.forEach(Array.from({ length: 200 }), () => publish, { concurrency: 10 })
+      expect(answers.every((code) => code === 503)).toBe(true)
+      expect(yield* status(node.url("/messages?channel=full"))).toBe(200)
+      const readiness = yield* Effect.promise(() => fetch(node.url("/readyz")).then(async (response) => ({ status: response.status, body: await response.json() })))
+      expect(readiness).toMatchObject({ status: 503, body: { database: "reachable", writes: "failing" } })
+      expect(logs.filter((line) => /Answer(ing|ed) 503/.test(line)), "log lines about the 503s").toHaveLength(1)
+
+      // Once writes succeed again, so does readiness.
+      yield* sql`DROP TRIGGER disk_full ON messages`
+      expect(yield* publish).toBe(201)
+      expect(yield* status(node.url("/readyz"))).toBe(200)
+    }))
 })

@@ -3,7 +3,7 @@
  * final at once. Polls can be made slow (on the Clock, so TestClock drives them) or failing, and
  * are counted.
  */
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 import { DatabaseError, MessageRepo } from "../../src/MessageRepo.js"
 import { SqlError } from "@effect/sql/SqlError"
 import { beginning, type Channel, Message, type MessageId, messageId } from "../../src/Message.js"
@@ -85,7 +85,9 @@ export const make = (): InMemoryRepo => {
     history: () => Effect.die("not used by these tests"),
     retainedAfter: Effect.sync(() => retainedAfter),
     prune: () => Effect.die("not used by these tests"),
-    ping: Effect.void
+    ping: Effect.void,
+    recreateTables: () => Effect.void,
+    failingWrite: Effect.succeed(Option.none())
   })
 
   return {

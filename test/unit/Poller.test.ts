@@ -272,7 +272,7 @@ describe("Poller", () => {
           delivered += messages.length
         })))
       return Effect.gen(function*() {
-        const status = yield* Ref.make<Poller.PollerStatus>({ lastSuccessAt: 0, consecutiveFailures: 0, polls: 0, position: beginning })
+        const status = yield* Ref.make<Poller.PollerStatus>({ lastSuccessAt: 0, consecutiveFailures: 0, polls: 0, position: beginning, restartNeeded: Option.none() })
         yield* Effect.forkScoped(Effect.scoped(Poller.run(status, deliver)))
         yield* started
         yield* insertAnnounced(repo, wakeups, 2000, "1 millis")
