@@ -16,7 +16,11 @@
  * that each message waits for its poll a uniformly random part of the interval in every process,
  * where (a)'s waits follow how that process's wake-ups happen to coalesce (see the README).
  *
- * Options: --scenarios a,b,c,d,e,fanout,wakeup,polls,intervals (default: all)   --quick (smaller, shorter)
+ * Scenario `writers` measures what a node costs the database's other writers (their INSERTs/s into
+ * messages against a copy of the table without pollcast's objects), delivery of POSTs and of plain
+ * INSERTs at POLL_INTERVAL 1 s, and the database's idle load with 1 and 10 nodes (pollcast and compare).
+ *
+ * Options: --scenarios a,b,c,d,e,fanout,wakeup,polls,intervals,writers (default: all)   --quick (smaller, shorter)
  *          --targets pollcast,interval,pollcast-auth,baseline (default: all)
  *          --compare DIR: also run, in (a)-(e) and fanout, the pollcast built in DIR (another checkout, with
  *          `npm run build` done there) as the target `compare`, e.g. the previous commit, to measure
@@ -79,7 +83,7 @@ const quick = process.argv.includes("--quick")
  * servers alike and hide theirs. Commits are still written, just not waited for.
  */
 const durable = process.argv.includes("--durable")
-const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,fanout,wakeup,polls,intervals").split(","))
+const scenarios = new Set((argument("scenarios") ?? "a,b,c,d,e,fanout,wakeup,polls,intervals,writers").split(","))
 const targets = (argument("targets") ?? `pollcast,interval,pollcast-auth,baseline${compareDir === undefined ? "" : ",compare"}`)
   .split(",") as Array<Target>
 for (const target of targets) if (!(target in targetNames)) throw new Error(`Unknown target ${target}`)
@@ -552,6 +556,114 @@ const runOnce = async (
   }
 }
 
+// --- Other writers (scenario writers) ------------------------------------------------------------
+
+/** The middle of a few figures (the median, for an odd count). */
+const middleOf = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
+/** Single-row INSERTs a second into `table` from `connections` connections for `seconds`, each commit durable. */
+const insertRate = async (databaseUrl: string, table: string, connections = 8, seconds = 4) => {
+  const clients = await Promise.all(Array.from({ length: connections }, async () => {
+    const client = new pg.Client({ connectionString: databaseUrl })
+    await client.connect()
+    // Whatever the bench's server does (synchronous_commit=off unless --durable): the cost being
+    // measured is paid while a commit is flushed.
+    await client.query("SET synchronous_commit = on")
+    return client
+  }))
+  let count = 0
+  const until = now() + seconds * 1000
+  await Promise.all(clients.map(async (client) => {
+    while (now() < until) {
+      await client.query(`INSERT INTO ${table} (channel, author, body) VALUES ('writers', 'other system', 'x')`)
+      count++
+    }
+  }))
+  await Promise.all(clients.map((client) => client.end()))
+  return count / seconds
+}
+
+interface WriterRates {
+  /** INSERTs/s into messages with the node running, per round, and their median. */
+  readonly messages: ReadonlyArray<number>
+  /** The same into messages_copy: the table's columns, defaults, checks and indexes, nothing of pollcast's. */
+  readonly copy: ReadonlyArray<number>
+  readonly ratio: number
+  /** With the wake-up trigger a writer may choose to put back (this build only). */
+  readonly withTrigger?: number | undefined
+}
+
+const writerRates = async (databaseUrl: string, tryTrigger: boolean): Promise<WriterRates> => {
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  try {
+    await client.query("CREATE TABLE IF NOT EXISTS messages_copy (LIKE messages INCLUDING ALL)")
+    const messages: Array<number> = []
+    const copy: Array<number> = []
+    for (let round = 0; round < 3; round++) {
+      // Alternating which goes first, so that neither always follows the other.
+      if (round % 2 === 0) {
+        messages.push(await insertRate(databaseUrl, "messages"))
+        copy.push(await insertRate(databaseUrl, "messages_copy"))
+      } else {
+        copy.push(await insertRate(databaseUrl, "messages_copy"))
+        messages.push(await insertRate(databaseUrl, "messages"))
+      }
+    }
+    let withTrigger: number | undefined
+    if (tryTrigger) {
+      await client.query(`CREATE TRIGGER messages_notify_wakeup AFTER INSERT ON messages
+        FOR EACH STATEMENT EXECUTE FUNCTION messages_notify_wakeup()`)
+      withTrigger = await insertRate(databaseUrl, "messages")
+      await client.query("DROP TRIGGER messages_notify_wakeup ON messages")
+    }
+    return { messages, copy, ratio: round(middleOf(messages) / middleOf(copy), 3), withTrigger }
+  } finally {
+    await client.end()
+  }
+}
+
+/** CPU seconds used so far by the database server's processes (every one pg_stat_activity lists). */
+const databaseCpu = async () => {
+  const pids = (await admin.query("SELECT pid FROM pg_stat_activity")).rows.map((row) => row.pid as number)
+  return new Map(pids.map((pid) => [pid, cpuSeconds(pid)]))
+}
+const cpuSince = (before: Map<number, number>, after: Map<number, number>) =>
+  [...after].reduce((sum, [pid, seconds]) => sum + (before.has(pid) ? seconds - before.get(pid)! : 0), 0)
+
+interface IdleLoad {
+  readonly nodes: number
+  readonly queriesPerSecond: number
+  /** The database server's CPU, in % of one core. */
+  readonly databaseCpuPercent: number
+}
+
+/** The database's load with `target`'s node alone and with nine more, none of them busy, over 10 s each. */
+const idleLoad = async (target: Target, database: { readonly name: string; readonly url: string }) => {
+  const measure = async (nodes: number): Promise<IdleLoad> => {
+    await sleep(3000)
+    const cpuBefore = await databaseCpu()
+    const before = await transactions(database.name)
+    const started = now()
+    await sleep(10_000)
+    const cpuAfter = await databaseCpu()
+    const elapsed = (now() - started) / 1000
+    await sleep(1100) // statistics reach pg_stat_database at most once a second
+    return {
+      nodes,
+      queriesPerSecond: round(((await transactions(database.name)) - before - 1) / elapsed),
+      databaseCpuPercent: round(100 * cpuSince(cpuBefore, cpuAfter) / elapsed, 2)
+    }
+  }
+  const alone = await measure(1)
+  const more = await Promise.all(Array.from({ length: 9 }, () => startTarget(target, database.url, 1000)))
+  try {
+    return [alone, await measure(10)]
+  } finally {
+    await Promise.all(more.map((node) => node.stop()))
+  }
+}
+
 // --- Scenarios ---------------------------------------------------------------------------------
 
 const log = (text: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}`)
@@ -728,6 +840,34 @@ const runRound = async (results: Record<string, unknown>) => {
             burst = await measureDelivery(run.server, run.generators, run.database.name, { ...load, rate: burstRate }, wakeupPollIntervalMs)
           }
           return { connection: run.connection, delivery, burst }
+        } finally {
+          await run.stop()
+        }
+      }))
+    }
+  }
+
+  if (scenarios.has("writers")) {
+    // What a node costs the database's other writers, and what it gives them: 8 connections of
+    // single-row INSERTs with durable commits into messages while a node serves 1,000 clients,
+    // against the same into a copy of the table without pollcast's objects (rounds alternating);
+    // for this build, also with the trigger a writer may choose to put back (README, Wake-up).
+    // Then delivery at POLL_INTERVAL 1 s of POSTs and of plain INSERTs; then the database's idle
+    // load with that node alone and with nine more on the database.
+    const load = { clients: 1000, channels: 1, rate: 20, seconds }
+    log(`(writers) ${load.clients} clients, POLL_INTERVAL 1000 millis: other writers' INSERTs/s, delivery of POSTs and INSERTs, idle load of 1 and 10 nodes`)
+    results.writers = {
+      load,
+      ...(await perTarget(["pollcast", "compare"], async (target) => {
+        const run = await connectClients(target, load, 1000, 3)
+        try {
+          const inserts = await writerRates(run.database.url, target !== "compare")
+          await run.generators.reset()
+          const posts = await measureDelivery(run.server, run.generators, run.database.name, load, 1000)
+          await run.generators.reset()
+          const plainInserts = await measureDelivery(run.server, run.generators, run.database.name, load, 1000, run.database.url)
+          const idle = await idleLoad(target, run.database)
+          return { connection: run.connection, inserts, posts, plainInserts, idle }
         } finally {
           await run.stop()
         }
@@ -951,6 +1091,29 @@ const tableOf = (results: Record<string, unknown>): Array<Row> => {
     row("highest sustained deliveries/s", of(e, (run) => run.highestSustainedDeliveriesPerSecond), true, true)
     row("polls/s at the highest rate sustained", of(e, (run) =>
       run.steps.find((step) => step.deliveriesPerSecond === run.highestSustainedDeliveriesPerSecond)?.pollsPerSecond))
+  }
+  const writers = results.writers as
+    | (Partial<Record<Target, { connection: Connection; inserts: WriterRates; posts: Delivery; plainInserts: Delivery; idle: Array<IdleLoad> }>> & {
+      load: Load
+    })
+    | undefined
+  if (writers !== undefined) {
+    section("(writers) other writers: 8 connections of single-row INSERTs, durable commits, a node with 1000 clients running")
+    row("INSERTs/s into messages (median of 3)", of(writers, (run) => round(middleOf(run.inserts.messages), 0)), true)
+    row("INSERTs/s into a copy without pollcast's objects", of(writers, (run) => round(middleOf(run.inserts.copy), 0)), true)
+    row("  ratio (target ≥ 0.95)", of(writers, (run) => run.inserts.ratio), true)
+    row("INSERTs/s into messages with the opt-in trigger", of(writers, (run) => run.inserts.withTrigger === undefined ? undefined : round(run.inserts.withTrigger, 0)), true)
+    section(`(writers) delivery to ${writers.load.clients} clients, ${writers.load.rate} msg/s, POLL_INTERVAL 1000 ms`)
+    row("POSTs: latency p50 / p99 (ms)", of(writers, (run) => `${run.posts.latencyMs.p50} / ${run.posts.latencyMs.p99}`))
+    row("POSTs: complete", of(writers, (run) => String(run.posts.complete)))
+    row("plain INSERTs: latency p50 / p99 (ms, target p99 ≤ 100)", of(writers, (run) => `${run.plainInserts.latencyMs.p50} / ${run.plainInserts.latencyMs.p99}`))
+    row("plain INSERTs: complete", of(writers, (run) => String(run.plainInserts.complete)))
+    section("(writers) the database idle: the node alone, then with nine more")
+    for (const index of [0, 1]) {
+      const nodes = index === 0 ? 1 : 10
+      row(`${nodes} node(s): queries/s`, of(writers, (run) => run.idle[index]?.queriesPerSecond), false)
+      row(`${nodes} node(s): PostgreSQL CPU (% of a core)`, of(writers, (run) => run.idle[index]?.databaseCpuPercent), false)
+    }
   }
   const polls = results.polls as (Partial<Record<Target, Array<Delivery>>> & { load: Load }) | undefined
   if (polls !== undefined) {

@@ -11,6 +11,7 @@ import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "
 import { Schema } from "effect"
 import { Channel, Message, MessageId, NewMessageRequest } from "./Message.js"
 import { maxChannelsPerRequest } from "./Http/Params.js"
+import { Position } from "./Snapshot.js"
 
 /** An error as every route answers it: `{ "error": tag, "message": text, "field"?: name }`. */
 const errorBody = <const Tag extends string>(tag: Tag, status: number, description: string) =>
@@ -82,8 +83,10 @@ export const HistoryPage = Schema.Struct({
 export const EventsParams = Schema.Struct({
   channel: Schema.optional(ChannelsParam),
   lastEventId: Schema.optional(
-    MessageId.annotations({
-      description: "For a first connection that cannot set the Last-Event-ID header (EventSource); the header wins"
+    Position.annotations({
+      description:
+        "For a first connection that cannot set the Last-Event-ID header (EventSource); the header wins. " +
+        "A message id, or a position from pollcast_position() or GET /position"
     })
   ),
   access_token: Schema.optional(
@@ -115,8 +118,18 @@ const ReadyBody = Schema.Struct({
   database: Schema.Literal("reachable", "unreachable"),
   poller: Schema.Literal("polling", "overdue"),
   lastPollMillisAgo: Schema.Number,
+  writes: Schema.Literal("succeeding", "failing"),
   wakeup: Schema.Literal("disabled", "connecting", "listening", "reconnecting")
 }).annotations({ identifier: "Readiness" })
+
+const PositionBody = Schema.Struct({
+  position: Position
+}).annotations({ identifier: "Position" })
+
+export const PositionParams = Schema.Struct({
+  channel: Schema.optional(ChannelsParam),
+  access_token: Schema.optional(Schema.String)
+})
 
 /** POST and GET /messages; `maxBodyBytes` is MAX_BODY_BYTES, which bounds a message's body. */
 export const messagesGroup = (maxBodyBytes: number) =>
@@ -168,7 +181,10 @@ export const make = (maxBodyBytes: number) =>
             .setHeaders(
               Schema.Struct({
                 "last-event-id": Schema.optional(
-                  MessageId.annotations({ description: "The id of the last message received: the stream replays what follows it" })
+                  Position.annotations({
+                    description:
+                      "The id of the last message received: the stream replays what follows it (or a position from pollcast_position() or GET /position)"
+                  })
                 )
               })
             )
@@ -182,6 +198,23 @@ export const make = (maxBodyBytes: number) =>
             .annotate(OpenApi.Summary, "Follow channels live (Server-Sent Events)")
             .annotate(OpenApi.Description, eventFormat)
         )
+        .add(
+          HttpApiEndpoint.get("position", "/position")
+            .setUrlParams(PositionParams)
+            .addSuccess(PositionBody)
+            .addError(InvalidRequest)
+            .addError(Unauthorized)
+            .addError(Forbidden)
+            .addError(OriginNotAllowed)
+            .addError(ServiceUnavailable)
+            .annotate(OpenApi.Summary, "Where the database is now, to follow from")
+            .annotate(
+              OpenApi.Description,
+              "The position of a snapshot taken now (pollcast_position()): /events from it delivers exactly the messages " +
+                "that snapshot did not see. Inside a transaction of your own, SELECT pollcast_position() gives the one " +
+                "matching what that transaction read. `channel`: the channels you will follow (checked against the token)."
+            )
+        )
         .annotate(OpenApi.Description, "The live stream")
     )
     .add(
@@ -189,13 +222,17 @@ export const make = (maxBodyBytes: number) =>
         .add(
           HttpApiEndpoint.get("healthz", "/healthz")
             .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
-            .annotate(OpenApi.Summary, "The process answers")
+            .addError(Schema.Struct({ status: Schema.Literal("restart needed"), reason: Schema.String }), { status: 503 })
+            .annotate(OpenApi.Summary, "The process answers, and can go on without a restart")
         )
         .add(
           HttpApiEndpoint.get("readyz", "/readyz")
             .addSuccess(ReadyBody)
             .addError(ReadyBody, { status: 503 })
-            .annotate(OpenApi.Summary, "The database answers and the poller has polled within 3 × POLL_INTERVAL + 5 s")
+            .annotate(
+              OpenApi.Summary,
+              "The database answers, the poller has polled within 3 × POLL_INTERVAL + 5 s, and writes are not failing"
+            )
         )
         .add(
           HttpApiEndpoint.get("metrics", "/metrics")

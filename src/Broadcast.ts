@@ -38,6 +38,7 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import { AppConfig } from "./Config.js"
 import { type Channel, encodeMessage, type Message, type MessageId, maxId } from "./Message.js"
 import type { Channels } from "./MessageRepo.js"
+import { idAfter, type Snapshot, txidOf } from "./Snapshot.js"
 import * as Sse from "./Sse.js"
 
 /** The channels one client follows, with a key shared by every client following the same ones. */
@@ -58,8 +59,21 @@ export class Selection {
 const encoder = new TextEncoder()
 
 /** The SSE frame of one message: `id`, `event: message`, and the message as JSON in `data`. */
+const frameOf = (id: string, data: string): Uint8Array => encoder.encode(Sse.event({ id, event: "message", data }))
+
 export const messageFrame = (message: Message): Uint8Array =>
-  encoder.encode(Sse.event({ id: message.id, event: "message", data: JSON.stringify(encodeMessage(message)) }))
+  frameOf(message.id, JSON.stringify(encodeMessage(message)))
+
+/**
+ * The frame of a message for a client that resumed from a snapshot: left out if the snapshot saw
+ * it, else with the snapshot after its id while that still matters (see Snapshot).
+ */
+export const messageFrameAfter = (message: Message, snapshot: Snapshot | undefined): Uint8Array | undefined =>
+  snapshot === undefined
+    ? messageFrame(message)
+    : snapshot.sees(txidOf(message.id))
+    ? undefined
+    : frameOf(idAfter(message.id, snapshot), JSON.stringify(encodeMessage(message)))
 
 const join = (frames: ReadonlyArray<Uint8Array>): Uint8Array | undefined =>
   frames.length === 0 ? undefined : frames.length === 1 ? frames[0] : Buffer.concat(frames)
@@ -68,6 +82,8 @@ interface Delivery {
   readonly id: MessageId
   readonly channel: Channel
   readonly frame: Uint8Array
+  /** The message as JSON, for a frame with another id (see framesAfterSnapshot). */
+  readonly data: string
 }
 
 /** Seconds from 1 ms to about 65 s, doubling. */
@@ -117,7 +133,10 @@ export class Batch {
     let oldest = messages[0].createdAt.getTime()
     for (const message of messages) oldest = Math.min(oldest, message.createdAt.getTime())
     return new Batch(
-      messages.map((message) => ({ id: message.id, channel: message.channel, frame: messageFrame(message) })) as [
+      messages.map((message) => {
+        const data = JSON.stringify(encodeMessage(message))
+        return { id: message.id, channel: message.channel, frame: frameOf(message.id, data), data }
+      }) as [
         Delivery,
         ...Array<Delivery>
       ],
@@ -142,6 +161,20 @@ export class Batch {
       )
     }
     return this.joined.get(selection.key)
+  }
+
+  /**
+   * The same for a client that resumed from a snapshot: built for it alone, without what the
+   * snapshot saw, each id followed by the snapshot while that matters (see Snapshot).
+   */
+  framesAfterSnapshot(selection: Selection, after: MessageId, snapshot: Snapshot): Uint8Array | undefined {
+    return join(
+      this.deliveries.flatMap((delivery) =>
+        delivery.id > after && selection.includes(delivery.channel) && !snapshot.sees(txidOf(delivery.id))
+          ? [frameOf(idAfter(delivery.id, snapshot), delivery.data)]
+          : []
+      )
+    )
   }
 }
 
@@ -168,12 +201,16 @@ export interface SubscribeOptions {
   readonly selection: Selection
   /** The client has everything up to here; only later messages are written. */
   readonly after: Option.Option<MessageId>
+  /** And everything this snapshot saw (see Snapshot). */
+  readonly snapshot?: Snapshot | undefined
   readonly sink: Sink
 }
 
 interface Subscriber {
   readonly selection: Selection
   readonly floor: MessageId
+  /** Until a batch begins past what it may have seen. */
+  snapshot: Snapshot | undefined
   readonly sink: Sink
   /** Bytes written by the latest fan-out, which a client keeping up may still be reading. */
   lastWrite: number
@@ -250,7 +287,12 @@ export const make = (start: MessageId) =>
           written += heartbeatFrame.length
           continue
         }
-        const frames = item.framesFor(selection, floor)
+        if (subscriber.snapshot !== undefined && !subscriber.snapshot.mattersAt(txidOf(item.first))) {
+          subscriber.snapshot = undefined
+        }
+        const frames = subscriber.snapshot === undefined
+          ? item.framesFor(selection, floor)
+          : item.framesAfterSnapshot(selection, floor, subscriber.snapshot)
         subscriber.lastWrite = frames?.length ?? 0
         if (frames !== undefined) {
           sink.write(frames)
@@ -306,12 +348,13 @@ export const make = (start: MessageId) =>
 
       // Scope.addFinalizer rather than acquireRelease: the latter keeps a copy of the fiber's
       // references for its finalizer, about 1 KB for every connected client.
-      subscribe: ({ after, selection, sink }) =>
+      subscribe: ({ after, selection, sink, snapshot }) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.scopeWith((scope) => {
           const floor = Option.match(after, { onNone: () => position, onSome: (id) => maxId(id, position) })
           const subscriber: Subscriber = {
             selection,
             floor,
+            snapshot,
             sink,
             lastWrite: 0,
             lastFlushed: sink.flushed(),

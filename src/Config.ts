@@ -5,6 +5,9 @@
 import { Config, ConfigError, Context, Duration, Either, Layer, LogLevel, Option, Redacted } from "effect"
 import { channelPatternSyntax } from "./ChannelPattern.js"
 
+/** What stands between the node and PostgreSQL: nothing, or a pooler in session or transaction mode. */
+export type DatabasePooler = "none" | "session" | "transaction"
+
 export interface Settings {
   readonly host: string
   readonly port: number
@@ -17,8 +20,15 @@ export interface Settings {
   readonly databaseTimeout: Duration.Duration
   readonly pollInterval: Duration.Duration
   readonly pollBatchSize: number
-  /** Poll as soon as PostgreSQL notifies an insert (LISTEN/NOTIFY), besides every pollInterval. */
+  /** Poll as soon as a node announces a write it committed (LISTEN/NOTIFY), besides every pollInterval. */
   readonly notifyWakeup: boolean
+  /**
+   * How often to ask PostgreSQL whether anything was written (an O(1) query), so that other
+   * systems' plain INSERTs are delivered promptly; zero: never.
+   */
+  readonly wakeupProbeInterval: Duration.Duration
+  /** `transaction`: the database is reached through a transaction-mode pooler (no LISTEN). */
+  readonly databasePooler: DatabasePooler
   /** The least time between the starts of two polls, so that a stream of notifications batches. */
   readonly wakeupMinGap: Duration.Duration
   /**
@@ -279,6 +289,13 @@ export const settings: Config.Config<Settings> = Config.all({
   pollBatchSize: integerBetween("POLL_BATCH_SIZE", 500, 1, 10_000),
   notifyWakeup: Config.boolean().pipe(Config.nested("NOTIFY_WAKEUP"), Config.withDefault(true)),
   wakeupMinGap: duration("WAKEUP_MIN_GAP", "10 millis", "0 millis", "10 seconds"),
+  wakeupProbeInterval: duration("WAKEUP_PROBE_INTERVAL", "50 millis", "0 millis", "1 hour").pipe(
+    Config.validate({
+      message: "must be 0 millis (no probe) or at least 5 millis",
+      validation: (interval) => Duration.toMillis(interval) === 0 || Duration.toMillis(interval) >= 5
+    })
+  ),
+  databasePooler: Config.literal("none", "session", "transaction")("DATABASE_POOLER").pipe(Config.withDefault("none" as const)),
   fanOutShare: Config.number().pipe(
     Config.validate({ message: "must be a number above 0 and at most 1, such as 0.25", validation: (share) => share > 0 && share <= 1 }),
     Config.nested("FANOUT_SHARE"),

@@ -13,6 +13,8 @@ import * as PgSocket from "./PgSocket.js"
 import createMessages from "./migrations/00001_create_messages.js"
 import retention from "./migrations/00002_retention.js"
 import notifyWakeup from "./migrations/00003_notify_wakeup.js"
+import quietWriters from "./migrations/00004_quiet_writers.js"
+import sqlFunctions from "./migrations/00005_sql_functions.js"
 
 export const databaseName = "pollcast"
 
@@ -72,7 +74,9 @@ export const migrate = PgMigrator.run({
   loader: PgMigrator.fromRecord({
     "00001_create_messages": createMessages,
     "00002_retention": retention,
-    "00003_notify_wakeup": notifyWakeup
+    "00003_notify_wakeup": notifyWakeup,
+    "00004_quiet_writers": quietWriters,
+    "00005_sql_functions": sqlFunctions
   })
 }).pipe(
   Effect.retry({ times: 3, schedule: Schedule.spaced("200 millis") }),

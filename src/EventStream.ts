@@ -23,10 +23,11 @@
  */
 import { Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Scope } from "effect"
 import { isNonEmptyReadonlyArray } from "effect/Array"
-import { Broadcast, bytesWritten, type CutOffReason, messageFrame, Selection, type Sink } from "./Broadcast.js"
+import { Broadcast, bytesWritten, type CutOffReason, messageFrameAfter, Selection, type Sink } from "./Broadcast.js"
 import { AppConfig } from "./Config.js"
 import type { MessageId } from "./Message.js"
 import { type Channels, MessageRepo } from "./MessageRepo.js"
+import type { ResumePoint, Snapshot } from "./Snapshot.js"
 import * as Sse from "./Sse.js"
 
 /** The client's end of the stream, as the HTTP server provides it. */
@@ -90,8 +91,11 @@ const controlBytes = [MetricLabel.make("kind", "control")]
 
 export interface OpenOptions {
   readonly channels: Channels
-  /** The id of the last message the client has (from Last-Event-ID); none: live from now. */
-  readonly lastEventId: Option.Option<MessageId>
+  /**
+   * The id of the last message the client has (from Last-Event-ID), with the snapshot it began
+   * from if it did (see Snapshot); none: live from now.
+   */
+  readonly lastEventId: Option.Option<ResumePoint>
   readonly connection: ClientConnection
 }
 
@@ -223,7 +227,14 @@ export const make = Effect.gen(function*() {
    * Writes the stored messages in (after, through] a page at a time, each page once the client has
    * taken the one before. A client that stops reading is cut off after CLIENT_STALL_TIMEOUT.
    */
-  const replay = (client: ClientStream, connection: ClientConnection, channels: Channels, after: MessageId, through: MessageId) =>
+  const replay = (
+    client: ClientStream,
+    connection: ClientConnection,
+    channels: Channels,
+    after: MessageId,
+    through: MessageId,
+    snapshot: Snapshot | undefined
+  ) =>
     Effect.iterate(Option.some(after), {
       while: (from): from is Option.Some<MessageId> =>
         Option.isSome(from) && from.value < through && !draining && client.open,
@@ -241,7 +252,7 @@ export const make = Effect.gen(function*() {
             }
             if (!isNonEmptyReadonlyArray(messages)) return Effect.succeed(Option.none<MessageId>())
             const next = Option.some(messages[messages.length - 1]!.id)
-            const page = Buffer.concat(messages.map(messageFrame))
+            const page = Buffer.concat(messages.flatMap((message) => messageFrameAfter(message, snapshot) ?? []))
             replayPages.unsafeUpdate(1, [])
             bytesWritten.unsafeUpdate(page.length, replayBytes)
             if (client.push(page)) return Effect.succeed(next)
@@ -265,16 +276,22 @@ export const make = Effect.gen(function*() {
   /**
    * Where a client resuming from `from` continues: from there, unless this database never issued
    * the id or retention has removed what follows it; then the client is told with a `reset` event.
-   * Replays up to what this node has fanned out, and returns the position replayed to.
+   * Replays up to what this node has fanned out, and returns the position replayed to, and the
+   * snapshot that still filters what follows (none after a reset).
    */
-  const resume = (client: ClientStream, connection: ClientConnection, channels: Channels, from: MessageId) =>
+  const resume = (client: ClientStream, connection: ClientConnection, channels: Channels, resumed: ResumePoint) =>
     Effect.gen(function*() {
       const reached = yield* broadcast.position
+      const from = resumed.after
       let start = from
-      if (from > reached) {
+      let snapshot = resumed.snapshot
+      // A snapshot this server has not reached was not taken on it: as for an id it never issued.
+      const unreached = snapshot !== undefined && snapshot.xmax > (yield* repo.transactionCounter)
+      if (from > reached || unreached) {
         // Ahead of this node's poller: fine if another node delivered it, unless no such message exists.
         const head = yield* repo.head
-        if (from > head) {
+        if (from > head || unreached) {
+          snapshot = undefined
           // It goes on from the newest message it follows (or where retention has deleted
           // through), not from the head: that would tell anyone how far every channel has got.
           // Nothing in its channels lies between there and the head.
@@ -290,13 +307,14 @@ export const make = Effect.gen(function*() {
           resets.unsafeUpdate(1, resetLabels.expired)
           client.push(resetFrame("expired", kept))
           start = kept
+          snapshot = undefined
         }
       }
       if (start < reached) {
-        yield* replay(client, connection, channels, start, reached)
-        return reached
+        yield* replay(client, connection, channels, start, reached, snapshot)
+        return { position: reached, snapshot }
       }
-      return start
+      return { position: start, snapshot }
     })
 
   const open = ({ channels, connection, lastEventId }: OpenOptions) => {
@@ -324,15 +342,18 @@ export const make = Effect.gen(function*() {
       )
       client.push(retryFrame)
       bytesWritten.unsafeUpdate(retryFrame.length, controlBytes)
-      let after = lastEventId
+      let after = Option.none<MessageId>()
+      let snapshot: Snapshot | undefined
       if (Option.isSome(lastEventId)) {
-        after = Option.some(yield* resume(client, connection, channels, lastEventId.value))
+        const resumed = yield* resume(client, connection, channels, lastEventId.value)
+        after = Option.some(resumed.position)
+        snapshot = resumed.snapshot
       }
       if (!client.open) return
       if (draining) return client.end()
-      const position = yield* broadcast.subscribe({ selection: shared.selection, after, sink: client })
+      const position = yield* broadcast.subscribe({ selection: shared.selection, after, snapshot, sink: client })
       if (Option.isSome(after) && position > after.value) {
-        yield* replay(client, connection, channels, after.value, position)
+        yield* replay(client, connection, channels, after.value, position, snapshot)
       }
       client.goLive()
     }).pipe(

@@ -16,7 +16,7 @@
  * order their requests arrived. An idle service writes each message at once, as it comes.
  */
 import { type Migrator, SqlClient, type SqlError, type Statement } from "@effect/sql"
-import { Array as Arr, Cause, Chunk, Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Schema, type Tracer } from "effect"
+import { Array as Arr, Cause, Chunk, Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Queue, Schema, Stream, type Tracer } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import pg from "pg"
 import {
@@ -28,7 +28,9 @@ import {
   messageIdParts,
   type NewMessage
 } from "./Message.js"
+import { AppConfig } from "./Config.js"
 import { migrate } from "./Database.js"
+import { wakeupChannel } from "./migrations/00003_notify_wakeup.js"
 
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{ readonly cause: SqlError.SqlError }> {
   override get message() {
@@ -84,6 +86,14 @@ export class ReplacedDatabaseError extends Data.TaggedError("ReplacedDatabaseErr
     return `The database was replaced by one whose transaction counter (${this.nextTxid}) is behind this node's ` +
       `position (${this.position}): restart every pollcast node on it`
   }
+}
+
+/** See MessageRepo.probe. */
+export interface Probe {
+  /** The highest id any INSERT has taken (committed or not), 0 before the first. */
+  readonly lastId: bigint
+  /** The oldest transaction still running: rows of older ones are final. */
+  readonly horizon: string
 }
 
 /** A write that failed: when, and the database's words. */
@@ -149,6 +159,18 @@ export class MessageRepo extends Context.Tag("pollcast/MessageRepo")<MessageRepo
   readonly recreateTables: (
     position: MessageId
   ) => Effect.Effect<void, DatabaseError | ReplacedDatabaseError | Migrator.MigrationError>
+  /** pollcast_position() in a transaction of its own: where a snapshot taken now has seen up to (see Snapshot). */
+  readonly position: Effect.Effect<string, DatabaseError>
+  /** The next transaction id the server will assign: every snapshot taken on it is below. */
+  readonly transactionCounter: Effect.Effect<bigint, DatabaseError>
+  /**
+   * What moves when rows are inserted or transactions end, read in O(1) (no table or index is
+   * touched): the identity sequence's last value, taken by every INSERT however it is written, and
+   * the delivery horizon. For the probe that wakes the poller (see Poller).
+   */
+  readonly probe: Effect.Effect<Probe, DatabaseError>
+  /** One element each time writes of this node have committed, for its own poller. */
+  readonly committed: Stream.Stream<void>
   /**
    * The latest write's failure, if the server refused it (a full disk fails writes while reads go
    * on); a write that could not reach the server leaves this as it was.
@@ -246,7 +268,7 @@ export const renumberRestored = Effect.gen(function*() {
 })
 
 /** Needs a Scope: the writers live in it. */
-export const make = Effect.gen(function*() {
+export const make = (announceCommits: boolean) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
   // A row that does not decode is a defect (the schema and the table disagree), not an outage.
@@ -317,6 +339,17 @@ export const make = Effect.gen(function*() {
     )
 
   let failingWrite = Option.none<WriteFailure>()
+  const committed = yield* Effect.acquireRelease(PubSub.sliding<void>(1), PubSub.shutdown)
+  // Other nodes learn of a commit from a notification sent after it, in a statement of its own: a
+  // transaction with nothing else to commit holds PostgreSQL's notification lock for microseconds,
+  // where a notification sent inside the writing transaction holds it until that commit is flushed,
+  // serialising every such commit on the server. Lost, it costs a probe interval.
+  const announce = announceCommits
+    ? sql`SELECT pg_notify(${wakeupChannel}, '')`.pipe(
+      Effect.asVoid,
+      Effect.catchAll((error) => Effect.logDebug(`Announcing a commit failed: ${error.message}`))
+    )
+    : Effect.void
   const pending = yield* Effect.acquireRelease(Queue.unbounded<PendingInsert>(), Queue.shutdown)
   const write = (batch: ReadonlyArray<PendingInsert>) =>
     insertAll(
@@ -339,7 +372,11 @@ export const make = Effect.gen(function*() {
           batch.forEach((insert, index) =>
             Deferred.unsafeDone(insert.stored, Exit.map(stored, (messages) => messages[index]!))
           )
+          return Exit.isSuccess(stored)
         })
+      ),
+      Effect.flatMap((stored) =>
+        stored ? Effect.zipRight(PubSub.publish(committed, undefined), announce) : Effect.void
       )
     )
   yield* Queue.takeBetween(pending, 1, maxRowsPerInsert).pipe(
@@ -480,9 +517,46 @@ export const make = Effect.gen(function*() {
         Effect.withSpan("MessageRepo.recreateTables")
       ),
 
+    probe: sql<{ readonly last_id: string; readonly horizon: string }>`
+      SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('messages', 'id')::regclass), 0)::text AS last_id,
+             pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`.pipe(
+      Effect.map(([row]) => ({ lastId: BigInt(row?.last_id ?? 0), horizon: row?.horizon ?? "" })),
+      databaseError
+    ),
+
+    committed: Stream.fromPubSub(committed),
+
+    position: sql<{ readonly position: string }>`SELECT pollcast_position() AS position`.pipe(
+      Effect.map(([row]) => row?.position ?? beginning),
+      databaseError
+    ),
+
+    transactionCounter: sql<{ readonly next: string }>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next`.pipe(
+      Effect.map(([row]) => BigInt(row?.next ?? 0)),
+      databaseError
+    ),
+
     failingWrite: Effect.sync(() => failingWrite)
   })
 })
 
 /** The repo, once the stored messages are known to belong to this server (see RestoredDatabaseError). */
-export const layer = Layer.scoped(MessageRepo, Effect.zipRight(checkTransactionIds, make))
+/** What pollcast_publish() checks bodies against: this node's MAX_BODY_BYTES (the last node started wins). */
+const recordSettings = (maxBodyBytes: number) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`
+      INSERT INTO pollcast_settings (max_body_bytes) VALUES (${maxBodyBytes})
+      ON CONFLICT (singleton) DO UPDATE SET max_body_bytes = excluded.max_body_bytes
+      WHERE pollcast_settings.max_body_bytes <> excluded.max_body_bytes`).pipe(
+      Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ cause })))
+    )
+
+export const layer = Layer.scoped(
+  MessageRepo,
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    yield* checkTransactionIds
+    yield* recordSettings(config.maxBodyBytes)
+    return yield* make(config.notifyWakeup)
+  })
+)

@@ -1,8 +1,10 @@
 /**
  * The poller: one query reads what is new for every channel, and the Broadcast fans it out. It
- * polls on every tick of `Schedule.fixed(POLL_INTERVAL)` and, with NOTIFY_WAKEUP, whenever
- * PostgreSQL notifies an insert (see Wakeups): a notification is an extra tick and never carries
- * data, so the interval stays the safety net for a notification lost or never sent.
+ * polls on every tick of `Schedule.fixed(POLL_INTERVAL)`, and is woken besides: at once by this
+ * node's own commits; with NOTIFY_WAKEUP, by other nodes' commits, which they announce after they
+ * commit (see Wakeups); and by the probe, every WAKEUP_PROBE_INTERVAL, which sees other systems'
+ * plain INSERTs without their doing anything (and without costing them anything). A wake-up is an
+ * extra tick and never carries data, so the interval stays the safety net for one lost.
  *
  * A tick starts a poll at once when none is running; while one runs, any number of ticks queue
  * exactly one more, so polls never overlap and a burst of inserts becomes a few polls, each
@@ -15,8 +17,8 @@ import { Clock, Context, Duration, Effect, Layer, Metric, MetricBoundaries, Opti
 import { isNonEmptyReadonlyArray, type NonEmptyReadonlyArray } from "effect/Array"
 import * as Broadcast from "./Broadcast.js"
 import { AppConfig } from "./Config.js"
-import type { Message, MessageId } from "./Message.js"
-import { MessageRepo } from "./MessageRepo.js"
+import { type Message, type MessageId, messageIdParts } from "./Message.js"
+import { MessageRepo, type Probe } from "./MessageRepo.js"
 import { Wakeups } from "./Wakeups.js"
 
 export interface PollerStatus {
@@ -24,6 +26,8 @@ export interface PollerStatus {
   readonly lastSuccessAt: number
   readonly consecutiveFailures: number
   readonly polls: number
+  /** Probes answered (WAKEUP_PROBE_INTERVAL). */
+  readonly probes: number
   /** The position the next poll reads after. */
   readonly position: MessageId
   /** Why only a restart lets this node deliver again, if it came to that (see ReplacedDatabaseError). */
@@ -54,6 +58,11 @@ export const pollRows = Metric.histogram(
   "Rows a successful poll returned"
 ).register()
 
+export const probesMade = Metric.counter("pollcast_wakeup_probes_total", {
+  description: "Probes of the database for writes (WAKEUP_PROBE_INTERVAL) that were answered",
+  incremental: true
+}).register()
+
 /** Capped exponential backoff for a database that does not answer. */
 export const backoff = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
 
@@ -74,6 +83,8 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
     const wakeups = yield* Wakeups
     // Time the fan-out took since the last tick was taken.
     let fanOutMillis = 0
+    // The highest id (sequence number) of every message read so far, for the probe.
+    let highestIdRead = 0n
 
     // The tables are gone: the database was dropped and created again under the node, which
     // would otherwise answer 503 for good. A start would create them; so does the poller, and goes
@@ -106,6 +117,10 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
       )
       yield* Metric.update(pollDuration, Duration.toSeconds(elapsed))
       yield* Metric.update(pollRows, messages.length)
+      for (const message of messages) {
+        const id = BigInt(messageIdParts(message.id).seq)
+        if (id > highestIdRead) highestIdRead = id
+      }
       yield* Metric.increment(polls)
       if (consecutiveFailures > 0) {
         yield* Effect.logInfo(`Polling recovered after ${consecutiveFailures} failed attempts`)
@@ -141,10 +156,37 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
         Stream.orDie
       )
 
-    // The ticks of the interval and of the wake-ups go into a queue of one that drops the rest:
-    // whatever arrives while a poll runs makes exactly one more.
+    // The probe: a poll when an INSERT has taken an id since the last probe (whoever wrote it,
+    // however), or when the horizon has moved while an id taken may not have been read yet (its
+    // transaction was still running at the last poll). A failed probe is passed over: the
+    // interval's poll reports an outage.
+    let previousProbe: Probe | undefined
+    const probed = (probe: Probe) => {
+      const moved = previousProbe === undefined || probe.lastId !== previousProbe.lastId ||
+        (probe.horizon !== previousProbe.horizon && probe.lastId > highestIdRead)
+      previousProbe = probe
+      return moved
+    }
+    const probes = Duration.toMillis(config.wakeupProbeInterval) === 0 ? Stream.never : Stream.fromSchedule(
+      Schedule.spaced(config.wakeupProbeInterval)
+    ).pipe(
+      Stream.mapEffect(() =>
+        Effect.option(Effect.tap(repo.probe, () =>
+          Effect.zipRight(Metric.increment(probesMade), Ref.update(status, (s) => ({ ...s, probes: s.probes + 1 })))))
+      ),
+      Stream.filter((probe) => Option.isSome(probe) && probed(probe.value))
+    )
+
+    // The ticks of the interval and of the wake-ups (this node's own commits, other nodes'
+    // announced ones, the probe) go into a queue of one that drops the rest: whatever arrives while
+    // a poll runs makes exactly one more.
     const ticks = yield* Queue.dropping<void>(1)
-    yield* Stream.merge(Stream.fromSchedule(Schedule.fixed(config.pollInterval)), wakeups.ticks).pipe(
+    yield* Stream.mergeAll([
+      Stream.fromSchedule(Schedule.fixed(config.pollInterval)),
+      repo.committed,
+      wakeups.ticks,
+      probes
+    ], { concurrency: "unbounded" }).pipe(
       Stream.runForEach(() => Queue.offer(ticks, undefined)),
       Effect.forkScoped
     )
@@ -176,6 +218,7 @@ const make = (start: MessageId) =>
       lastSuccessAt: yield* Clock.currentTimeMillis,
       consecutiveFailures: 0,
       polls: 0,
+      probes: 0,
       position: start,
       restartNeeded: Option.none()
     })

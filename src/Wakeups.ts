@@ -1,7 +1,10 @@
 /**
- * Wake-ups for the poller: the notifications the messages table's trigger sends whenever an INSERT
- * commits (migration 00003), received on a LISTEN connection of their own. A wake-up only says
- * "poll now": the poll still reads every row, so a lost one costs at most one POLL_INTERVAL.
+ * Wake-ups for the poller from other nodes: the notification each node sends after its writes
+ * commit (see MessageRepo; writers who accept the cost may send it from their own transactions, see
+ * the README), received on a LISTEN connection of its own. A wake-up only says "poll now": the
+ * poll still reads every row, so a lost one costs at most a probe or a POLL_INTERVAL. A
+ * transaction-mode pooler cannot hold a LISTEN (its session is lent to whoever asks next): with
+ * DATABASE_POOLER=transaction the node does not listen, and says so at start-up.
  *
  * The connection is a `pg` Client of its own, outside the pool, held in a Scope; when it drops it
  * is re-established with backoff, with one log line when it is lost and one when it is back.
@@ -186,7 +189,18 @@ export const live = Layer.scoped(
   Effect.flatMap(PgClient.PgClient, (client) => make(connectionConfig(client.config)))
 )
 
-/** Live unless NOTIFY_WAKEUP is off. */
+/** Live unless NOTIFY_WAKEUP is off or the database is reached through a transaction-mode pooler. */
 export const layer = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) => (config.notifyWakeup ? live : Wakeups.disabled))
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    if (!config.notifyWakeup) return Wakeups.disabled
+    if (config.databasePooler !== "transaction") return live
+    const probe = Duration.toMillis(config.wakeupProbeInterval) === 0
+      ? "nothing but POLL_INTERVAL wakes the poller (WAKEUP_PROBE_INTERVAL is 0): other nodes' messages wait for it"
+      : `the probe (every ${Duration.format(config.wakeupProbeInterval)}, WAKEUP_PROBE_INTERVAL) wakes the poller instead`
+    yield* Effect.logInfo(
+      `DATABASE_POOLER=transaction: not listening for other nodes' wake-ups (a transaction-mode pooler cannot hold a LISTEN); ${probe}`
+    )
+    return Wakeups.disabled
+  })
 )

@@ -8,7 +8,7 @@
 import { HttpApi, HttpApiBuilder } from "@effect/platform"
 import { NodeHttpServer, NodeHttpServerRequest, NodeRuntime } from "@effect/platform-node"
 import { HttpServerRequest } from "@effect/platform"
-import { ConfigProvider, Effect, Layer, LogLevel, Option } from "effect"
+import { ConfigProvider, Effect, Layer, LogLevel, Option, Stream } from "effect"
 import * as NodeHttp from "node:http"
 import * as Api from "../../src/Api.js"
 import { AppConfig } from "../../src/Config.js"
@@ -16,7 +16,7 @@ import * as Messages from "../../src/Http/Messages.js"
 import * as RequestLog from "../../src/Http/RequestLog.js"
 import * as Logging from "../../src/Logging.js"
 import * as RequestPolicy from "../../src/Http/RequestPolicy.js"
-import { Message, messageId } from "../../src/Message.js"
+import { beginning, Message, messageId } from "../../src/Message.js"
 import { MessageRepo } from "../../src/MessageRepo.js"
 
 const mode = process.argv[2] === "builder" ? "builder" : process.argv[2] === "logged" ? "logged" : "router"
@@ -33,6 +33,10 @@ const repo = Layer.succeed(MessageRepo, MessageRepo.of({
   prune: () => Effect.succeed({ deleted: 0, young: 0, more: false }),
   ping: Effect.void,
   recreateTables: () => Effect.void,
+  probe: Effect.succeed({ lastId: 0n, horizon: "0" }),
+  position: Effect.succeed(beginning),
+  transactionCounter: Effect.succeed(2n ** 62n),
+  committed: Stream.never,
   failingWrite: Effect.succeed(Option.none())
 }))
 

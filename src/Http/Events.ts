@@ -10,12 +10,13 @@
  * in a Scope closed with its connection.
  */
 import { Headers, HttpTraceContext } from "@effect/platform"
-import { Cause, type Context, Effect, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
+import { Cause, type Context, Effect, Either, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
 import type * as NodeHttp from "node:http"
 import type * as Net from "node:net"
 import { type ClientConnection, EventStream } from "../EventStream.js"
-import { idRule, MessageId } from "../Message.js"
+import { idRule } from "../Message.js"
 import type { Channels } from "../MessageRepo.js"
+import { parseResumePoint, type ResumePoint } from "../Snapshot.js"
 import * as Sse from "../Sse.js"
 import { InvalidRequest, writeAnswer } from "./HttpErrors.js"
 import { ChannelsParam, channelsOf } from "./Params.js"
@@ -28,7 +29,6 @@ const EventsParams = Schema.Struct({
 })
 
 const decodeParams = Schema.decodeUnknownEither(EventsParams)
-const decodeMessageId = Schema.decodeUnknownEither(MessageId)
 
 export const path = "/events"
 
@@ -55,17 +55,18 @@ const parse = (request: NodeHttp.IncomingMessage) => {
   // whatever lastEventId it began with: the header wins.
   const header = nonEmpty(request.headers["last-event-id"] as string | undefined)
   const [source, raw] = header !== undefined ? ["Last-Event-ID", header] : ["lastEventId", nonEmpty(params.right.lastEventId)]
-  if (raw === undefined) return { channels: channelsOf(params.right.channel), lastEventId: Option.none<MessageId>() }
-  const id = decodeMessageId(raw)
-  if (id._tag === "Left") {
+  if (raw === undefined) return { channels: channelsOf(params.right.channel), lastEventId: Option.none<ResumePoint>() }
+  const resumed = parseResumePoint(raw)
+  if (Either.isLeft(resumed)) {
     return {
       error: new InvalidRequest({
         field: source,
-        message: `${source}: must be the id of a message sent by pollcast (${idRule})`
+        message: `${source}: must be the id of a message sent by pollcast (${idRule}), or a position from ` +
+          `pollcast_position() or GET /position: ${resumed.left}`
       })
     }
   }
-  return { channels: channelsOf(params.right.channel), lastEventId: Option.some(id.right) }
+  return { channels: channelsOf(params.right.channel), lastEventId: Option.some(resumed.right) }
 }
 
 const streamHeaders: NodeHttp.OutgoingHttpHeaders = {
@@ -152,7 +153,7 @@ const expiredFrame = new TextEncoder().encode(Sse.comment("The access token expi
 
 interface StreamRequest {
   readonly channels: Channels
-  readonly lastEventId: Option.Option<MessageId>
+  readonly lastEventId: Option.Option<ResumePoint>
 }
 
 /**

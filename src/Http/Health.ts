@@ -74,6 +74,7 @@ export const routes = Effect.gen(function*() {
       subscribers: yield* broadcast.subscribers,
       position: yield* broadcast.position,
       polls: status.polls,
+      probes: status.probes,
       lastPollAt: new Date(status.lastSuccessAt).toISOString(),
       consecutivePollFailures: status.consecutiveFailures,
       wakeup: yield* wakeups.status,

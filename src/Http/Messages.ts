@@ -18,6 +18,10 @@ import { RequestPolicy } from "./RequestPolicy.js"
  */
 export const maxRequestBytes = (maxBodyBytes: number) => 6 * maxBodyBytes + 2048
 
+const PositionParams = Schema.Struct({
+  channel: Schema.optional(ChannelsParam)
+})
+
 const HistoryParams = Schema.Struct({
   channel: Schema.optional(ChannelsParam),
   after: Schema.optional(MessageId),
@@ -176,8 +180,21 @@ export const routes = Effect.gen(function*() {
     })
   })
 
+  // The position of a snapshot taken now (see Snapshot), for a client that is about to read and then
+  // follow. It names no channel's content, but the caller must be allowed to read the ones it gives.
+  const position = Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const params = yield* HttpServerRequest.schemaSearchParams(PositionParams).pipe(
+      Effect.mapError((error) => InvalidRequest.fromParseError(error, "The query"))
+    )
+    yield* policy.reader(NodeHttpServerRequest.toIncomingMessage(request), channelsOf(params.channel))
+    const now = yield* repo.position.pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
+    return HttpServerResponse.unsafeJson({ position: now })
+  })
+
   return HttpRouter.empty.pipe(
     HttpRouter.post("/messages", publish),
-    HttpRouter.get("/messages", history)
+    HttpRouter.get("/messages", history),
+    HttpRouter.get("/position", position)
   )
 })

@@ -28,7 +28,7 @@ export const requestDuration = Metric.histogram(
   "Time from a request's arrival to the end of its answer, by method and route (not GET /events)"
 )
 
-const routes = new Set(["/messages", "/events", "/healthz", "/readyz", "/stats", "/metrics", "/openapi.json", "/docs", "/"])
+const routes = new Set(["/messages", "/events", "/position", "/healthz", "/readyz", "/stats", "/metrics", "/openapi.json", "/docs", "/"])
 
 /** The route a path belongs to: a small fixed set, so that labels cannot grow with what clients send. */
 export const routeOf = (path: string) =>

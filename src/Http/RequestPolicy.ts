@@ -242,7 +242,8 @@ export const make = Effect.gen(function*() {
     const refused = hostRefusal(request)
     if (refused !== undefined) return refused
     const path = pathOf(request.url)
-    if (path !== "/messages" && path !== "/events") return noHeaders
+    if (path !== "/messages" && path !== "/events" && path !== "/position") return noHeaders
+    const readOnly = path !== "/messages"
     const origin = header(request, "origin")
     const preflight = request.method === "OPTIONS"
     if (origin !== undefined && (anyOrigin || allowedOrigins.has(origin))) {
@@ -254,7 +255,7 @@ export const make = Effect.gen(function*() {
           status: 204,
           headers: {
             ...headers,
-            "access-control-allow-methods": path === "/events" ? "GET" : "GET, POST",
+            "access-control-allow-methods": readOnly ? "GET" : "GET, POST",
             "access-control-allow-headers": "authorization, content-type, last-event-id",
             "access-control-max-age": "600"
           },
@@ -268,7 +269,7 @@ export const make = Effect.gen(function*() {
     // Nothing to add to a same-origin answer: a header set here would also make Node keep a copy
     // of all the answer's headers for as long as an event stream lasts (about 0.5 KB).
     return preflight
-      ? { headers: {}, answer: { status: 204, headers: { allow: path === "/events" ? "GET, OPTIONS" : "GET, POST, OPTIONS" }, body: undefined } }
+      ? { headers: {}, answer: { status: 204, headers: { allow: readOnly ? "GET, OPTIONS" : "GET, POST, OPTIONS" }, body: undefined } }
       : noHeaders
   }
 

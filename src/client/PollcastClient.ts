@@ -35,7 +35,10 @@ export interface ClientOptions {
 export interface EventsOptions {
   /** The channels to follow; none: every channel. */
   readonly channels?: ReadonlyArray<Channel | string> | undefined
-  /** Resume after this message (from a history page's `lastEventId`, say); none: from now. */
+  /**
+   * Resume after this message (from a history page's `lastEventId`, say), or from a position
+   * (`position()`, or `pollcast_position()` in your own transaction); none: from now.
+   */
   readonly lastEventId?: MessageId | string | undefined
   /** Told when the server sends a `reset` event (by default: a warning in the log). */
   readonly onReset?: ((reset: Reset) => Effect.Effect<void>) | undefined
@@ -86,6 +89,7 @@ const clientApi = Api.make(largestBody)
 // Plain strings are checked by the declaration's schemas (a ParseError) before anything is sent.
 const checkMessage = Schema.decodeUnknown(NewMessageRequest(largestBody))
 const checkHistory = Schema.decodeUnknown(Schema.typeSchema(Api.HistoryParams))
+const checkPosition = Schema.decodeUnknown(Schema.typeSchema(Api.PositionParams))
 
 const reconnection = Schedule.exponential("100 millis").pipe(
   Schedule.union(Schedule.spaced("5 seconds")),
@@ -111,7 +115,10 @@ export const make = (options: ClientOptions) =>
       Message,
       EventsRefused
     > => {
+      // What Last-Event-ID carries (the server's SSE id: after a position, a message id followed by
+      // the snapshot), and the newest message yielded, which nothing yielded may come before.
       let cursor = Option.fromNullable(lastEventId)
+      let newest = Option.map(cursor, (id) => id.split("@")[0]!)
       const tellReset = onReset ??
         ((reset: Reset) =>
           Effect.logWarning(
@@ -123,6 +130,7 @@ export const make = (options: ClientOptions) =>
           return decodeReset(event.data).pipe(
             Effect.tap((reset) => {
               cursor = Option.some(reset.lastEventId)
+              newest = Option.some(reset.lastEventId)
               return tellReset(reset)
             }),
             Effect.as(Option.none<Message>()),
@@ -132,8 +140,9 @@ export const make = (options: ClientOptions) =>
         if (event.event !== "message") return Effect.succeed(Option.none())
         return decodeMessage(event.data).pipe(
           Effect.map((message) => {
-            if (Option.isSome(cursor) && message.id <= cursor.value) return Option.none()
-            cursor = Option.some(message.id)
+            if (Option.isSome(newest) && message.id <= newest.value) return Option.none()
+            newest = Option.some(message.id)
+            cursor = Option.some(event.id ?? message.id)
             return Option.some(message)
           }),
           Effect.orDie
@@ -200,6 +209,15 @@ export const make = (options: ClientOptions) =>
       history: (params: HistoryInput = {}) =>
         Effect.flatMap(checkHistory(params), (urlParams) => api.messages.history({ urlParams })),
       events,
+      /**
+       * GET /position: where a snapshot taken now has seen up to; `events` from it delivers what
+       * it did not see. For `channels` the token may read (none: every channel).
+       */
+      position: (channels: ReadonlyArray<Channel | string> = []) =>
+        Effect.flatMap(
+          checkPosition({ channel: channels.length === 0 ? undefined : channels }),
+          (urlParams) => Effect.map(api.events.position({ urlParams }), (answer) => answer.position)
+        ),
       /** Every endpoint of the declaration, as HttpApiClient makes them. */
       api
     }

@@ -84,6 +84,9 @@ const elsewhere = new Set([
   "messages.publish 503",
   "messages.history 503",
   "operations.readyz 503",
+  // A database replaced under the node: Recreated.test.ts. The database unreachable: Outage.test.ts.
+  "operations.healthz 503",
+  "events.position 503",
   "operations.metrics 503",
   "operations.stats 503"
 ])
@@ -190,6 +193,23 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
         const guarded = yield* TestNode.start({ AUTH_SECRET: Tokens.secret })
         expect(yield* events("?channel=a", {}, guarded)).toBe(401)
         expect(yield* events("?channel=a", bearer(yield* token({ subscribe: ["b"] })), guarded)).toBe(403)
+      }))
+
+    it.scoped("GET /position", () =>
+      Effect.gen(function*() {
+        const open = yield* TestNode.start()
+        const position = (query: string, headers: Record<string, string> = {}, node = open) =>
+          Effect.map(send(node.url(`/position${query}`), { headers }), (answer) => {
+            conforms("events.position", answer)
+            return answer.status
+          })
+        expect(yield* position("?channel=a")).toBe(200)
+        expect(yield* position("?channel=no%20spaces")).toBe(400)
+        expect(yield* position("", { origin: "https://elsewhere.example" })).toBe(403)
+        const guarded = yield* TestNode.start({ AUTH_SECRET: Tokens.secret })
+        expect(yield* position("?channel=a", {}, guarded)).toBe(401)
+        expect(yield* position("?channel=a", bearer(yield* token({ subscribe: ["b"] })), guarded)).toBe(403)
+        expect(yield* position("?channel=b", bearer(yield* token({ subscribe: ["b"] })), guarded)).toBe(200)
       }))
 
     it.scoped("the operations endpoints, and an unknown route", () =>

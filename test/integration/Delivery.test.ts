@@ -3,9 +3,9 @@
  */
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Random, Scope } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import * as Net from "node:net"
-import { messageIdParts } from "../../src/Message.js"
+import * as GapFree from "../support/GapFree.js"
 import * as SseClient from "../support/SseClient.js"
 import * as TestClient from "../support/TestClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
@@ -21,83 +21,10 @@ const settle = Effect.sleep("250 millis")
 
 layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("delivery", (it) => {
   it.scoped("delivers a row committed after later ones to every subscriber, exactly once, in one order", () =>
-    Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const node = yield* TestNode.start()
-      const clients = yield* Effect.all(
-        [1, 2, 3].map(() => SseClient.connected(node.url("/events?channel=gap-free")))
-      )
-
-      // Another system holds a transaction open after writing a row.
-      const written = yield* Deferred.make<string>()
-      const commit = yield* Deferred.make<void>()
-      const slowWriter = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
-        const rows = yield* sql<{ id: string }>`
-          INSERT INTO messages (channel, author, body) VALUES ('gap-free', 'slow system', 'A') RETURNING id::text AS id`
-        yield* Deferred.succeed(written, rows[0]!.id)
-        yield* Deferred.await(commit)
-      })))
-      const slowSequence = yield* Deferred.await(written)
-
-      // Later rows commit first: through the API, and with plain SQL.
-      const b = yield* post(node, { channel: "gap-free", body: "B" })
-      yield* sql`INSERT INTO messages (channel, author, body) VALUES ('gap-free', 'other system', 'C')`
-      yield* post(node, { channel: "gap-free", body: "D" })
-      // The trap: A's sequence number is below B's, so a poller reading "id > last seen" after B
-      // would never see A.
-      expect(BigInt(slowSequence)).toBeLessThan(BigInt(messageIdParts(b.id).seq))
-
-      // While A's transaction is open, B, C and D are held back, not sent ahead of it.
-      yield* Effect.sleep("300 millis")
-      for (const client of clients) expect(client.bodies()).toEqual([])
-
-      yield* Deferred.succeed(commit, undefined)
-      yield* Fiber.join(slowWriter)
-      for (const client of clients) yield* client.waitUntil(() => client.messages.length >= 4)
-      yield* settle
-      const order = clients[0]!.messages.map((message) => message.id)
-      for (const client of clients) {
-        expect(client.bodies()).toEqual(["A", "B", "C", "D"])
-        expect(client.messages.map((message) => message.id)).toEqual(order)
-      }
-    }))
+    GapFree.heldBack(TestNode.start()))
 
   it.scoped("gives every client of a node the same messages in the same order under concurrent writers", () =>
-    Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const node = yield* TestNode.start()
-      const channels = ["cw-1", "cw-2", "cw-3"]
-      const everything = yield* Effect.all([1, 2].map(() =>
-        SseClient.connected(node.url(`/events?${channels.map((c) => `channel=${c}`).join("&")}`))
-      ))
-      const first = yield* SseClient.connected(node.url("/events?channel=cw-1"))
-      const others = yield* SseClient.connected(node.url("/events?channel=cw-2&channel=cw-3"))
-
-      const perWriter = 40
-      const apiWriters = channels.map((channel) =>
-        Effect.forEach(Array.from({ length: perWriter }, (_, i) => i), (i) =>
-          post(node, { channel, body: `${channel} #${i}` }))
-      )
-      // Plain SQL, two rows a transaction, each held open for a random moment.
-      const sqlWriter = Effect.forEach(Array.from({ length: perWriter / 2 }, (_, i) => i), (i) =>
-        sql.withTransaction(Effect.gen(function*() {
-          yield* sql`INSERT INTO messages (channel, author, body) VALUES ('cw-2', 'sql', ${`sql #${i}a`})`
-          yield* Effect.sleep(`${yield* Random.nextIntBetween(0, 30)} millis`)
-          yield* sql`INSERT INTO messages (channel, author, body) VALUES ('cw-3', 'sql', ${`sql #${i}b`})`
-        })))
-      yield* Effect.all([...apiWriters, sqlWriter], { concurrency: "unbounded", discard: true })
-
-      const total = channels.length * perWriter + perWriter
-      for (const client of everything) yield* client.waitUntil(() => client.messages.length >= total)
-      yield* settle
-      const order = everything[0]!.messages.map((message) => message.id)
-      expect(new Set(order).size).toBe(total)
-      expect([...order].sort()).toEqual(order)
-      expect(everything[1]!.messages.map((message) => message.id)).toEqual(order)
-      const sent = everything[0]!.messages
-      expect(first.messages.map((m) => m.id)).toEqual(sent.filter((m) => m.channel === "cw-1").map((m) => m.id))
-      expect(others.messages.map((m) => m.id)).toEqual(sent.filter((m) => m.channel !== "cw-1").map((m) => m.id))
-    }))
+    GapFree.concurrentWriters(TestNode.start()))
 
   it.scoped("resumes from Last-Event-ID on any node with exactly what was missed, in order, once", () =>
     Effect.gen(function*() {

@@ -33,6 +33,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("data
       yield* proxy.cut
       // The node cannot write or read, and says so.
       expect(yield* publish("lost?")).toBe(503)
+      expect(yield* status(node.url("/position"))).toBe(503)
       yield* SseClient.eventually(status(node.url("/readyz")), (code) => code === 503, "15 seconds", "readyz to fail")
       expect(yield* status(node.url("/healthz"))).toBe(200)
       // Other systems, which still reach the database, go on writing.

@@ -1,6 +1,7 @@
 /**
  * Guarantee 2 against a real PostgreSQL: the database sees one query per poll interval per node,
- * whatever the number of clients, and a backlog is drained by polling again at once.
+ * and one per probe interval, whatever the number of clients, and a backlog is drained by polling
+ * again at once.
  */
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
@@ -19,8 +20,8 @@ const committed = Effect.gen(function*() {
   return Number(rows[0]!.count)
 }).pipe(Effect.orDie)
 
-const pollsOf = (node: TestNode.TestNode) =>
-  Effect.promise(async () => ((await (await fetch(node.url("/stats"))).json()) as { polls: number }).polls)
+const queriesOf = (node: TestNode.TestNode) =>
+  Effect.promise(async () => (await (await fetch(node.url("/stats"))).json()) as { polls: number; probes: number })
 
 /**
  * Polls counted by the node, and transactions counted by PostgreSQL, over `window`. The database's
@@ -30,11 +31,13 @@ const pollsOf = (node: TestNode.TestNode) =>
 const measure = (node: TestNode.TestNode, window: Duration.DurationInput) =>
   Effect.gen(function*() {
     yield* Effect.sleep("1100 millis") // let earlier activity reach the statistics
-    const polls = yield* pollsOf(node)
+    const before = yield* queriesOf(node)
     const transactions = yield* committed
     yield* Effect.sleep(window)
+    const after = yield* queriesOf(node)
     return {
-      polls: (yield* pollsOf(node)) - polls,
+      polls: after.polls - before.polls,
+      probes: after.probes - before.probes,
       // The first statistics read is itself a transaction.
       transactions: (yield* committed) - transactions - 1
     }
@@ -43,7 +46,7 @@ const measure = (node: TestNode.TestNode, window: Duration.DurationInput) =>
 layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("polling", (it) => {
   it.scoped("makes one query per interval for all channels, with no clients or with two hundred", () =>
     Effect.gen(function*() {
-      const node = yield* TestNode.start({ POLL_INTERVAL: "200 millis" })
+      const node = yield* TestNode.start({ POLL_INTERVAL: "200 millis", WAKEUP_PROBE_INTERVAL: "100 millis" })
       const idle = yield* measure(node, "3 seconds")
 
       yield* Effect.forEach(
@@ -53,12 +56,14 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("poll
       )
       const busy = yield* measure(node, "3 seconds")
 
-      // About 15 polls in 3 seconds either way, and the database saw those queries and no more:
-      // not one per client or per channel (that would be hundreds).
+      // About 15 polls and 30 probes in 3 seconds either way, and the database saw those queries
+      // and no more: not one per client or per channel (that would be hundreds).
       for (const run of [idle, busy]) {
         expect(run.polls).toBeGreaterThanOrEqual(8)
         expect(run.polls).toBeLessThanOrEqual(16)
-        expect(Math.abs(run.transactions - run.polls)).toBeLessThanOrEqual(6)
+        expect(run.probes).toBeGreaterThanOrEqual(15)
+        expect(run.probes).toBeLessThanOrEqual(31)
+        expect(Math.abs(run.transactions - run.polls - run.probes)).toBeLessThanOrEqual(20)
       }
       expect(busy.transactions).toBeLessThanOrEqual(idle.transactions + 10)
     }))
@@ -68,13 +73,13 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("poll
       const sql = yield* SqlClient.SqlClient
       const node = yield* TestNode.start({ POLL_INTERVAL: "3 seconds", POLL_BATCH_SIZE: "100" })
       const client = yield* SseClient.connected(node.url("/events?channel=backlog"))
-      const polls = yield* pollsOf(node)
+      const polls = yield* Effect.map(queriesOf(node), (queries) => queries.polls)
       yield* sql`
         INSERT INTO messages (channel, author, body)
         SELECT 'backlog', 'bulk', 'message ' || n FROM generate_series(1, 1000) AS n`
       // Ten full batches; at one batch per tick that would take 30 seconds.
       yield* client.waitUntil(() => client.messages.length === 1000, "6 seconds")
       expect(client.bodies()).toEqual(Array.from({ length: 1000 }, (_, i) => `message ${i + 1}`))
-      expect((yield* pollsOf(node)) - polls).toBeLessThanOrEqual(13)
+      expect((yield* Effect.map(queriesOf(node), (queries) => queries.polls)) - polls).toBeLessThanOrEqual(13)
     }))
 })

@@ -1,7 +1,9 @@
 /**
- * Wake-up by LISTEN/NOTIFY against a real PostgreSQL, with POLL_INTERVAL at 10 seconds: what is
- * inserted reaches subscribers at once, the poll still decides what is delivered, and when the
- * LISTEN connection is lost, delivery keeps to the interval until it is back.
+ * Wake-up against a real PostgreSQL, with POLL_INTERVAL at 10 seconds: a POST reaches subscribers at
+ * once on every node (its node's own commit, announced after it to the others), a plain SQL INSERT
+ * within a probe, and writers' transactions send no notification. The poll still decides what is
+ * delivered; when the LISTEN connection is lost, announced writes wait for the interval (or a probe)
+ * until it is back.
  *
  * "At once" is asserted as within 3 seconds: two messages in a row each within 3 seconds cannot be
  * delivered by ticks 10 seconds apart, and a loaded machine has room to spare.
@@ -9,6 +11,7 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Redacted } from "effect"
+import pg from "pg"
 import { inject } from "vitest"
 import * as Database from "../../src/Database.js"
 import type { WakeupStatus } from "../../src/Wakeups.js"
@@ -37,6 +40,30 @@ const startNode = (settings: Record<string, string> = {}, options: TestNode.Star
 const insert = (channel: string, body: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql`INSERT INTO messages (channel, author, body) VALUES (${channel}, 'other system', ${body})`)
+
+/** A writer who chose to wake nodes from its own transaction (and pays for it, see the README). */
+const insertAnnounced = (channel: string, body: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(Effect.zipRight(
+      sql`INSERT INTO messages (channel, author, body) VALUES (${channel}, 'other system', ${body})`,
+      sql`SELECT pg_notify('pollcast_messages_inserted', '')`
+    )))
+
+/** The notifications a LISTEN of our own receives on the wake-up channel, for as long as the scope lasts. */
+const overheard = Effect.gen(function*() {
+  const database = yield* TestDatabase.TestDatabase
+  const heard: Array<string> = []
+  const client = new pg.Client({ connectionString: Redacted.value(database.url) })
+  yield* Effect.acquireRelease(
+    Effect.promise(async () => {
+      await client.connect()
+      client.on("notification", (notification) => heard.push(notification.channel))
+      await client.query("LISTEN pollcast_messages_inserted")
+    }),
+    () => Effect.promise(() => client.end())
+  )
+  return heard
+})
 
 /** The backends of nodes listening for wake-ups on this file's database. */
 const listeners = Effect.gen(function*() {
@@ -102,16 +129,36 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("wake
       for (const client of clients) expect(client.bodies()).toEqual(["via the first node", "via SQL"])
     }))
 
+  it.scoped("sends no notification from writers' transactions, and one after each of its own commits", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const node = yield* startNode()
+      const heard = yield* overheard
+      const client = yield* SseClient.connected(node.url("/events?channel=quiet"))
+      // No trigger is left on the table, for databases made before too (a migration drops it).
+      const triggers = yield* sql`SELECT tgname FROM pg_trigger WHERE tgrelid = 'messages'::regclass AND NOT tgisinternal`
+      expect(triggers).toEqual([])
+
+      yield* insert("quiet", "plain")
+      yield* client.waitUntil(() => client.messages.length === 1, instant)
+      expect(heard).toEqual([])
+      yield* post(node, { channel: "quiet", body: "posted" })
+      yield* client.waitUntil(() => client.messages.length === 2, instant)
+      yield* SseClient.waitUntil(() => heard.length === 1, "5 seconds", "the announcement")
+      expect(client.bodies()).toEqual(["plain", "posted"])
+    }))
+
   it.scoped("falls back to the interval while the LISTEN connection is down, and is instant again once it is back", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const database = yield* TestDatabase.TestDatabase
       const logs: Array<string> = []
-      const node = yield* startNode({}, { logs })
+      // No probe: announced writes then wait for the LISTEN connection or the interval.
+      const node = yield* startNode({ WAKEUP_PROBE_INTERVAL: "0 millis" }, { logs })
       // What start-up says (access control off, say) is not the outage's to count.
       const startUp = logs.length
       const client = yield* SseClient.connected(node.url("/events?channel=outage"))
-      yield* insert("outage", "before")
+      yield* insertAnnounced("outage", "before")
       yield* client.waitUntil(() => client.messages.length === 1, instant)
 
       // The LISTEN connection is killed, and the database refuses new connections for a while
@@ -132,14 +179,14 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("wake
       expect(readyz).toMatchObject({ status: "ready", wakeup: "reconnecting" })
 
       // Unannounced, it still arrives, at the next tick of the interval.
-      yield* insert("outage", "while down")
+      yield* insertAnnounced("outage", "while down")
       yield* client.waitUntil(() => client.messages.length === 2, "12 seconds")
       expect((yield* wakeupOf(node)).state).toBe("reconnecting")
 
       yield* allowConnections(true)
       yield* listening(node)
       for (const body of ["after 1", "after 2"]) {
-        yield* insert("outage", body)
+        yield* insertAnnounced("outage", body)
         yield* client.waitUntil(() => client.bodies().includes(body), instant)
       }
       expect(client.bodies()).toEqual(["before", "while down", "after 1", "after 2"])
@@ -154,7 +201,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("wake
   it.scoped("holds no LISTEN connection with NOTIFY_WAKEUP=false, and delivers at the interval", () =>
     Effect.gen(function*() {
       const before = (yield* listeners).length
-      const node = yield* TestNode.start({ POLL_INTERVAL: "500 millis", NOTIFY_WAKEUP: "false" })
+      const node = yield* TestNode.start({ POLL_INTERVAL: "500 millis", NOTIFY_WAKEUP: "false", WAKEUP_PROBE_INTERVAL: "0 millis" })
       expect(yield* wakeupOf(node)).toMatchObject({ state: "disabled" })
       expect((yield* listeners).length).toBeLessThanOrEqual(before)
       const client = yield* SseClient.connected(node.url("/events?channel=interval-only"))

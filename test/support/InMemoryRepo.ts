@@ -3,7 +3,7 @@
  * final at once. Polls can be made slow (on the Clock, so TestClock drives them) or failing, and
  * are counted.
  */
-import { Duration, Effect, Layer, Option } from "effect"
+import { Duration, Effect, Layer, Option, PubSub, Stream } from "effect"
 import { DatabaseError, MessageRepo } from "../../src/MessageRepo.js"
 import { SqlError } from "@effect/sql/SqlError"
 import { beginning, type Channel, Message, type MessageId, messageId } from "../../src/Message.js"
@@ -13,6 +13,9 @@ export interface InMemoryRepo {
   readonly add: (channel: string, body: string) => Message
   readonly messages: ReadonlyArray<Message>
   readonly polls: () => number
+  readonly probes: () => number
+  /** Tells the poller that this node's writes have committed, as the real repo does. */
+  readonly commit: () => void
   readonly maxConcurrentPolls: () => number
   readonly setFailing: (failing: boolean) => void
   /** Polls die (a defect, as from a bug) rather than fail. */
@@ -25,6 +28,8 @@ export interface InMemoryRepo {
 export const make = (): InMemoryRepo => {
   const messages: Array<Message> = []
   let polls = 0
+  let probes = 0
+  const commits = Effect.runSync(PubSub.unbounded<void>())
   let running = 0
   let maxConcurrentPolls = 0
   let failing = false
@@ -87,6 +92,14 @@ export const make = (): InMemoryRepo => {
     prune: () => Effect.die("not used by these tests"),
     ping: Effect.void,
     recreateTables: () => Effect.void,
+    // Every message is final at once: the horizon never holds anything back.
+    probe: Effect.sync(() => {
+      probes++
+      return { lastId: BigInt(sequence), horizon: "0" }
+    }),
+    position: Effect.succeed(beginning),
+    transactionCounter: Effect.succeed(2n ** 62n),
+    committed: Stream.fromPubSub(commits),
     failingWrite: Effect.succeed(Option.none())
   })
 
@@ -95,6 +108,10 @@ export const make = (): InMemoryRepo => {
     add,
     messages,
     polls: () => polls,
+    probes: () => probes,
+    commit: () => {
+      commits.unsafeOffer(undefined)
+    },
     maxConcurrentPolls: () => maxConcurrentPolls,
     setFailing: (value) => {
       failing = value

@@ -24,6 +24,8 @@ export interface SseClient {
   readonly source: EventSource
   /** Every message event, in arrival order. */
   readonly messages: Array<ReceivedMessage>
+  /** The SSE id of each of them (what Last-Event-ID would carry after it). */
+  readonly eventIds: Array<string>
   /** Every reset event, in arrival order. */
   readonly resets: Array<ReceivedReset>
   /** How many times the connection opened (1 + reconnections). */
@@ -64,6 +66,7 @@ export const connect = (url: string, options: ConnectOptions = {}) =>
     Effect.sync((): SseClient => {
       let opens = 0
       const messages: Array<ReceivedMessage> = []
+      const eventIds: Array<string> = []
       const resets: Array<ReceivedReset> = []
       const source = new EventSource(url, {
         fetch: (input, init) => {
@@ -80,6 +83,7 @@ export const connect = (url: string, options: ConnectOptions = {}) =>
       })
       source.addEventListener("message", (event) => {
         messages.push(JSON.parse(event.data) as ReceivedMessage)
+        eventIds.push(event.lastEventId)
       })
       source.addEventListener("reset", (event) => {
         resets.push({ id: event.lastEventId, ...(JSON.parse(event.data) as Omit<ReceivedReset, "id">) })
@@ -87,6 +91,7 @@ export const connect = (url: string, options: ConnectOptions = {}) =>
       return {
         source,
         messages,
+        eventIds,
         resets,
         opens: () => opens,
         waitUntil: (done, timeout) => waitUntil(done, timeout, `events from ${url}`),

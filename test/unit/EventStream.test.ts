@@ -41,7 +41,13 @@ const open = (lastEventId: Option.Option<MessageId>, channels: "all" | readonly 
         ended = true
       }
     }
-    yield* Effect.forkDaemon(eventStream.open({ channels: channels as never, lastEventId, connection }).pipe(Scope.extend(scope)))
+    yield* Effect.forkDaemon(
+      eventStream.open({
+        channels: channels as never,
+        lastEventId: Option.map(lastEventId, (after) => ({ after, snapshot: undefined })),
+        connection
+      }).pipe(Scope.extend(scope))
+    )
     return { received, ended: () => ended, close: Scope.close(scope, Exit.void) }
   })
 

@@ -15,7 +15,10 @@ const pollerOn = (
 ) =>
   Poller.layer.pipe(
     Layer.provide(Layer.merge(repo.layer, wakeups.layer)),
-    Layer.provide(testConfig({ POLL_INTERVAL: "1 second", HEARTBEAT_INTERVAL: "1 hour", ...settings }))
+    // No probe unless a test turns it on: these count the polls the interval and notifications make.
+    Layer.provide(
+      testConfig({ POLL_INTERVAL: "1 second", HEARTBEAT_INTERVAL: "1 hour", WAKEUP_PROBE_INTERVAL: "0 millis", ...settings })
+    )
   )
 
 const bodies = (events: ReadonlyArray<{ readonly data: string }>) => events.map((event) => JSON.parse(event.data).body)
@@ -272,7 +275,7 @@ describe("Poller", () => {
           delivered += messages.length
         })))
       return Effect.gen(function*() {
-        const status = yield* Ref.make<Poller.PollerStatus>({ lastSuccessAt: 0, consecutiveFailures: 0, polls: 0, position: beginning, restartNeeded: Option.none() })
+        const status = yield* Ref.make<Poller.PollerStatus>({ lastSuccessAt: 0, consecutiveFailures: 0, polls: 0, probes: 0, position: beginning, restartNeeded: Option.none() })
         yield* Effect.forkScoped(Effect.scoped(Poller.run(status, deliver)))
         yield* started
         yield* insertAnnounced(repo, wakeups, 2000, "1 millis")
@@ -290,6 +293,38 @@ describe("Poller", () => {
           testConfig({ POLL_INTERVAL: "10 seconds", WAKEUP_MIN_GAP: "0 millis", FANOUT_SHARE: "0.25" })
         ))
       )
+    })
+  })
+
+  describe("woken by the probe", () => {
+    const probing = { WAKEUP_PROBE_INTERVAL: "50 millis", POLL_INTERVAL: "10 seconds" }
+
+    it.scoped("polls within a probe interval of an insert nobody announced, and not for probes that see nothing", () => {
+      const repo = InMemoryRepo.make()
+      return Effect.gen(function*() {
+        const client = yield* follow
+        yield* TestClock.adjust("30 seconds")
+        // The interval's three polls, and one for the first probe (nothing to compare it with).
+        expect(repo.polls()).toBe(4)
+        expect(repo.probes()).toBeGreaterThanOrEqual(590)
+
+        repo.add("c", "unannounced")
+        yield* TestClock.adjust("60 millis")
+        expect(bodies(client.events)).toEqual(["unannounced"])
+        expect(repo.polls()).toBe(5)
+      }).pipe(Effect.provide(pollerOn(repo, probing)))
+    })
+
+    it.scoped("polls at once for this node's own commits", () => {
+      const repo = InMemoryRepo.make()
+      return Effect.gen(function*() {
+        const client = yield* follow
+        yield* started
+        repo.add("c", "mine")
+        repo.commit()
+        yield* TestClock.adjust("1 millis")
+        expect(bodies(client.events)).toEqual(["mine"])
+      }).pipe(Effect.provide(pollerOn(repo, { POLL_INTERVAL: "10 seconds" })))
     })
   })
 })
