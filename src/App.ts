@@ -15,7 +15,7 @@ import * as Wakeups from "./Wakeups.js"
 /** Everything but the HTTP server: the repo, the wake-ups, the poller and its broadcast, the event streams, retention. */
 export const services = Layer.merge(EventStream.layer, Retention.layer).pipe(
   Layer.provideMerge(Poller.layer),
-  Layer.provideMerge(Layer.merge(MessageRepo.layer, Wakeups.layer))
+  Layer.provideMerge(Wakeups.layer.pipe(Layer.provideMerge(MessageRepo.layer)))
 )
 
 // Telemetry first, so that the tracer it may install is there for every fiber the others start.

@@ -169,6 +169,8 @@ export class MessageRepo extends Context.Tag("pollcast/MessageRepo")<MessageRepo
    * the delivery horizon. For the probe that wakes the poller (see Poller).
    */
   readonly probe: Effect.Effect<Probe, DatabaseError>
+  /** This node's name in the notifications it sends after its commits (see Wakeups). */
+  readonly announcer: string
   /** One element each time writes of this node have committed, for its own poller. */
   readonly committed: Stream.Stream<void>
   /**
@@ -340,16 +342,22 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
 
   let failingWrite = Option.none<WriteFailure>()
   const committed = yield* Effect.acquireRelease(PubSub.sliding<void>(1), PubSub.shutdown)
-  // Other nodes learn of a commit from a notification sent after it, in a statement of its own: a
-  // transaction with nothing else to commit holds PostgreSQL's notification lock for microseconds,
-  // where a notification sent inside the writing transaction holds it until that commit is flushed,
-  // serialising every such commit on the server. Lost, it costs a probe interval.
-  const announce = announceCommits
-    ? sql`SELECT pg_notify(${wakeupChannel}, '')`.pipe(
-      Effect.asVoid,
-      Effect.catchAll((error) => Effect.logDebug(`Announcing a commit failed: ${error.message}`))
+  // Other nodes learn of a commit from a notification sent after it, in a transaction of its own:
+  // PostgreSQL serialises the commits of transactions that notify, so one sent inside the writing
+  // transaction would make every writer of the table wait on every other. Sent by a fiber of its
+  // own, never holding a writer up: commits made while one is on its way make one more, not one
+  // each. The payload names this node, whose own poller has been told already. Lost, it costs a
+  // probe interval.
+  const announcer = `pollcast ${process.pid} ${Math.random().toString(36).slice(2, 10)}`
+  const announcements = yield* Effect.acquireRelease(Queue.dropping<void>(1), Queue.shutdown)
+  if (announceCommits) {
+    yield* Queue.take(announcements).pipe(
+      Effect.zipRight(sql`SELECT pg_notify(${wakeupChannel}, ${announcer})`),
+      Effect.catchAll((error) => Effect.logDebug(`Announcing a commit failed: ${error.message}`)),
+      Effect.forever,
+      Effect.forkScoped
     )
-    : Effect.void
+  }
   const pending = yield* Effect.acquireRelease(Queue.unbounded<PendingInsert>(), Queue.shutdown)
   const write = (batch: ReadonlyArray<PendingInsert>) =>
     insertAll(
@@ -376,7 +384,7 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
         })
       ),
       Effect.flatMap((stored) =>
-        stored ? Effect.zipRight(PubSub.publish(committed, undefined), announce) : Effect.void
+        stored ? Effect.zipRight(PubSub.publish(committed, undefined), Queue.offer(announcements, undefined)) : Effect.void
       )
     )
   yield* Queue.takeBetween(pending, 1, maxRowsPerInsert).pipe(
@@ -523,6 +531,8 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
       Effect.map(([row]) => ({ lastId: BigInt(row?.last_id ?? 0), horizon: row?.horizon ?? "" })),
       databaseError
     ),
+
+    announcer,
 
     committed: Stream.fromPubSub(committed),
 

@@ -17,6 +17,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Metric, PubSub, Redacted, Schedule, Stream } from "effect"
 import pg from "pg"
 import { AppConfig } from "./Config.js"
+import { MessageRepo } from "./MessageRepo.js"
 import { wakeupChannel } from "./migrations/00003_notify_wakeup.js"
 
 /**
@@ -92,7 +93,7 @@ const connectionConfig = (config: PgClientConfig): pg.ClientConfig => ({
  * A connected client that LISTENs, closed with the Scope, and `lost`, which fails once its
  * connection ends for any reason. Connecting can be interrupted (at shutdown, say).
  */
-const listen = (config: pg.ClientConfig, onNotification: () => void) =>
+const listen = (config: pg.ClientConfig, announcer: string, onNotification: () => void) =>
   Effect.gen(function*() {
     const lost = yield* Deferred.make<never, WakeupConnectionError>()
     const client = new pg.Client(config)
@@ -101,7 +102,8 @@ const listen = (config: pg.ClientConfig, onNotification: () => void) =>
     client.on("error", (error) => fail(error.message))
     client.on("end", () => fail("the connection ended"))
     client.on("notification", (notification) => {
-      if (notification.channel === wakeupChannel) onNotification()
+      // A node's own announcements are no wake-up for it: its poller was told at the commit.
+      if (notification.channel === wakeupChannel && notification.payload !== announcer) onNotification()
     })
     yield* Effect.addFinalizer(() =>
       Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second"))
@@ -122,7 +124,7 @@ const reconnectBackoff = Schedule.exponential("100 millis").pipe(Schedule.union(
 /** A connection that held this long was not flapping: the next outage starts the backoff afresh. */
 const stableAfter = Duration.minutes(1)
 
-const make = (config: pg.ClientConfig) =>
+const make = (config: pg.ClientConfig, announcer: string) =>
   Effect.gen(function*() {
     const pubsub = yield* Effect.acquireRelease(PubSub.sliding<void>(1), PubSub.shutdown)
     let state: WakeupState = "connecting"
@@ -139,7 +141,7 @@ const make = (config: pg.ClientConfig) =>
 
     // One session: connect and LISTEN, then wait until the connection is lost.
     const session = Effect.gen(function*() {
-      const connection = yield* listen(config, onNotification)
+      const connection = yield* listen(config, announcer, onNotification)
       if (state === "reconnecting") {
         yield* Effect.logInfo("Listening for wake-ups again: delivery is immediate again")
       }
@@ -186,7 +188,10 @@ const make = (config: pg.ClientConfig) =>
 /** Listens on a connection made with the PgClient's settings. */
 export const live = Layer.scoped(
   Wakeups,
-  Effect.flatMap(PgClient.PgClient, (client) => make(connectionConfig(client.config)))
+  Effect.flatMap(
+    Effect.all([PgClient.PgClient, MessageRepo]),
+    ([client, repo]) => make(connectionConfig(client.config), repo.announcer)
+  )
 )
 
 /** Live unless NOTIFY_WAKEUP is off or the database is reached through a transaction-mode pooler. */

@@ -35,6 +35,7 @@ const repo = Layer.succeed(MessageRepo, MessageRepo.of({
   recreateTables: () => Effect.void,
   probe: Effect.succeed({ lastId: 0n, horizon: "0" }),
   position: Effect.succeed(beginning),
+  announcer: "test",
   transactionCounter: Effect.succeed(2n ** 62n),
   committed: Stream.never,
   failingWrite: Effect.succeed(Option.none())

@@ -2,7 +2,9 @@
  * A TCP proxy in front of a server: a network failure between one node and its database, while the
  * database itself stays up for everybody else. `cut` drops every connection and refuses new ones;
  * `stall` keeps the connections but holds their bytes in both directions (a network that stops
- * delivering without telling anybody); `restore` lets everything through again. Used by the
+ * delivering without telling anybody); `restore` lets everything through again; `retarget` drops
+ * every connection and sends new ones to another server (a database replaced under the same
+ * address). Used by the
  * integration tests and by the fault soak (scripts/soak.ts).
  */
 import { Effect, Redacted } from "effect"
@@ -14,6 +16,7 @@ export interface TcpProxy {
   readonly cut: Effect.Effect<void>
   readonly stall: Effect.Effect<void>
   readonly restore: Effect.Effect<void>
+  readonly retarget: (target: Redacted.Redacted) => Effect.Effect<void>
 }
 
 type State = "open" | "stalled" | "cut"
@@ -21,7 +24,7 @@ type State = "open" | "stalled" | "cut"
 export const start = (target: Redacted.Redacted) =>
   Effect.acquireRelease(
     Effect.async<{ proxy: TcpProxy; server: Net.Server; sockets: Set<Net.Socket> }>((resume) => {
-      const upstream = new URL(Redacted.value(target))
+      let upstream = new URL(Redacted.value(target))
       const sockets = new Set<Net.Socket>()
       let state: State = "open"
       const track = (socket: Net.Socket) => {
@@ -74,7 +77,12 @@ export const start = (target: Redacted.Redacted) =>
             restore: Effect.sync(() => {
               state = "open"
               for (const socket of sockets) socket.resume()
-            })
+            }),
+            retarget: (next) =>
+              Effect.sync(() => {
+                upstream = new URL(Redacted.value(next))
+                for (const socket of sockets) socket.destroy()
+              })
           }
         }))
       })

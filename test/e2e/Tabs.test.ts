@@ -90,6 +90,41 @@ layer(Layer.merge(TestDatabase.layer, Browser.Browser.layer), { timeout: 120_000
         expect(errors).toEqual([])
       }))
 
+    it.scoped("freezing the tab that holds the stream hands it over; thawed, it shows what it missed, each once", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const { errors, pages, tab } = yield* Browser.openTabs(node.url("/#e2e-freeze"), 1)
+        const leader = pages[0]!
+        yield* live(leader)
+        const others = [yield* tab(), yield* tab()]
+        yield* Effect.forEach(others, live)
+        const bodiesPosted: Array<string> = []
+        const publish = (body: string) => {
+          bodiesPosted.push(body)
+          return TestClient.publish(node, { channel: "e2e-freeze", body })
+        }
+        for (let i = 1; i <= 3; i++) yield* publish(`before ${i}`)
+        yield* Effect.forEach([leader, ...others], (page) => messageCount(page, 3))
+
+        // Frozen as a browser freezes a background tab (Page Lifecycle): it runs no code until thawed.
+        const session = yield* Effect.promise(() => leader.context().newCDPSession(leader))
+        yield* Effect.promise(() => session.send("Page.setWebLifecycleState", { state: "frozen" }))
+        for (let i = 1; i <= 10; i++) yield* publish(`while frozen ${i}`)
+        yield* Effect.forEach(others, (page) => messageCount(page, bodiesPosted.length))
+        expect(yield* node.connections).toBe(1)
+
+        yield* Effect.promise(() => session.send("Page.setWebLifecycleState", { state: "active" }))
+        for (let i = 1; i <= 2; i++) yield* publish(`after ${i}`)
+        yield* Effect.forEach([leader, ...others], (page) => messageCount(page, bodiesPosted.length))
+        yield* settle
+        for (const page of [leader, ...others]) {
+          expect(yield* bodies(page)).toEqual(bodiesPosted)
+          expect(new Set(yield* ids(page)).size).toBe(bodiesPosted.length)
+        }
+        expect(yield* node.connections).toBe(1)
+        expect(errors).toEqual([])
+      }))
+
     it.scoped("two tabs on different channels each see only their own, over one stream", () =>
       Effect.gen(function*() {
         const node = yield* TestNode.start()

@@ -124,6 +124,9 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("wake
       const clients = yield* Effect.all(nodes.map((node) => SseClient.connected(node.url("/events?channel=nodes"))))
       yield* post(nodes[0]!, { channel: "nodes", body: "via the first node" })
       for (const client of clients) yield* client.waitUntil(() => client.messages.length === 1, instant)
+      // The second node was woken by the first's announcement; the first, by its own commit.
+      yield* SseClient.eventually(wakeupOf(nodes[1]!), (wakeup) => wakeup.notifications >= 1, "5 seconds", "the announcement")
+      expect((yield* wakeupOf(nodes[0]!)).notifications).toBe(0)
       yield* insert("nodes", "via SQL")
       for (const client of clients) yield* client.waitUntil(() => client.messages.length === 2, instant)
       for (const client of clients) expect(client.bodies()).toEqual(["via the first node", "via SQL"])

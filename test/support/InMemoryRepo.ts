@@ -98,6 +98,7 @@ export const make = (): InMemoryRepo => {
       return { lastId: BigInt(sequence), horizon: "0" }
     }),
     position: Effect.succeed(beginning),
+    announcer: "test",
     transactionCounter: Effect.succeed(2n ** 62n),
     committed: Stream.fromPubSub(commits),
     failingWrite: Effect.succeed(Option.none())
