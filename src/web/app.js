@@ -573,6 +573,7 @@ const tabs = (() => {
     frozen = false
     if (group !== "") requestLock()
     announce()
+    void catchUp(state.generation)
   })
   window.addEventListener("pagehide", () => {
     state.following = false
@@ -620,6 +621,38 @@ const reconnect = async (generation, lastEventId) => {
     if (error instanceof AccessRefused) return showRefusal(error)
   }
   if (generation === state.generation) follow(generation, lastEventId)
+}
+
+/**
+ * After a freeze: what the shared stream passed on while this tab ran no code need not have reached
+ * it (a browser may drop a frozen page's messages), so it reads what follows the newest message it
+ * shows from the history, holding live messages meanwhile; ids already shown are skipped.
+ * @param {number} generation
+ */
+const catchUp = async (generation) => {
+  if (state.newest === "" || state.held !== undefined) return
+  state.held = []
+  try {
+    let after = state.newest
+    for (;;) {
+      /** @type {Page} */
+      const page = await getJson(
+        `/messages?channel=${encodeURIComponent(state.channel)}&limit=${historySize}&after=${encodeURIComponent(after)}`
+      )
+      if (generation !== state.generation) return
+      appendMessages(page.messages)
+      if (page.next === null) break
+      after = page.next
+    }
+  } catch {
+    // Shown as it was; the stream goes on, and the next reload fills any gap.
+  } finally {
+    if (generation === state.generation) {
+      const held = state.held ?? []
+      state.held = undefined
+      appendMessages(held)
+    }
+  }
 }
 
 /** With another token (or none): goes on from the newest message shown, so that nothing is missed. */

@@ -106,14 +106,20 @@ layer(Layer.merge(TestDatabase.layer, Browser.Browser.layer), { timeout: 120_000
         for (let i = 1; i <= 3; i++) yield* publish(`before ${i}`)
         yield* Effect.forEach([leader, ...others], (page) => messageCount(page, 3))
 
-        // Frozen as a browser freezes a background tab (Page Lifecycle): it runs no code until thawed.
+        // Frozen as a browser freezes a background tab (Page Lifecycle): the page is told (`freeze`),
+        // then runs no code until thawed. Headless Chromium freezes no tab by itself, and ignores
+        // CDP's Page.setWebLifecycleState for a visible page: the event is dispatched, and the
+        // debugger holds the page's code from the next task on.
         const session = yield* Effect.promise(() => leader.context().newCDPSession(leader))
-        yield* Effect.promise(() => session.send("Page.setWebLifecycleState", { state: "frozen" }))
+        yield* Effect.promise(() => leader.evaluate("document.dispatchEvent(new Event(\"freeze\"))"))
+        yield* Effect.promise(() => session.send("Debugger.enable"))
+        yield* Effect.promise(() => session.send("Debugger.pause"))
         for (let i = 1; i <= 10; i++) yield* publish(`while frozen ${i}`)
         yield* Effect.forEach(others, (page) => messageCount(page, bodiesPosted.length))
         expect(yield* node.connections).toBe(1)
 
-        yield* Effect.promise(() => session.send("Page.setWebLifecycleState", { state: "active" }))
+        yield* Effect.promise(() => session.send("Debugger.resume"))
+        yield* Effect.promise(() => leader.evaluate("document.dispatchEvent(new Event(\"resume\"))"))
         for (let i = 1; i <= 2; i++) yield* publish(`after ${i}`)
         yield* Effect.forEach([leader, ...others], (page) => messageCount(page, bodiesPosted.length))
         yield* settle
