@@ -3,7 +3,7 @@
  *
  * The poller publishes each batch into a PubSub; one fan-out fiber takes batches from it and
  * hands them to every client's sink, synchronously. Each message's SSE frame is encoded once, when
- * it is published; each batch then joins the frames a given channel selection wants once, and
+ * a client first wants it; each batch then joins the frames a given channel selection wants once, and
  * every client with that selection gets the very same bytes. (A PubSub subscription and fiber per
  * client would wake thousands of fibers per batch: measured at 30–40 µs per client per batch,
  * against well under 1 µs for a plain write, see the benchmarks in the README.)
@@ -78,12 +78,30 @@ export const messageFrameAfter = (message: Message, snapshot: Snapshot | undefin
 const join = (frames: ReadonlyArray<Uint8Array>): Uint8Array | undefined =>
   frames.length === 0 ? undefined : frames.length === 1 ? frames[0] : Buffer.concat(frames)
 
-interface Delivery {
+/**
+ * One message of a batch, encoded once, when a client first wants it: a node reads every message
+ * written, whatever its clients follow, and encoding those nobody here follows is work thrown away
+ * (CPU that a database server sharing the machine would have used for its writers).
+ */
+class Delivery {
   readonly id: MessageId
   readonly channel: Channel
-  readonly frame: Uint8Array
+  private json: string | undefined
+  private encoded: Uint8Array | undefined
+
+  constructor(private readonly message: Message) {
+    this.id = message.id
+    this.channel = message.channel
+  }
+
   /** The message as JSON, for a frame with another id (see framesAfterSnapshot). */
-  readonly data: string
+  get data(): string {
+    return this.json ??= JSON.stringify(encodeMessage(this.message))
+  }
+
+  get frame(): Uint8Array {
+    return this.encoded ??= frameOf(this.id, this.data)
+  }
 }
 
 /** Seconds from 1 ms to about 65 s, doubling. */
@@ -133,10 +151,7 @@ export class Batch {
     let oldest = messages[0].createdAt.getTime()
     for (const message of messages) oldest = Math.min(oldest, message.createdAt.getTime())
     return new Batch(
-      messages.map((message) => {
-        const data = JSON.stringify(encodeMessage(message))
-        return { id: message.id, channel: message.channel, frame: frameOf(message.id, data), data }
-      }) as [
+      messages.map((message) => new Delivery(message)) as [
         Delivery,
         ...Array<Delivery>
       ],
