@@ -591,23 +591,38 @@ interface WriterRates {
   readonly ratio: number
   /** With the wake-up trigger a writer may choose to put back (this build only). */
   readonly withTrigger?: number | undefined
+  /**
+   * The node's CPU (% of a core) while the writers insert into messages, which it reads and polls,
+   * and into the copy, which it does not: what it takes from the cores PostgreSQL uses too.
+   */
+  readonly nodeCpuPercent?: { readonly messages: number; readonly copy: number } | undefined
 }
 
-const writerRates = async (databaseUrl: string, tryTrigger: boolean): Promise<WriterRates> => {
+const writerRates = async (databaseUrl: string, tryTrigger: boolean, nodePid: number): Promise<WriterRates> => {
   const client = new pg.Client({ connectionString: databaseUrl })
   await client.connect()
   try {
     await client.query("CREATE TABLE IF NOT EXISTS messages_copy (LIKE messages INCLUDING ALL)")
     const messages: Array<number> = []
     const copy: Array<number> = []
+    const nodeCpu = { messages: { cpu: 0, seconds: 0 }, copy: { cpu: 0, seconds: 0 } }
+    const timedRate = async (table: "messages" | "messages_copy") => {
+      const cpuBefore = cpuSeconds(nodePid)
+      const started = now()
+      const rate = await insertRate(databaseUrl, table)
+      const spent = nodeCpu[table === "messages" ? "messages" : "copy"]
+      spent.cpu += cpuSeconds(nodePid) - cpuBefore
+      spent.seconds += (now() - started) / 1000
+      return rate
+    }
     for (let round = 0; round < 3; round++) {
       // Alternating which goes first, so that neither always follows the other.
       if (round % 2 === 0) {
-        messages.push(await insertRate(databaseUrl, "messages"))
-        copy.push(await insertRate(databaseUrl, "messages_copy"))
+        messages.push(await timedRate("messages"))
+        copy.push(await timedRate("messages_copy"))
       } else {
-        copy.push(await insertRate(databaseUrl, "messages_copy"))
-        messages.push(await insertRate(databaseUrl, "messages"))
+        copy.push(await timedRate("messages_copy"))
+        messages.push(await timedRate("messages"))
       }
     }
     let withTrigger: number | undefined
@@ -617,7 +632,16 @@ const writerRates = async (databaseUrl: string, tryTrigger: boolean): Promise<Wr
       withTrigger = await insertRate(databaseUrl, "messages")
       await client.query("DROP TRIGGER messages_notify_wakeup ON messages")
     }
-    return { messages, copy, ratio: round(middleOf(messages) / middleOf(copy), 3), withTrigger }
+    return {
+      messages,
+      copy,
+      ratio: round(middleOf(messages) / middleOf(copy), 3),
+      withTrigger,
+      nodeCpuPercent: {
+        messages: round(100 * nodeCpu.messages.cpu / nodeCpu.messages.seconds),
+        copy: round(100 * nodeCpu.copy.cpu / nodeCpu.copy.seconds)
+      }
+    }
   } finally {
     await client.end()
   }
@@ -861,7 +885,7 @@ const runRound = async (results: Record<string, unknown>) => {
       ...(await perTarget(["pollcast", "compare"], async (target) => {
         const run = await connectClients(target, load, 1000, 3)
         try {
-          const inserts = await writerRates(run.database.url, target !== "compare")
+          const inserts = await writerRates(run.database.url, target !== "compare", run.server.pid)
           await run.generators.reset()
           const posts = await measureDelivery(run.server, run.generators, run.database.name, load, 1000)
           await run.generators.reset()
@@ -1102,6 +1126,8 @@ const tableOf = (results: Record<string, unknown>): Array<Row> => {
     row("INSERTs/s into messages (median of 3)", of(writers, (run) => round(middleOf(run.inserts.messages), 0)), true)
     row("INSERTs/s into a copy without pollcast's objects", of(writers, (run) => round(middleOf(run.inserts.copy), 0)), true)
     row("  ratio (target ≥ 0.95)", of(writers, (run) => run.inserts.ratio), true)
+    row("  the node's CPU meanwhile, % of a core (messages / copy)", of(writers, (run) =>
+      run.inserts.nodeCpuPercent === undefined ? undefined : `${run.inserts.nodeCpuPercent.messages} / ${run.inserts.nodeCpuPercent.copy}`))
     row("INSERTs/s into messages with the opt-in trigger", of(writers, (run) => run.inserts.withTrigger === undefined ? undefined : round(run.inserts.withTrigger, 0)), true)
     section(`(writers) delivery to ${writers.load.clients} clients, ${writers.load.rate} msg/s, POLL_INTERVAL 1000 ms`)
     row("POSTs: latency p50 / p99 (ms)", of(writers, (run) => `${run.posts.latencyMs.p50} / ${run.posts.latencyMs.p99}`))

@@ -12,7 +12,9 @@
  */
 import { Either, Schema } from "effect"
 import { MessageId, messageIdParts } from "./Message.js"
-import { maxRunning } from "./migrations/00005_sql_functions.js"
+
+/** The most transactions still running that a position may name (each up to 20 digits). */
+export const maxRunning = 200
 
 const decimal = /^(0|[1-9][0-9]{0,18})$/
 /** Transaction ids are unsigned 64-bit; PostgreSQL's epoch keeps them far below 2^63. */

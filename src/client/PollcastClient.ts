@@ -23,6 +23,7 @@ import * as Sse from "@effect/experimental/Sse"
 import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Data, type Duration, Effect, Option, Schedule, Schema, Stream } from "effect"
 import * as Api from "../Api.js"
+import * as TabHub from "./TabHub.js"
 import { type Channel, Message, MessageId, NewMessageRequest } from "../Message.js"
 
 export interface ClientOptions {
@@ -47,6 +48,12 @@ export interface EventsOptions {
    * again (default 45 seconds: three of the server's default HEARTBEAT_INTERVAL).
    */
   readonly idleTimeout?: Duration.DurationInput | undefined
+  /**
+   * In a browser, share one connection with every other `events` stream of every tab of this
+   * origin and token (default: where Web Locks and BroadcastChannel exist; see TabHub). Over
+   * HTTP/1.1 a browser opens at most six connections to an origin, across all its tabs.
+   */
+  readonly shareTabs?: boolean | undefined
 }
 
 /** The server could not resume from the id asked for, and the stream continues after `lastEventId`. */
@@ -111,7 +118,7 @@ export const make = (options: ClientOptions) =>
     )
     const api = yield* HttpApiClient.makeWith(clientApi, { httpClient, baseUrl: options.baseUrl })
 
-    const events = ({ channels = [], idleTimeout = "45 seconds", lastEventId, onReset }: EventsOptions = {}): Stream.Stream<
+    const directEvents = ({ channels = [], idleTimeout = "45 seconds", lastEventId, onReset }: EventsOptions = {}): Stream.Stream<
       Message,
       EventsRefused
     > => {
@@ -199,6 +206,39 @@ export const make = (options: ClientOptions) =>
           error._tag === "Dropped" ? Stream.dieMessage(`Gave up reconnecting: ${error.reason}`) : Stream.fail(error)
         )
       )
+    }
+
+    // One hub per group of tabs (the same token, or none), made when first used.
+    const hubs = new Map<string, TabHub.TabHub<EventsRefused>>()
+    const hubOf = (group: string, idleTimeout: Duration.DurationInput | undefined) => {
+      const found = hubs.get(group)
+      if (found !== undefined) return found
+      const hub = TabHub.make<EventsRefused>(group, {
+        open: (channels, lastEventId, onReset) =>
+          directEvents({ channels, lastEventId, idleTimeout, onReset: (reset) => onReset(reset) }),
+        refusal: (error) => ({ status: error.status, body: error.body })
+      })
+      hubs.set(group, hub)
+      return hub
+    }
+
+    const events = (eventsOptions: EventsOptions = {}): Stream.Stream<Message, EventsRefused> => {
+      const { channels = [], lastEventId, onReset } = eventsOptions
+      // A position with a snapshot filters per stream: it keeps a stream of its own.
+      if (eventsOptions.shareTabs === false || !TabHub.available() || (lastEventId ?? "").includes("@")) {
+        return directEvents(eventsOptions)
+      }
+      const tellReset = onReset ??
+        ((reset: Reset) => Effect.logWarning(`pollcast reset the event stream (${reset.reason}): continuing after ${reset.lastEventId}`))
+      return Stream.unwrap(Effect.map(Effect.flatMap(token, TabHub.groupOf), (group) =>
+        group === undefined
+          ? directEvents(eventsOptions)
+          : hubOf(group, eventsOptions.idleTimeout).subscribe(
+            channels,
+            lastEventId,
+            (reset) => tellReset(new Reset(reset as Reset)),
+            (status, body) => new EventsRefused({ status, body })
+          )))
     }
 
     return {

@@ -15,9 +15,8 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import { maxRunning } from "../Snapshot.js"
 
-/** The most transactions still running that a position may name (each up to 20 digits). */
-export const maxRunning = 200
 
 export default Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient

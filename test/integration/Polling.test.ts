@@ -65,7 +65,8 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("poll
         expect(run.probes).toBeLessThanOrEqual(31)
         expect(Math.abs(run.transactions - run.polls - run.probes)).toBeLessThanOrEqual(20)
       }
-      expect(busy.transactions).toBeLessThanOrEqual(idle.transactions + 10)
+      // Within what the statistics' one-second lag makes of 45 queries a second.
+      expect(busy.transactions).toBeLessThanOrEqual(idle.transactions + 20)
     }))
 
   it.scoped("drains a backlog by polling again at once while batches come back full", () =>
