@@ -230,7 +230,18 @@ export const make = (options: ClientOptions) =>
       }
       const tellReset = onReset ??
         ((reset: Reset) => Effect.logWarning(`pollcast reset the event stream (${reset.reason}): continuing after ${reset.lastEventId}`))
-      return Stream.unwrap(Effect.map(Effect.flatMap(token, TabHub.groupOf), (group) =>
+      // A stream joins its tabs' shared connection only once its token is known to read its
+      // channels: one it may not read would get the whole shared stream refused.
+      const mayRead = Effect.gen(function*() {
+        const url = new URL("/messages", options.baseUrl)
+        for (const channel of channels) url.searchParams.append("channel", channel)
+        url.searchParams.set("limit", "1")
+        const response = yield* httpClient.execute(HttpClientRequest.get(url)).pipe(Effect.option)
+        if (Option.isNone(response) || (response.value.status !== 401 && response.value.status !== 403)) return
+        const body = yield* response.value.text.pipe(Effect.orElseSucceed(() => ""))
+        return yield* new EventsRefused({ status: response.value.status, body })
+      }).pipe(Effect.scoped)
+      return Stream.unwrap(Effect.zipRight(mayRead, Effect.map(Effect.flatMap(token, TabHub.groupOf), (group) =>
         group === undefined
           ? directEvents(eventsOptions)
           : hubOf(group, eventsOptions.idleTimeout).subscribe(
@@ -238,7 +249,7 @@ export const make = (options: ClientOptions) =>
             lastEventId,
             (reset) => tellReset(new Reset(reset as Reset)),
             (status, body) => new EventsRefused({ status, body })
-          )))
+          ))))
     }
 
     return {

@@ -14,6 +14,7 @@ import * as SseClient from "../support/SseClient.js"
 import * as TestClient from "../support/TestClient.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
+import * as Tokens from "../support/Tokens.js"
 
 /** The fixture bundled for the browser, run in every tab before the page's own scripts. */
 const bundle = Effect.promise(async () => {
@@ -35,8 +36,8 @@ interface Received {
 }
 
 const received = (page: Page) => Effect.promise(() => page.evaluate("received") as Promise<Array<Received>>)
-const follow = (page: Page, channel: string, shareTabs = true) =>
-  Effect.promise(() => page.evaluate(`follow(${JSON.stringify(channel)}, ${shareTabs})`))
+const follow = (page: Page, channel: string, shareTabs = true, token?: string) =>
+  Effect.promise(() => page.evaluate(`follow(${JSON.stringify(channel)}, ${shareTabs}, ${JSON.stringify(token)})`))
 
 layer(Layer.merge(TestDatabase.layer, Browser.Browser.layer), { timeout: 120_000, excludeTestServices: true })(
   "the typed client in tabs of one browser",
@@ -100,6 +101,38 @@ layer(Layer.merge(TestDatabase.layer, Browser.Browser.layer), { timeout: 120_000
         const counts = yield* Effect.forEach(pages, (page) => Effect.map(received(page), (got) => got.length))
         console.log(`event streams open with 8 tabs of the typed client, unshared: ${yield* node.connections}; messages per tab: ${counts.join(", ")}`)
         expect(counts.filter((count) => count === 0).length).toBe(2)
+      }))
+
+    it.scoped("with access control, a tab's stream never gets messages its own token may not read", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start({ AUTH_SECRET: Tokens.secret })
+        const reader = yield* Effect.promise(() => Tokens.hs256({ subscribe: ["client-secret"] }, { sub: "reader" }))
+        const outsider = yield* Effect.promise(() => Tokens.hs256({ subscribe: ["client-open"] }, { sub: "outsider" }))
+        const { pages } = yield* Browser.openTabs(node.url("/healthz"), 3, { initScript: yield* bundle })
+        yield* Effect.forEach(pages, (page) => Effect.promise(() => page.waitForFunction("typeof follow === 'function'")))
+        const [first, second, third] = pages as [Page, Page, Page]
+        yield* follow(first, "client-secret", true, reader)
+        // Another token: another group, so its streams never ride on the reader's connection.
+        yield* follow(second, "client-secret", true, outsider)
+        yield* follow(third, "client-open", true, outsider)
+        yield* SseClient.eventually(node.connections, (open) => open === 2, "10 seconds", "one stream per token")
+        const publisher = yield* Effect.promise(() => Tokens.hs256({ publish: ["*"] }, { sub: "publisher" }))
+        for (const channel of ["client-secret", "client-open"]) {
+          yield* Effect.promise(() =>
+            fetch(node.url("/messages"), {
+              method: "POST",
+              headers: { "content-type": "application/json", authorization: `Bearer ${publisher}` },
+              body: JSON.stringify({ channel, body: `on ${channel}` })
+            })
+          )
+        }
+        yield* SseClient.eventually(received(first), (got) => got.length === 1, "10 seconds", "the reader's message")
+        yield* SseClient.eventually(received(third), (got) => got.length === 1, "10 seconds", "the outsider's message")
+        yield* Effect.sleep("1 second")
+        expect((yield* received(first)).map((message) => message.body)).toEqual(["on client-secret"])
+        expect((yield* received(third)).map((message) => message.body)).toEqual(["on client-open"])
+        expect(yield* received(second)).toEqual([])
+        expect(String(yield* Effect.promise(() => second.evaluate("failures")))).toContain("403")
       }))
   }
 )
