@@ -93,7 +93,7 @@ const connectionConfig = (config: PgClientConfig): pg.ClientConfig => ({
  * A connected client that LISTENs, closed with the Scope, and `lost`, which fails once its
  * connection ends for any reason. Connecting can be interrupted (at shutdown, say).
  */
-const listen = (config: pg.ClientConfig, announcer: string, onNotification: () => void) =>
+const listen = (config: pg.ClientConfig, announcer: string, onNotification: (payload: string) => void) =>
   Effect.gen(function*() {
     const lost = yield* Deferred.make<never, WakeupConnectionError>()
     const client = new pg.Client(config)
@@ -103,7 +103,9 @@ const listen = (config: pg.ClientConfig, announcer: string, onNotification: () =
     client.on("end", () => fail("the connection ended"))
     client.on("notification", (notification) => {
       // A node's own announcements are no wake-up for it: its poller was told at the commit.
-      if (notification.channel === wakeupChannel && notification.payload !== announcer) onNotification()
+      if (notification.channel === wakeupChannel && notification.payload !== announcer) {
+        onNotification(notification.payload ?? "")
+      }
     })
     yield* Effect.addFinalizer(() =>
       Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second"))
@@ -124,7 +126,10 @@ const reconnectBackoff = Schedule.exponential("100 millis").pipe(Schedule.union(
 /** A connection that held this long was not flapping: the next outage starts the backoff afresh. */
 const stableAfter = Duration.minutes(1)
 
-const make = (config: pg.ClientConfig, announcer: string) =>
+/** The payload of the notification a node sends itself once it listens, to hear that it does. */
+const hearingTest = (announcer: string) => `hearing ${announcer}`
+
+const make = (config: pg.ClientConfig, announcer: string, notify: (payload: string) => Effect.Effect<void, unknown>) =>
   Effect.gen(function*() {
     const pubsub = yield* Effect.acquireRelease(PubSub.sliding<void>(1), PubSub.shutdown)
     let state: WakeupState = "connecting"
@@ -133,11 +138,33 @@ const make = (config: pg.ClientConfig, announcer: string) =>
     const retry = yield* Schedule.driver(reconnectBackoff)
     yield* Effect.addFinalizer(() => Effect.sync(() => listening.unsafeUpdate(0, [])))
 
-    const onNotification = () => {
+    let heard: Deferred.Deferred<void> | undefined
+    const onNotification = (payload: string) => {
+      if (payload.startsWith("hearing ")) {
+        if (payload === hearingTest(announcer) && heard !== undefined) Deferred.unsafeDone(heard, Exit.void)
+        return
+      }
       notifications++
       wakeups.unsafeUpdate(1, [])
       pubsub.unsafeOffer(undefined)
     }
+
+    // Once it listens, a node notifies itself from the pool: a LISTEN through a transaction-mode
+    // pooler succeeds, then hears nothing (its session serves whoever comes next). Said once; the
+    // probe and the node's own commits wake the poller meanwhile.
+    let warnedDeaf = false
+    const testHearing = Effect.gen(function*() {
+      heard = yield* Deferred.make<void>()
+      yield* notify(hearingTest(announcer)).pipe(Effect.ignore)
+      const answered = yield* Deferred.await(heard).pipe(Effect.timeoutTo({ duration: "5 seconds", onSuccess: () => true, onTimeout: () => false }))
+      if (answered || warnedDeaf) return
+      warnedDeaf = true
+      yield* Effect.logWarning(
+        "The LISTEN connection for wake-ups hears nothing, not even this node's own test notification: is DATABASE_URL a " +
+          "transaction-mode pooler (PgBouncer's pool_mode = transaction)? Then set DATABASE_POOLER=transaction. Meanwhile " +
+          "other nodes' messages arrive by the probe (WAKEUP_PROBE_INTERVAL) or POLL_INTERVAL"
+      )
+    })
 
     // One session: connect and LISTEN, then wait until the connection is lost.
     const session = Effect.gen(function*() {
@@ -149,6 +176,7 @@ const make = (config: pg.ClientConfig, announcer: string) =>
       listening.unsafeUpdate(1, [])
       const listeningSince = yield* Clock.currentTimeMillis
       pubsub.unsafeOffer(undefined)
+      yield* Effect.forkScoped(testHearing)
       const lost = yield* Effect.flip(connection.lost)
       state = "reconnecting"
       outages++
@@ -190,7 +218,8 @@ export const live = Layer.scoped(
   Wakeups,
   Effect.flatMap(
     Effect.all([PgClient.PgClient, MessageRepo]),
-    ([client, repo]) => make(connectionConfig(client.config), repo.announcer)
+    ([client, repo]) =>
+      make(connectionConfig(client.config), repo.announcer, (payload) => client`SELECT pg_notify(${wakeupChannel}, ${payload})`)
   )
 )
 

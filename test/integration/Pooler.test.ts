@@ -53,6 +53,24 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("thro
       expect(resumed.bodies()).toEqual(["inserted"])
     }))
 
+  it.scoped.skipIf(!PgBouncer.available)("says so when DATABASE_POOLER is not set: its LISTEN hears nothing; the probe still delivers", () =>
+    Effect.gen(function*() {
+      const database = yield* TestDatabase.TestDatabase
+      const pooler = yield* PgBouncer.start(database.url)
+      const logs: Array<string> = []
+      // Through the pooler the LISTEN succeeds, and its server session is then lent to others.
+      const node = yield* TestNode.start({ POLL_INTERVAL: "10 seconds" }, { databaseUrl: pooler.url, logs })
+      yield* SseClient.eventually(
+        Effect.sync(() => logs.filter((line) => line.includes("hears nothing") && line.includes("DATABASE_POOLER=transaction"))),
+        (lines) => lines.length === 1,
+        "15 seconds",
+        "the warning"
+      )
+      const client = yield* SseClient.connected(node.url("/events?channel=undeclared"))
+      yield* insert("undeclared", "found by the probe")
+      yield* client.waitUntil(() => client.messages.length === 1, prompt)
+    }))
+
   it.scoped.skipIf(!PgBouncer.available)("passes the gap-free test: a row committed after later ones comes first, once", () =>
     Effect.flatMap(TestDatabase.TestDatabase, (database) =>
       Effect.flatMap(PgBouncer.start(database.url), (pooler) => GapFree.heldBack(pooledNode(pooler)))))
