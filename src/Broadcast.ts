@@ -68,12 +68,14 @@ export const messageFrame = (message: Message): Uint8Array =>
  * The frame of a message for a client that resumed from a snapshot: left out if the snapshot saw
  * it, else with the snapshot after its id while that still matters (see Snapshot).
  */
+const frameAfterSnapshot = (id: MessageId, data: () => string, snapshot: Snapshot): Uint8Array | undefined =>
+  snapshot.sees(txidOf(id)) ? undefined : frameOf(idAfter(id, snapshot), data())
+
+/** A stored message's frame for a client, from a snapshot or not (see frameAfterSnapshot). */
 export const messageFrameAfter = (message: Message, snapshot: Snapshot | undefined): Uint8Array | undefined =>
   snapshot === undefined
     ? messageFrame(message)
-    : snapshot.sees(txidOf(message.id))
-    ? undefined
-    : frameOf(idAfter(message.id, snapshot), JSON.stringify(encodeMessage(message)))
+    : frameAfterSnapshot(message.id, () => JSON.stringify(encodeMessage(message)), snapshot)
 
 const join = (frames: ReadonlyArray<Uint8Array>): Uint8Array | undefined =>
   frames.length === 0 ? undefined : frames.length === 1 ? frames[0] : Buffer.concat(frames)
@@ -185,8 +187,8 @@ export class Batch {
   framesAfterSnapshot(selection: Selection, after: MessageId, snapshot: Snapshot): Uint8Array | undefined {
     return join(
       this.deliveries.flatMap((delivery) =>
-        delivery.id > after && selection.includes(delivery.channel) && !snapshot.sees(txidOf(delivery.id))
-          ? [frameOf(idAfter(delivery.id, snapshot), delivery.data)]
+        delivery.id > after && selection.includes(delivery.channel)
+          ? frameAfterSnapshot(delivery.id, () => delivery.data, snapshot) ?? []
           : []
       )
     )

@@ -359,6 +359,10 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
     )
   }
   const pending = yield* Effect.acquireRelease(Queue.unbounded<PendingInsert>(), Queue.shutdown)
+  const transactionCounter = sql<{ readonly next: string }>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next`.pipe(
+    Effect.map(([row]) => BigInt(row?.next ?? 0)),
+    databaseError
+  )
   const write = (batch: ReadonlyArray<PendingInsert>) =>
     insertAll(
       batch.map((insert) => insert.message),
@@ -513,17 +517,15 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
 
     recreateTables: (after) =>
       Effect.gen(function*() {
-        yield* migrate
-        const [counter] = yield* sql<{ readonly next: string }>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next`
-        const { txid } = messageIdParts(after)
-        if (counter !== undefined && BigInt(counter.next) <= BigInt(txid)) {
-          return yield* new ReplacedDatabaseError({ position: after, nextTxid: counter.next })
+        yield* migrate.pipe(
+          Effect.provideService(SqlClient.SqlClient, sql),
+          Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ cause })))
+        )
+        const next = yield* transactionCounter
+        if (next <= BigInt(messageIdParts(after).txid)) {
+          return yield* new ReplacedDatabaseError({ position: after, nextTxid: next.toString() })
         }
-      }).pipe(
-        Effect.provideService(SqlClient.SqlClient, sql),
-        Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ cause }))),
-        Effect.withSpan("MessageRepo.recreateTables")
-      ),
+      }).pipe(Effect.withSpan("MessageRepo.recreateTables")),
 
     probe: sql<{ readonly last_id: string; readonly horizon: string }>`
       SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('messages', 'id')::regclass), 0)::text AS last_id,
@@ -541,10 +543,7 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
       databaseError
     ),
 
-    transactionCounter: sql<{ readonly next: string }>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next`.pipe(
-      Effect.map(([row]) => BigInt(row?.next ?? 0)),
-      databaseError
-    ),
+    transactionCounter,
 
     failingWrite: Effect.sync(() => failingWrite)
   })

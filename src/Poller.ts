@@ -17,7 +17,7 @@ import { Clock, Context, Duration, Effect, Layer, Metric, MetricBoundaries, Opti
 import { isNonEmptyReadonlyArray, type NonEmptyReadonlyArray } from "effect/Array"
 import * as Broadcast from "./Broadcast.js"
 import { AppConfig } from "./Config.js"
-import { type Message, type MessageId, messageIdParts } from "./Message.js"
+import type { Message, MessageId } from "./Message.js"
 import { MessageRepo, type Probe } from "./MessageRepo.js"
 import { Wakeups } from "./Wakeups.js"
 
@@ -83,8 +83,9 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
     const wakeups = yield* Wakeups
     // Time the fan-out took since the last tick was taken.
     let fanOutMillis = 0
-    // The highest id (sequence number) of every message read so far, for the probe.
-    let highestIdRead = 0n
+    // The highest sequence number of every message read so far, for the probe: the second half of
+    // an id, 16 lowercase hex digits, which compare as strings as the numbers do.
+    let highestIdRead = "0000000000000000"
 
     // The tables are gone: the database was dropped and created again under the node, which
     // would otherwise answer 503 for good. A start would create them; so does the poller, and goes
@@ -118,8 +119,8 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
       yield* Metric.update(pollDuration, Duration.toSeconds(elapsed))
       yield* Metric.update(pollRows, messages.length)
       for (const message of messages) {
-        const id = BigInt(messageIdParts(message.id).seq)
-        if (id > highestIdRead) highestIdRead = id
+        const seq = message.id.slice(17)
+        if (seq > highestIdRead) highestIdRead = seq
       }
       yield* Metric.increment(polls)
       if (consecutiveFailures > 0) {
@@ -163,7 +164,7 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
     let previousProbe: Probe | undefined
     const probed = (probe: Probe) => {
       const moved = previousProbe === undefined || probe.lastId !== previousProbe.lastId ||
-        (probe.horizon !== previousProbe.horizon && probe.lastId > highestIdRead)
+        (probe.horizon !== previousProbe.horizon && probe.lastId.toString(16).padStart(16, "0") > highestIdRead)
       previousProbe = probe
       return moved
     }
