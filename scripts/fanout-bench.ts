@@ -1,5 +1,5 @@
 /**
- * The fan-out alone, in process: one Broadcast (src/Broadcast.ts) with `--clients` sinks that take
+ * The fan-out alone, in process: one Broadcast (src/Delivery/Broadcast.ts) with `--clients` sinks that take
  * everything at once, fed `--batches` batches of `--messages` messages; prints the event loop's
  * time per batch. For comparing the fan-out between commits (copy this script beside the other
  * commit's src/), with nothing else on the machine competing: no HTTP, no database, no clients'
@@ -8,8 +8,8 @@
  *     node --import tsx scripts/fanout-bench.ts [--clients 5000] [--batches 2000] [--messages 10] [--rounds 5]
  */
 import { Array as Arr, Effect, Exit, Layer, Option, Scope } from "effect"
-import * as Broadcast from "../src/Broadcast.js"
-import { beginning, Channel, Message, messageId } from "../src/Message.js"
+import * as Broadcast from "../src/Delivery/Broadcast.js"
+import { beginning, Channel, Message, messageId } from "../src/Domain/Message.js"
 import { testConfig } from "../test/support/TestConfig.js"
 import { argument } from "./support/arguments.js"
 

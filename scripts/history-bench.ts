@@ -13,7 +13,7 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import pg from "pg"
-import { beginning, messageId } from "../src/Message.js"
+import { beginning, messageId } from "../src/Domain/Message.js"
 import { Histogram } from "./bench/histogram.js"
 import { argument } from "./support/arguments.js"
 import { build, type RunningService, startService } from "./support/service.js"

@@ -12,7 +12,7 @@ import * as Jose from "jose"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import { parseArgs } from "node:util"
-import { channelPatternSyntax } from "../src/ChannelPattern.js"
+import { channelPatternSyntax } from "../src/Domain/ChannelPattern.js"
 
 const usage = `Usage: npm run --silent token -- --sub NAME [--publish PATTERN]... [--subscribe PATTERN]...
        [--admin] [--author NAME] [--expires 1h|30m|7d|never] [--key private.pem] [--kid ID]

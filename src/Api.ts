@@ -9,9 +9,9 @@
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
-import { Channel, Message, MessageId, NewMessageRequest } from "./Message.js"
+import { Channel, Message, MessageId, NewMessageRequest } from "./Domain/Message.js"
 import { maxChannelsPerRequest } from "./Http/Params.js"
-import { Position } from "./Snapshot.js"
+import { Position } from "./Domain/Snapshot.js"
 
 /** An error as every route answers it: `{ "error": tag, "message": text, "field"?: name }`. */
 const errorBody = <const Tag extends string>(tag: Tag, status: number, description: string) =>

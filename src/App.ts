@@ -3,14 +3,14 @@
  * environment's settings; tests provide their own.
  */
 import { Layer } from "effect"
-import * as EventStream from "./EventStream.js"
+import * as EventStream from "./Delivery/EventStream.js"
 import * as Http from "./Http.js"
-import * as RequestPolicy from "./Http/RequestPolicy.js"
-import * as MessageRepo from "./MessageRepo.js"
-import * as Poller from "./Poller.js"
-import * as Retention from "./Retention.js"
+import * as RequestPolicy from "./Access/RequestPolicy.js"
+import * as MessageRepo from "./Storage/MessageRepo.js"
+import * as Poller from "./Delivery/Poller.js"
+import * as Retention from "./Storage/Retention.js"
 import * as Telemetry from "./Telemetry.js"
-import * as Wakeups from "./Wakeups.js"
+import * as Wakeups from "./Delivery/Wakeups.js"
 
 /** Everything but the HTTP server: the repo, the wake-ups, the poller and its broadcast, the event streams, retention. */
 export const services = Layer.merge(EventStream.layer, Retention.layer).pipe(

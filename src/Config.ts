@@ -3,7 +3,7 @@
  * Defaults live here and nowhere else; an invalid value stops start-up with a message naming it.
  */
 import { Config, ConfigError, Context, Duration, Either, Layer, LogLevel, Option, Redacted } from "effect"
-import { channelPatternSyntax } from "./ChannelPattern.js"
+import { channelPatternSyntax } from "./Domain/ChannelPattern.js"
 
 /** What stands between the node and PostgreSQL: nothing, or a pooler in session or transaction mode. */
 export type DatabasePooler = "none" | "session" | "transaction"

@@ -7,7 +7,7 @@ import { NodeFileSystem, NodeHttpServer } from "@effect/platform-node"
 import { Deferred, Duration, Effect, Layer } from "effect"
 import * as NodeHttp from "node:http"
 import { AppConfig } from "./Config.js"
-import { EventStream } from "./EventStream.js"
+import { EventStream } from "./Delivery/EventStream.js"
 import * as Connections from "./Http/Connections.js"
 import * as Docs from "./Http/Docs.js"
 import * as Events from "./Http/Events.js"
@@ -16,7 +16,7 @@ import { internalError, NotFound, writeAnswer } from "./Http/HttpErrors.js"
 import * as Messages from "./Http/Messages.js"
 import * as Page from "./Http/Page.js"
 import * as RequestLog from "./Http/RequestLog.js"
-import { hasTokenInQuery, RequestPolicy } from "./Http/RequestPolicy.js"
+import { hasTokenInQuery, RequestPolicy } from "./Access/RequestPolicy.js"
 
 /** Every route but `GET /events`. */
 export const router = Effect.gen(function*() {

@@ -4,7 +4,7 @@
 import { Cause, ConfigError, Effect, FiberRef, HashSet, Layer, Logger } from "effect"
 import * as App from "./App.js"
 import { AppConfig } from "./Config.js"
-import * as Database from "./Database.js"
+import * as Database from "./Storage/Database.js"
 import * as Lifecycle from "./Lifecycle.js"
 import * as Logging from "./Logging.js"
 import * as Runtime from "./Runtime.js"

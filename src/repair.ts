@@ -7,8 +7,8 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Logger, LogLevel, Option } from "effect"
 import { AppConfig } from "./Config.js"
-import * as Database from "./Database.js"
-import { checkTransactionIds, connectedNodes, renumberRestored } from "./MessageRepo.js"
+import * as Database from "./Storage/Database.js"
+import { checkTransactionIds, connectedNodes, renumberRestored } from "./Storage/MessageRepo.js"
 
 const repair = Effect.gen(function*() {
   const needed = yield* checkTransactionIds.pipe(

@@ -15,9 +15,9 @@ import { AppConfig } from "../../src/Config.js"
 import * as Messages from "../../src/Http/Messages.js"
 import * as RequestLog from "../../src/Http/RequestLog.js"
 import * as Logging from "../../src/Logging.js"
-import * as RequestPolicy from "../../src/Http/RequestPolicy.js"
-import { beginning, Message, messageId } from "../../src/Message.js"
-import { MessageRepo } from "../../src/MessageRepo.js"
+import * as RequestPolicy from "../../src/Access/RequestPolicy.js"
+import { beginning, Message, messageId } from "../../src/Domain/Message.js"
+import { MessageRepo } from "../../src/Storage/MessageRepo.js"
 
 const mode = process.argv[2] === "builder" ? "builder" : process.argv[2] === "logged" ? "logged" : "router"
 

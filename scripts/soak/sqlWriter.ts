@@ -8,7 +8,7 @@
 import { Deferred, Duration, Effect, Hash } from "effect"
 import type { PCGRandom } from "effect/Utils"
 import pg from "pg"
-import { messageId } from "../../src/Message.js"
+import { messageId } from "../../src/Domain/Message.js"
 import type { HistoryWriter } from "./history.js"
 import { body } from "./publisher.js"
 

@@ -10,14 +10,14 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Clock, Duration, Effect, Option } from "effect"
-import { Broadcast } from "../Broadcast.js"
+import { Broadcast } from "../Delivery/Broadcast.js"
 import { AppConfig } from "../Config.js"
-import { EventStream } from "../EventStream.js"
-import { MessageRepo } from "../MessageRepo.js"
-import { Poller } from "../Poller.js"
-import { Wakeups } from "../Wakeups.js"
+import { EventStream } from "../Delivery/EventStream.js"
+import { MessageRepo } from "../Storage/MessageRepo.js"
+import { Poller } from "../Delivery/Poller.js"
+import { Wakeups } from "../Delivery/Wakeups.js"
 import { prometheusContentType, Telemetry } from "../Telemetry.js"
-import { RequestPolicy } from "./RequestPolicy.js"
+import { RequestPolicy } from "../Access/RequestPolicy.js"
 
 export const routes = Effect.gen(function*() {
   const config = yield* AppConfig

@@ -6,11 +6,11 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Schedule, Schema } from "effect"
 import type { IncomingMessage } from "node:http"
 import { AppConfig } from "../Config.js"
-import { beginning, encodeMessage, MessageId, NewMessage } from "../Message.js"
-import { type DatabaseError, MessageRepo } from "../MessageRepo.js"
+import { beginning, encodeMessage, MessageId, NewMessage } from "../Domain/Message.js"
+import { type DatabaseError, MessageRepo } from "../Storage/MessageRepo.js"
 import { InvalidRequest, PayloadTooLarge, ServiceUnavailable } from "./HttpErrors.js"
 import { ChannelsParam, channelsOf, LimitParam } from "./Params.js"
-import { RequestPolicy } from "./RequestPolicy.js"
+import { RequestPolicy } from "../Access/RequestPolicy.js"
 
 /**
  * The largest request body read. JSON escaping can make a body of MAX_BODY_BYTES take six times as

@@ -2,8 +2,8 @@
  * Query parameters shared by the routes, as schemas: a failure names the parameter at fault.
  */
 import { Schema } from "effect"
-import { Channel } from "../Message.js"
-import type { Channels } from "../MessageRepo.js"
+import { Channel } from "../Domain/Message.js"
+import type { Channels } from "../Storage/MessageRepo.js"
 
 export const maxChannelsPerRequest = 100
 

@@ -24,7 +24,7 @@ import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Data, type Duration, Effect, Option, Schedule, Schema, Stream } from "effect"
 import * as Api from "../Api.js"
 import * as TabHub from "./TabHub.js"
-import { type Channel, Message, MessageId, NewMessageRequest } from "../Message.js"
+import { type Channel, Message, MessageId, NewMessageRequest } from "../Domain/Message.js"
 
 export interface ClientOptions {
   /** Where the service is, e.g. `http://localhost:8080`. */

@@ -20,7 +20,7 @@
  * missing (or outside a browser), each subscription keeps its own stream.
  */
 import { Effect, Fiber, Runtime, Schema, Stream } from "effect"
-import { Message } from "../Message.js"
+import { Message } from "../Domain/Message.js"
 
 interface LockManager {
   readonly request: (name: string, callback: () => Promise<unknown>) => Promise<unknown>

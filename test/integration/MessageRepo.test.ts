@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Context, Effect } from "effect"
-import { Channel } from "../../src/Message.js"
-import { MessageRepo } from "../../src/MessageRepo.js"
+import { Channel } from "../../src/Domain/Message.js"
+import { MessageRepo } from "../../src/Storage/MessageRepo.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 

@@ -6,7 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { expect } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Random, type Scope } from "effect"
-import { messageIdParts } from "../../src/Message.js"
+import { messageIdParts } from "../../src/Domain/Message.js"
 import * as SseClient from "./SseClient.js"
 import * as TestClient from "./TestClient.js"
 import type * as TestDatabase from "./TestDatabase.js"

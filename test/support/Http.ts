@@ -1,7 +1,7 @@
 /** A raw HTTP request to a node, answered as its status, headers and parsed JSON body. */
 import { Effect, Schema } from "effect"
 import { HistoryPage } from "../../src/Api.js"
-import { Message } from "../../src/Message.js"
+import { Message } from "../../src/Domain/Message.js"
 
 export interface Reply {
   readonly status: number

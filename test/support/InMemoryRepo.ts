@@ -4,9 +4,9 @@
  * are counted.
  */
 import { Duration, Effect, Layer, Option, PubSub, Stream } from "effect"
-import { DatabaseError, MessageRepo } from "../../src/MessageRepo.js"
+import { DatabaseError, MessageRepo } from "../../src/Storage/MessageRepo.js"
 import { SqlError } from "@effect/sql/SqlError"
-import { beginning, type Channel, Message, type MessageId, messageId } from "../../src/Message.js"
+import { beginning, type Channel, Message, type MessageId, messageId } from "../../src/Domain/Message.js"
 
 export interface InMemoryRepo {
   readonly layer: Layer.Layer<MessageRepo>

@@ -3,7 +3,7 @@
  * loses them, by not sending them) and sets the state the service reports.
  */
 import { Effect, Layer, Stream } from "effect"
-import { type WakeupState, Wakeups } from "../../src/Wakeups.js"
+import { type WakeupState, Wakeups } from "../../src/Delivery/Wakeups.js"
 
 export interface InMemoryWakeups {
   readonly layer: Layer.Layer<Wakeups>

@@ -6,7 +6,7 @@ import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { inject } from "vitest"
-import * as Database from "../../src/Database.js"
+import * as Database from "../../src/Storage/Database.js"
 
 export class TestDatabase extends Context.Tag("test/TestDatabase")<TestDatabase, {
   readonly name: string

@@ -5,8 +5,8 @@
 import { HttpServer } from "@effect/platform"
 import { Cause, Context, Duration, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import * as App from "../../src/App.js"
-import * as Database from "../../src/Database.js"
-import { EventStream } from "../../src/EventStream.js"
+import * as Database from "../../src/Storage/Database.js"
+import { EventStream } from "../../src/Delivery/EventStream.js"
 import { TestDatabase } from "./TestDatabase.js"
 import { testConfig } from "./TestConfig.js"
 

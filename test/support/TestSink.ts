@@ -1,5 +1,5 @@
 /** A Broadcast sink for unit tests: keeps what it is given, and reads it or (a stalled client) not. */
-import type { Sink } from "../../src/Broadcast.js"
+import type { Sink } from "../../src/Delivery/Broadcast.js"
 import { parser } from "./SseFrames.js"
 
 export interface TestSink extends Sink {

@@ -8,7 +8,7 @@ import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type { TestProject } from "vitest/node"
-import * as EmbeddedPostgres from "../../src/EmbeddedPostgres.js"
+import * as EmbeddedPostgres from "../../src/Storage/EmbeddedPostgres.js"
 import { freePort } from "./freePort.js"
 
 declare module "vitest" {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, TestClock, Tracer } from "effect"
 import * as Crypto from "node:crypto"
-import * as Access from "../../src/Access.js"
+import * as Access from "../../src/Access/Tokens.js"
 import { liveHeapBytes, megabytes } from "../support/Heap.js"
 import { testConfig } from "../support/TestConfig.js"
 import * as Tokens from "../support/Tokens.js"

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Option, Scope, TestClock } from "effect"
-import * as Broadcast from "../../src/Broadcast.js"
-import { beginning, type Channel, Message, type MessageId, messageId } from "../../src/Message.js"
+import * as Broadcast from "../../src/Delivery/Broadcast.js"
+import { beginning, type Channel, Message, type MessageId, messageId } from "../../src/Domain/Message.js"
 import { testConfig } from "../support/TestConfig.js"
 import * as TestSink from "../support/TestSink.js"
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { channelPatternSyntax, Patterns } from "../../src/ChannelPattern.js"
+import { channelPatternSyntax, Patterns } from "../../src/Domain/ChannelPattern.js"
 
 describe("channel patterns", () => {
   it("match a channel by name, by a prefix ending in *, or every channel with *", () => {

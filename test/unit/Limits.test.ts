@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { RateLimiter, StreamCounts } from "../../src/Limits.js"
+import { RateLimiter, StreamCounts } from "../../src/Access/Limits.js"
 
 describe("RateLimiter", () => {
   it("allows a burst, then one message per interval, and says how long to wait", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, Schema } from "effect"
-import { beginning, MessageId, messageId, messageIdParts, NewMessage } from "../../src/Message.js"
+import { beginning, MessageId, messageId, messageIdParts, NewMessage } from "../../src/Domain/Message.js"
 
 describe("Message ids", () => {
   it("sort as strings in (transaction, sequence) order", () => {

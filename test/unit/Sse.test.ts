@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import * as Sse from "../../src/Sse.js"
+import * as Sse from "../../src/Delivery/Sse.js"
 import { parser } from "../support/SseFrames.js"
 
 describe("Sse framing", () => {

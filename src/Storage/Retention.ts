@@ -5,7 +5,7 @@
  * repo takes an advisory lock). Unset, everything is kept.
  */
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
-import { AppConfig } from "./Config.js"
+import { AppConfig } from "../Config.js"
 import { MessageRepo } from "./MessageRepo.js"
 
 /** Messages deleted per transaction, and the pause between two, so that writers are never held long. */

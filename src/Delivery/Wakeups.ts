@@ -16,9 +16,9 @@ import type { PgClientConfig } from "@effect/sql-pg/PgClient"
 import { PgClient } from "@effect/sql-pg"
 import { Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Metric, PubSub, Redacted, Schedule, Stream } from "effect"
 import pg from "pg"
-import { AppConfig } from "./Config.js"
-import { MessageRepo } from "./MessageRepo.js"
-import { wakeupChannel } from "./migrations/00003_notify_wakeup.js"
+import { AppConfig } from "../Config.js"
+import { MessageRepo } from "../Storage/MessageRepo.js"
+import { wakeupChannel } from "../Storage/migrations/00003_notify_wakeup.js"
 
 /**
  * - `disabled`: NOTIFY_WAKEUP is off;

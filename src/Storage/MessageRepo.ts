@@ -27,8 +27,8 @@ import {
   messageId,
   messageIdParts,
   type NewMessage
-} from "./Message.js"
-import { AppConfig } from "./Config.js"
+} from "../Domain/Message.js"
+import { AppConfig } from "../Config.js"
 import { migrate } from "./Database.js"
 import { wakeupChannel } from "./migrations/00003_notify_wakeup.js"
 

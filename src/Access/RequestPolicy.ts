@@ -22,12 +22,12 @@ import { Cookies } from "@effect/platform"
 import { Clock, Context, Effect, Layer, Scope } from "effect"
 import * as Net from "node:net"
 import * as Os from "node:os"
-import { Access, layer as AccessLayer, type Principal } from "../Access.js"
+import { Access, layer as AccessLayer, type Principal } from "./Tokens.js"
 import { AppConfig } from "../Config.js"
-import { RateLimiter, StreamCounts } from "../Limits.js"
-import { maxAuthorCharacters, type NewMessage } from "../Message.js"
-import type { Channels } from "../MessageRepo.js"
-import { clientAddress, forwardedHost, limitKey, type Peer } from "./ClientAddress.js"
+import { RateLimiter, StreamCounts } from "./Limits.js"
+import { maxAuthorCharacters, type NewMessage } from "../Domain/Message.js"
+import type { Channels } from "../Storage/MessageRepo.js"
+import { clientAddress, forwardedHost, limitKey, type Peer } from "../Http/ClientAddress.js"
 import {
   type Answer,
   Forbidden,
@@ -36,7 +36,7 @@ import {
   TooManyRequests,
   Unauthorized,
   UnsupportedMediaType
-} from "./HttpErrors.js"
+} from "../Http/HttpErrors.js"
 
 /** What the policy reads of a request: a Node IncomingMessage has all of it. */
 export interface RequestParts extends Peer {

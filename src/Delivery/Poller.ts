@@ -16,9 +16,9 @@
 import { Clock, Context, Duration, Effect, Layer, Metric, MetricBoundaries, Option, Queue, Ref, Schedule, Stream } from "effect"
 import { isNonEmptyReadonlyArray, type NonEmptyReadonlyArray } from "effect/Array"
 import * as Broadcast from "./Broadcast.js"
-import { AppConfig } from "./Config.js"
-import type { Message, MessageId } from "./Message.js"
-import { MessageRepo, type Probe } from "./MessageRepo.js"
+import { AppConfig } from "../Config.js"
+import type { Message, MessageId } from "../Domain/Message.js"
+import { MessageRepo, type Probe } from "../Storage/MessageRepo.js"
 import { Wakeups } from "./Wakeups.js"
 
 export interface PollerStatus {

@@ -18,9 +18,9 @@
 import { Clock, ConfigError, Context, Data, Duration, Effect, Layer, Option, ParseResult, Redacted, Schema } from "effect"
 import * as Jose from "jose"
 import * as Crypto from "node:crypto"
-import { ChannelPattern, Patterns } from "./ChannelPattern.js"
-import { AppConfig, type AuthSettings } from "./Config.js"
-import { Author } from "./Message.js"
+import { ChannelPattern, Patterns } from "../Domain/ChannelPattern.js"
+import { AppConfig, type AuthSettings } from "../Config.js"
+import { Author } from "../Domain/Message.js"
 
 /** What the bearer of a request may do. */
 export interface Principal {

@@ -24,10 +24,10 @@
 import { Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Scope } from "effect"
 import { isNonEmptyReadonlyArray } from "effect/Array"
 import { Broadcast, bytesWritten, type CutOffReason, messageFrameAfter, Selection, type Sink } from "./Broadcast.js"
-import { AppConfig } from "./Config.js"
-import type { MessageId } from "./Message.js"
-import { type Channels, MessageRepo } from "./MessageRepo.js"
-import type { ResumePoint, Snapshot } from "./Snapshot.js"
+import { AppConfig } from "../Config.js"
+import type { MessageId } from "../Domain/Message.js"
+import { type Channels, MessageRepo } from "../Storage/MessageRepo.js"
+import type { ResumePoint, Snapshot } from "../Domain/Snapshot.js"
 import * as Sse from "./Sse.js"
 
 /** The client's end of the stream, as the HTTP server provides it. */

@@ -15,7 +15,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
-import { maxRunning } from "../Snapshot.js"
+import { maxRunning } from "../../Domain/Snapshot.js"
 
 
 export default Effect.gen(function*() {

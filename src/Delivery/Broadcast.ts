@@ -35,10 +35,10 @@ import {
   Stream
 } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import { AppConfig } from "./Config.js"
-import { type Channel, encodeMessage, type Message, type MessageId, maxId } from "./Message.js"
-import type { Channels } from "./MessageRepo.js"
-import { idAfter, type Snapshot, txidOf } from "./Snapshot.js"
+import { AppConfig } from "../Config.js"
+import { type Channel, encodeMessage, type Message, type MessageId, maxId } from "../Domain/Message.js"
+import type { Channels } from "../Storage/MessageRepo.js"
+import { idAfter, type Snapshot, txidOf } from "../Domain/Snapshot.js"
 import * as Sse from "./Sse.js"
 
 /** The channels one client follows, with a key shared by every client following the same ones. */
