@@ -9,6 +9,7 @@
  */
 import { Array as Arr, Effect, Exit, Layer, Option, Scope } from "effect"
 import * as Broadcast from "../src/Delivery/Broadcast.js"
+import { Selection } from "../src/Domain/Channels.js"
 import { beginning, Channel, Message, messageId } from "../src/Domain/Message.js"
 import { testConfig } from "../test/support/TestConfig.js"
 import { argument } from "./support/arguments.js"
@@ -46,7 +47,7 @@ const round = Effect.gen(function*() {
     end: () => undefined
   }
   const scope = yield* Scope.make()
-  const selection = Broadcast.Selection.of("all")
+  const selection = Selection.of("all")
   for (let i = 0; i < clients; i++) {
     yield* broadcast.subscribe({ selection, after: Option.none(), sink }).pipe(Scope.extend(scope))
   }

@@ -10,7 +10,7 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { Channel, Message, MessageId, NewMessageRequest } from "./Domain/Message.js"
-import { maxChannelsPerRequest } from "./Http/Params.js"
+import { maxChannelsPerRequest } from "./Domain/Channels.js"
 import { Position } from "./Domain/Snapshot.js"
 
 /** An error as every route answers it: `{ "error": tag, "message": text, "field"?: name }`. */

@@ -26,7 +26,7 @@ import { Access, layer as AccessLayer, type Principal } from "./Tokens.js"
 import { AppConfig } from "../Config.js"
 import { RateLimiter, StreamCounts } from "./Limits.js"
 import { maxAuthorCharacters, type NewMessage } from "../Domain/Message.js"
-import type { Channels } from "../Storage/MessageRepo.js"
+import type { Channels } from "../Domain/Channels.js"
 import { clientAddress, forwardedHost, limitKey, type Peer } from "../Http/ClientAddress.js"
 import {
   type Answer,

@@ -37,24 +37,9 @@ import {
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { AppConfig } from "../Config.js"
 import { type Channel, encodeMessage, type Message, type MessageId, maxId } from "../Domain/Message.js"
-import type { Channels } from "../Storage/MessageRepo.js"
 import { idAfter, type Snapshot, txidOf } from "../Domain/Snapshot.js"
 import * as Sse from "./Sse.js"
-
-/** The channels one client follows, with a key shared by every client following the same ones. */
-export class Selection {
-  private constructor(readonly key: string, private readonly channels: ReadonlySet<string> | undefined) {}
-
-  static of(channels: Channels): Selection {
-    if (channels === "all") return new Selection("*", undefined)
-    const unique = [...new Set(channels)].sort()
-    return new Selection(unique.join(","), new Set(unique))
-  }
-
-  includes(channel: Channel): boolean {
-    return this.channels === undefined || this.channels.has(channel)
-  }
-}
+import { Selection } from "../Domain/Channels.js"
 
 const encoder = new TextEncoder()
 

@@ -23,10 +23,11 @@
  */
 import { Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Scope } from "effect"
 import { isNonEmptyReadonlyArray } from "effect/Array"
-import { Broadcast, bytesWritten, type CutOffReason, messageFrameAfter, Selection, type Sink } from "./Broadcast.js"
+import { Broadcast, bytesWritten, type CutOffReason, messageFrameAfter, type Sink } from "./Broadcast.js"
 import { AppConfig } from "../Config.js"
 import type { MessageId } from "../Domain/Message.js"
-import { type Channels, MessageRepo } from "../Storage/MessageRepo.js"
+import { type Channels, Selection } from "../Domain/Channels.js"
+import { MessageRepo } from "../Storage/MessageRepo.js"
 import type { ResumePoint, Snapshot } from "../Domain/Snapshot.js"
 import * as Sse from "./Sse.js"
 

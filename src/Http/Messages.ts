@@ -9,7 +9,8 @@ import { AppConfig } from "../Config.js"
 import { beginning, encodeMessage, MessageId, NewMessage } from "../Domain/Message.js"
 import { type DatabaseError, MessageRepo } from "../Storage/MessageRepo.js"
 import { InvalidRequest, PayloadTooLarge, ServiceUnavailable } from "./HttpErrors.js"
-import { ChannelsParam, channelsOf, LimitParam } from "./Params.js"
+import { channelsOf } from "../Domain/Channels.js"
+import { ChannelsParam, LimitParam } from "./Params.js"
 import { RequestPolicy } from "../Access/RequestPolicy.js"
 
 /**

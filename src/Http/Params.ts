@@ -3,9 +3,7 @@
  */
 import { Schema } from "effect"
 import { Channel } from "../Domain/Message.js"
-import type { Channels } from "../Storage/MessageRepo.js"
-
-export const maxChannelsPerRequest = 100
+import { maxChannelsPerRequest } from "../Domain/Channels.js"
 
 /** `channel=a&channel=b`: one or more channel names (none: every channel). */
 export const ChannelsParam = Schema.Union(Schema.String, Schema.Array(Schema.String)).pipe(
@@ -19,9 +17,6 @@ export const ChannelsParam = Schema.Union(Schema.String, Schema.Array(Schema.Str
     message: () => `at most ${maxChannelsPerRequest} channels may be named at once`
   })
 )
-
-export const channelsOf = (channels: ReadonlyArray<Channel> | undefined): Channels =>
-  channels === undefined || channels.length === 0 ? "all" : [channels[0]!, ...channels.slice(1)]
 
 export const LimitParam = (max: number) =>
   Schema.NumberFromString.pipe(

@@ -17,7 +17,7 @@
  */
 import { type Migrator, SqlClient, type SqlError, type Statement } from "@effect/sql"
 import { Array as Arr, Cause, Chunk, Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Queue, Schema, Stream, type Tracer } from "effect"
-import type { NonEmptyReadonlyArray } from "effect/Array"
+import type { Channels } from "../Domain/Channels.js"
 import pg from "pg"
 import {
   type Channel,
@@ -101,9 +101,6 @@ export interface WriteFailure {
   readonly at: number
   readonly message: string
 }
-
-/** Which channels a read covers. */
-export type Channels = "all" | NonEmptyReadonlyArray<Channel>
 
 export interface HistoryRequest {
   readonly channels: Channels

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Option, Scope, TestClock } from "effect"
 import * as Broadcast from "../../src/Delivery/Broadcast.js"
+import { Selection } from "../../src/Domain/Channels.js"
 import { beginning, type Channel, Message, type MessageId, messageId } from "../../src/Domain/Message.js"
 import { testConfig } from "../support/TestConfig.js"
 import * as TestSink from "../support/TestSink.js"
@@ -27,7 +28,7 @@ const subscribe = (
     const broadcast = yield* Broadcast.Broadcast
     const sink = TestSink.make({ reads: options.reads ?? true })
     const position = yield* broadcast.subscribe({
-      selection: Broadcast.Selection.of(options.channels ?? "all"),
+      selection: Selection.of(options.channels ?? "all"),
       after: Option.fromNullable(options.after),
       sink
     })
@@ -106,7 +107,7 @@ describe("Broadcast", () => {
       // Always behind, but taking a little more every time it is looked at.
       let taken = 0
       const slow = { ...TestSink.make(), backlog: () => 100, flushed: () => ++taken }
-      yield* broadcast.subscribe({ selection: Broadcast.Selection.of("all"), after: Option.none(), sink: slow })
+      yield* broadcast.subscribe({ selection: Selection.of("all"), after: Option.none(), sink: slow })
       yield* broadcast.publish([message("a", "unread")])
       yield* fannedOut
       // Heartbeats every second look at every client; the stalled one is let go after 5 seconds.

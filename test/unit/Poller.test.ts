@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Option, Ref, TestClock } from "effect"
-import { Broadcast, Selection } from "../../src/Delivery/Broadcast.js"
+import { Broadcast } from "../../src/Delivery/Broadcast.js"
+import { Selection } from "../../src/Domain/Channels.js"
 import { beginning } from "../../src/Domain/Message.js"
 import * as Poller from "../../src/Delivery/Poller.js"
 import * as InMemoryRepo from "../support/InMemoryRepo.js"
