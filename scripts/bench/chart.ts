@@ -3,7 +3,7 @@
  * memory against the number of clients for pollcast and the baseline; and scenario (intervals),
  * latency against POLL_INTERVAL with and without wake-up.
  */
-import * as Fs from "node:fs"
+import { Svg } from "../support/Svg.js"
 
 interface Step {
   readonly clients: number
@@ -25,8 +25,9 @@ const labels = {
   baseline: "baseline (node:http + pg + setInterval)"
 } as const
 const legendWidths = { pollcast: 110, interval: 190, baseline: 300 } as const
-
-const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;")
+// Latency lines: p99 solid, p50 dashed, each measurement a dot.
+const solid = { width: 2, dots: true }
+const dashed = { width: 2, dash: "5 4", dots: true }
 
 export const writeChart = (file: string, output: Output) => {
   const d = output.results.d as { rate: number; pollIntervalMs: number } & Partial<Record<keyof typeof colors, { curve: Array<Step> }>>
@@ -39,9 +40,7 @@ export const writeChart = (file: string, output: Output) => {
   const panel = { top: 60, height: 290, width: 380 }
   const lefts = [70, 550]
   const x = (left: number, clients: number) => left + (clients / maxClients) * panel.width
-  const parts: Array<string> = []
-  const text = (tx: number, ty: number, content: string, attrs = "") =>
-    parts.push(`<text x="${tx}" y="${ty}" ${attrs}>${escape(content)}</text>`)
+  const svg = new Svg(width, height)
 
   // Latency, log scale from 10 ms to 10 s.
   const latencyY = (millis: number) => {
@@ -53,51 +52,41 @@ export const writeChart = (file: string, output: Output) => {
   const rssY = (mb: number) => panel.top + panel.height - (mb / maxRss) * panel.height
 
   const axes = (left: number, title: string, ticks: Array<[number, string]>) => {
-    parts.push(`<rect x="${left}" y="${panel.top}" width="${panel.width}" height="${panel.height}" fill="none" stroke="#d0d5dd"/>`)
-    text(left, panel.top - 12, title, `font-weight="600"`)
+    svg.rect(left, panel.top, panel.width, panel.height, `fill="none" stroke="#d0d5dd"`)
+    svg.text(left, panel.top - 12, title, `font-weight="600"`)
     for (const [y, label] of ticks) {
-      parts.push(`<line x1="${left}" x2="${left + panel.width}" y1="${y}" y2="${y}" stroke="#eef0f3"/>`)
-      text(left - 8, y + 4, label, `text-anchor="end" fill="#667085"`)
+      svg.line(left, left + panel.width, y, y, `stroke="#eef0f3"`)
+      svg.text(left - 8, y + 4, label, `text-anchor="end" fill="#667085"`)
     }
     for (const clients of [...new Set(allClients)]) {
-      text(x(left, clients), panel.top + panel.height + 18, clients >= 1000 ? `${clients / 1000}k` : String(clients), `text-anchor="middle" fill="#667085"`)
+      svg.text(x(left, clients), panel.top + panel.height + 18, clients >= 1000 ? `${clients / 1000}k` : String(clients), `text-anchor="middle" fill="#667085"`)
     }
-    text(left + panel.width / 2, panel.top + panel.height + 38, "SSE clients on one node", `text-anchor="middle" fill="#667085"`)
+    svg.text(left + panel.width / 2, panel.top + panel.height + 38, "SSE clients on one node", `text-anchor="middle" fill="#667085"`)
   }
   axes(lefts[0]!, "Delivery latency (ms, log scale)", [10, 100, 1000, 10_000].map((ms) => [latencyY(ms), String(ms)]))
   const rssStep = maxRss > 1000 ? 500 : maxRss > 400 ? 200 : 100
   axes(lefts[1]!, "Server memory, RSS (MB)", Array.from({ length: Math.floor(maxRss / rssStep) + 1 }, (_, i) => [rssY(i * rssStep), String(i * rssStep)]))
-  parts.push(`<line x1="${lefts[0]}" x2="${lefts[0]! + panel.width}" y1="${latencyY(1000)}" y2="${latencyY(1000)}" stroke="#d92d20" stroke-dasharray="2 3"/>`)
-  text(lefts[0]! + panel.width - 4, latencyY(1000) - 5, "1 s", `text-anchor="end" fill="#d92d20"`)
+  svg.line(lefts[0]!, lefts[0]! + panel.width, latencyY(1000), latencyY(1000), `stroke="#d92d20" stroke-dasharray="2 3"`)
+  svg.text(lefts[0]! + panel.width - 4, latencyY(1000) - 5, "1 s", `text-anchor="end" fill="#d92d20"`)
 
-  const line = (points: Array<[number, number]>, color: string, dash = "") => {
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" ${dash} points="${points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" ")}"/>`)
-    for (const [px, py] of points) parts.push(`<circle cx="${px.toFixed(1)}" cy="${py.toFixed(1)}" r="3" fill="${color}"/>`)
-  }
   for (const { curve, target } of series) {
     const color = colors[target]
-    line(curve.map((step) => [x(lefts[0]!, step.clients), latencyY(step.delivery.latencyMs.p99)]), color)
-    line(curve.map((step) => [x(lefts[0]!, step.clients), latencyY(step.delivery.latencyMs.p50)]), color, `stroke-dasharray="5 4"`)
-    line(curve.map((step) => [x(lefts[1]!, step.clients), rssY(step.connection.rssWithClientsMB)]), color)
+    svg.polyline(curve.map((step) => [x(lefts[0]!, step.clients), latencyY(step.delivery.latencyMs.p99)]), color, solid)
+    svg.polyline(curve.map((step) => [x(lefts[0]!, step.clients), latencyY(step.delivery.latencyMs.p50)]), color, dashed)
+    svg.polyline(curve.map((step) => [x(lefts[1]!, step.clients), rssY(step.connection.rssWithClientsMB)]), color, solid)
   }
 
   // Legend and provenance.
   let legendX = 70
   for (const { target } of series) {
-    parts.push(`<rect x="${legendX}" y="18" width="14" height="4" fill="${colors[target]}"/>`)
-    text(legendX + 20, 24, labels[target])
+    svg.rect(legendX, 18, 14, 4, `fill="${colors[target]}"`)
+    svg.text(legendX + 20, 24, labels[target])
     legendX += legendWidths[target]
   }
-  text(legendX, 24, "latency: solid p99, dashed p50", `fill="#667085"`)
+  svg.text(legendX, 24, "latency: solid p99, dashed p50", `fill="#667085"`)
   const m = output.machine
-  text(70, height - 12, `Measured ${output.at.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; Node ${m.node}, PostgreSQL ${m.postgres}; ${d.rate} msg/s, POLL_INTERVAL ${d.pollIntervalMs} ms; load generator on the same machine.`, `fill="#667085" font-size="11"`)
-
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="13">
-<rect width="${width}" height="${height}" fill="#ffffff"/>
-${parts.join("\n")}
-</svg>
-`
-  Fs.writeFileSync(file, svg)
+  svg.text(70, height - 12, `Measured ${output.at.slice(0, 10)} on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; Node ${m.node}, PostgreSQL ${m.postgres}; ${d.rate} msg/s, POLL_INTERVAL ${d.pollIntervalMs} ms; load generator on the same machine.`, `fill="#667085" font-size="11"`)
+  svg.write(file)
 }
 
 interface IntervalStep {
@@ -113,9 +102,7 @@ export const writeIntervalChart = (file: string, output: Output) => {
   const width = 640
   const height = 440
   const panel = { left: 80, top: 60, width: 520, height: 300 }
-  const parts: Array<string> = []
-  const text = (tx: number, ty: number, content: string, attrs = "") =>
-    parts.push(`<text x="${tx}" y="${ty}" ${attrs}>${escape(content)}</text>`)
+  const svg = new Svg(width, height)
   const [lowest, highest] = [Math.min(...intervals), Math.max(...intervals)]
   const span = Math.max(1e-9, Math.log10(highest) - Math.log10(lowest))
   const x = (interval: number) => panel.left + ((Math.log10(interval) - Math.log10(lowest)) / span) * panel.width
@@ -125,42 +112,33 @@ export const writeIntervalChart = (file: string, output: Output) => {
     return panel.top + panel.height - (Math.log10(clamped) / 4) * panel.height
   }
 
-  parts.push(`<rect x="${panel.left}" y="${panel.top}" width="${panel.width}" height="${panel.height}" fill="none" stroke="#d0d5dd"/>`)
-  text(panel.left, panel.top - 12, "Delivery latency (ms, log scale) against POLL_INTERVAL", `font-weight="600"`)
+  svg.rect(panel.left, panel.top, panel.width, panel.height, `fill="none" stroke="#d0d5dd"`)
+  svg.text(panel.left, panel.top - 12, "Delivery latency (ms, log scale) against POLL_INTERVAL", `font-weight="600"`)
   for (const ms of [1, 10, 100, 1000, 10_000]) {
-    parts.push(`<line x1="${panel.left}" x2="${panel.left + panel.width}" y1="${y(ms)}" y2="${y(ms)}" stroke="#eef0f3"/>`)
-    text(panel.left - 8, y(ms) + 4, String(ms), `text-anchor="end" fill="#667085"`)
+    svg.line(panel.left, panel.left + panel.width, y(ms), y(ms), `stroke="#eef0f3"`)
+    svg.text(panel.left - 8, y(ms) + 4, String(ms), `text-anchor="end" fill="#667085"`)
   }
   for (const interval of intervals) {
-    text(x(interval), panel.top + panel.height + 18, interval >= 1000 ? `${interval / 1000} s` : `${interval} ms`, `text-anchor="middle" fill="#667085"`)
+    svg.text(x(interval), panel.top + panel.height + 18, interval >= 1000 ? `${interval / 1000} s` : `${interval} ms`, `text-anchor="middle" fill="#667085"`)
   }
-  text(panel.left + panel.width / 2, panel.top + panel.height + 38, "POLL_INTERVAL (log scale)", `text-anchor="middle" fill="#667085"`)
+  svg.text(panel.left + panel.width / 2, panel.top + panel.height + 38, "POLL_INTERVAL (log scale)", `text-anchor="middle" fill="#667085"`)
 
-  const line = (points: Array<[number, number]>, color: string, dash = "") => {
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" ${dash} points="${points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" ")}"/>`)
-    for (const [px, py] of points) parts.push(`<circle cx="${px.toFixed(1)}" cy="${py.toFixed(1)}" r="3" fill="${color}"/>`)
-  }
   const modes = (["pollcast", "interval"] as const).filter((mode) => sweep.steps.some((step) => step[mode] !== undefined))
   for (const mode of modes) {
     const measured = sweep.steps.flatMap((step) => (step[mode] === undefined ? [] : [{ interval: step.pollIntervalMs, latency: step[mode]!.delivery.latencyMs }]))
-    line(measured.map(({ interval, latency }) => [x(interval), y(latency.p99)]), colors[mode])
-    line(measured.map(({ interval, latency }) => [x(interval), y(latency.p50)]), colors[mode], `stroke-dasharray="5 4"`)
+    svg.polyline(measured.map(({ interval, latency }) => [x(interval), y(latency.p99)]), colors[mode], solid)
+    svg.polyline(measured.map(({ interval, latency }) => [x(interval), y(latency.p50)]), colors[mode], dashed)
   }
 
   let legendX = panel.left
   for (const mode of modes) {
-    parts.push(`<rect x="${legendX}" y="18" width="14" height="4" fill="${colors[mode]}"/>`)
-    text(legendX + 20, 24, mode === "pollcast" ? "pollcast, woken by NOTIFY" : "pollcast, interval only")
+    svg.rect(legendX, 18, 14, 4, `fill="${colors[mode]}"`)
+    svg.text(legendX + 20, 24, mode === "pollcast" ? "pollcast, woken by NOTIFY" : "pollcast, interval only")
     legendX += 200
   }
-  text(legendX, 24, "solid p99, dashed p50", `fill="#667085"`)
+  svg.text(legendX, 24, "solid p99, dashed p50", `fill="#667085"`)
   const m = output.machine
-  text(panel.left, height - 26, `Measured ${output.at.slice(0, 10)} on ${m.cpu}, ${m.cores} cores; Node ${m.node}, PostgreSQL ${m.postgres};`, `fill="#667085" font-size="11"`)
-  text(panel.left, height - 12, `${sweep.load.clients} clients, ${sweep.load.rate} msg/s, from POST sent to event received; load generator on the same machine.`, `fill="#667085" font-size="11"`)
-
-  Fs.writeFileSync(file, `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="13">
-<rect width="${width}" height="${height}" fill="#ffffff"/>
-${parts.join("\n")}
-</svg>
-`)
+  svg.text(panel.left, height - 26, `Measured ${output.at.slice(0, 10)} on ${m.cpu}, ${m.cores} cores; Node ${m.node}, PostgreSQL ${m.postgres};`, `fill="#667085" font-size="11"`)
+  svg.text(panel.left, height - 12, `${sweep.load.clients} clients, ${sweep.load.rate} msg/s, from POST sent to event received; load generator on the same machine.`, `fill="#667085" font-size="11"`)
+  svg.write(file)
 }

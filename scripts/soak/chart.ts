@@ -3,7 +3,7 @@
  * each second (longest and median, log scale), under one lane per fault kind showing when each
  * fault was in force, with faint bands down the plot so that delays line up with their causes.
  */
-import * as Fs from "node:fs"
+import { Svg } from "../support/Svg.js"
 import type { Report } from "./checker.js"
 
 const kinds = [
@@ -18,8 +18,6 @@ const kinds = [
   ["resume-old", "#66c61c"],
   ["long-transaction", "#b54708"]
 ] as const
-
-const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;")
 
 export const writeChart = (file: string, report: Report, caption: string) => {
   const width = 960
@@ -39,56 +37,46 @@ export const writeChart = (file: string, report: Report, caption: string) => {
     const clamped = Math.min(10 * 10 ** decades, Math.max(10, millis))
     return plotTop + plotHeight - ((Math.log10(clamped) - 1) / decades) * plotHeight
   }
-  const parts: Array<string> = []
-  const text = (tx: number, ty: number, content: string, attrs = "") =>
-    parts.push(`<text x="${tx.toFixed(1)}" y="${ty.toFixed(1)}" ${attrs}>${escape(content)}</text>`)
+  const svg = new Svg(width, height)
 
-  text(left, 22, "How long each message took to reach every subscriber of its channel, with the faults in force", `font-weight="600"`)
+  svg.text(left, 22, "How long each message took to reach every subscriber of its channel, with the faults in force", `font-weight="600"`)
 
   // Fault lanes, and their bands down the plot.
   kinds.forEach(([kind, color], lane) => {
     const top = lanesTop + lane * laneHeight
-    text(left - 8, top + 10, kind, `text-anchor="end" fill="#475467" font-size="11"`)
-    parts.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${top + laneHeight / 2}" y2="${top + laneHeight / 2}" stroke="#eef0f3"/>`)
+    svg.text(left - 8, top + 10, kind, `text-anchor="end" fill="#475467" font-size="11"`)
+    svg.line(left, left + plotWidth, top + laneHeight / 2, top + laneHeight / 2, `stroke="#eef0f3"`)
     for (const span of report.spans.filter((span) => span.kind === kind)) {
       const from = x(span.start / 1000)
       const spanWidth = Math.max(2, x(span.end / 1000) - from)
-      parts.push(`<rect x="${from.toFixed(1)}" y="${top + 2}" width="${spanWidth.toFixed(1)}" height="${laneHeight - 4}" fill="${color}"><title>${escape(`${span.kind}#${span.n} ${span.target}${span.detail === undefined ? "" : `: ${span.detail}`}`)}</title></rect>`)
-      parts.push(`<rect x="${from.toFixed(1)}" y="${plotTop}" width="${spanWidth.toFixed(1)}" height="${plotHeight}" fill="${color}" opacity="0.08"/>`)
+      svg.rect(from, top + 2, spanWidth, laneHeight - 4, `fill="${color}"`, `${span.kind}#${span.n} ${span.target}${span.detail === undefined ? "" : `: ${span.detail}`}`)
+      svg.rect(from, plotTop, spanWidth, plotHeight, `fill="${color}" opacity="0.08"`)
     }
   })
 
   // Axes.
-  parts.push(`<rect x="${left}" y="${plotTop}" width="${plotWidth}" height="${plotHeight}" fill="none" stroke="#d0d5dd"/>`)
+  svg.rect(left, plotTop, plotWidth, plotHeight, `fill="none" stroke="#d0d5dd"`)
   for (let decade = 0; decade <= decades; decade++) {
     const millis = 10 * 10 ** decade
-    parts.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${y(millis).toFixed(1)}" y2="${y(millis).toFixed(1)}" stroke="#eef0f3"/>`)
-    text(left - 8, y(millis) + 4, millis >= 1000 ? `${millis / 1000} s` : `${millis} ms`, `text-anchor="end" fill="#667085"`)
+    svg.line(left, left + plotWidth, y(millis), y(millis), `stroke="#eef0f3"`)
+    svg.text(left - 8, y(millis) + 4, millis >= 1000 ? `${millis / 1000} s` : `${millis} ms`, `text-anchor="end" fill="#667085"`)
   }
   const step = [10, 30, 60, 120, 300].find((candidate) => endSeconds / candidate <= 12) ?? 600
   for (let second = 0; second <= endSeconds; second += step) {
-    text(x(second), plotTop + plotHeight + 18, `${second} s`, `text-anchor="middle" fill="#667085"`)
+    svg.text(x(second), plotTop + plotHeight + 18, `${second} s`, `text-anchor="middle" fill="#667085"`)
   }
-  text(left, plotTop + plotHeight + 38, "time the message was written, from the start of the run", `fill="#667085"`)
+  svg.text(left, plotTop + plotHeight + 38, "time the message was written, from the start of the run", `fill="#667085"`)
 
-  const line = (points: ReadonlyArray<readonly [number, number]>, color: string, dash = "") =>
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.5" ${dash} points="${points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" ")}"/>`)
-  line(report.timeline.map((point) => [x(point.second + 0.5), y(point.max)] as const), "#d92d20")
-  line(report.timeline.map((point) => [x(point.second + 0.5), y(point.median)] as const), "#2563eb")
+  svg.polyline(report.timeline.map((point) => [x(point.second + 0.5), y(point.max)] as const), "#d92d20", { width: 1.5 })
+  svg.polyline(report.timeline.map((point) => [x(point.second + 0.5), y(point.median)] as const), "#2563eb", { width: 1.5 })
 
   // Legend and provenance.
   const legendX = left + plotWidth - 330
   const legendY = plotTop + plotHeight + 38
-  parts.push(`<rect x="${legendX}" y="${legendY - 6}" width="14" height="3" fill="#d92d20"/>`)
-  text(legendX + 20, legendY, "longest", `fill="#475467" font-size="12"`)
-  parts.push(`<rect x="${legendX + 90}" y="${legendY - 6}" width="14" height="3" fill="#2563eb"/>`)
-  text(legendX + 110, legendY, "median, per second of writing", `fill="#475467" font-size="12"`)
-  text(left, height - 10, caption, `fill="#667085" font-size="11"`)
-
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="13">
-<rect width="${width}" height="${height}" fill="#ffffff"/>
-${parts.join("\n")}
-</svg>
-`
-  Fs.writeFileSync(file, svg)
+  svg.rect(legendX, legendY - 6, 14, 3, `fill="#d92d20"`)
+  svg.text(legendX + 20, legendY, "longest", `fill="#475467" font-size="12"`)
+  svg.rect(legendX + 90, legendY - 6, 14, 3, `fill="#2563eb"`)
+  svg.text(legendX + 110, legendY, "median, per second of writing", `fill="#475467" font-size="12"`)
+  svg.text(left, height - 10, caption, `fill="#667085" font-size="11"`)
+  svg.write(file)
 }
