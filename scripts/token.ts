@@ -8,11 +8,11 @@
  * Signs with AUTH_SECRET (HS256), or with the private key in --key (PEM, PKCS#8: RS256 for RSA,
  * ES256 for P-256, EdDSA for Ed25519). Prints the token alone, so that it can be captured.
  */
-import * as Jose from "jose"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import { parseArgs } from "node:util"
 import { channelPatternSyntax } from "../src/Domain/ChannelPattern.js"
+import * as Tokens from "./support/Tokens.js"
 
 const usage = `Usage: npm run --silent token -- --sub NAME [--publish PATTERN]... [--subscribe PATTERN]...
        [--admin] [--author NAME] [--expires 1h|30m|7d|never] [--key private.pem] [--kid ID]
@@ -74,34 +74,31 @@ const algorithmOf = (key: Crypto.KeyObject) => {
   return fail(`--key: a ${key.asymmetricKeyType} key cannot sign pollcast tokens (use RSA, P-256 or Ed25519)`)
 }
 
-const signingKey = () => {
+const signingKey = (): Tokens.SigningKey => {
   if (values.key !== undefined) {
     const key = Crypto.createPrivateKey(Fs.readFileSync(values.key))
-    return { key, alg: algorithmOf(key) }
+    return { key, alg: algorithmOf(key), kid: values.kid }
   }
   const secret = process.env.AUTH_SECRET ?? ""
   if (secret === "") return fail("Set AUTH_SECRET (the service's) or give --key.")
-  return { key: new TextEncoder().encode(secret), alg: "HS256" }
+  return { ...Tokens.secretKey(secret), kid: values.kid }
 }
 
-const { alg, key } = signingKey()
+const signing = signingKey()
+if (values.expires !== "never" && !Tokens.isPeriod(values.expires)) {
+  fail(`--expires ${values.expires}: write a period such as 30m, 1h, 7d, or never.`)
+}
 const rights = {
   publish: patterns(values.publish),
   subscribe: patterns(values.subscribe),
   ...(values.admin ? { admin: true } : {}),
   ...(values.author === undefined ? {} : { author: values.author })
 }
-let jwt = new Jose.SignJWT({ pollcast: rights })
-  .setProtectedHeader({ alg, typ: "JWT", ...(values.kid === undefined ? {} : { kid: values.kid }) })
-  .setSubject(values.sub!)
-  .setIssuedAt()
-if (values.expires !== "never") {
-  try {
-    jwt = jwt.setExpirationTime(values.expires)
-  } catch {
-    fail(`--expires ${values.expires}: write a period such as 30m, 1h, 7d, or never.`)
-  }
-}
-if (values.issuer !== undefined) jwt = jwt.setIssuer(values.issuer)
-if (values.audience !== undefined) jwt = jwt.setAudience(values.audience)
-console.log(await jwt.sign(key))
+console.log(
+  await Tokens.mint(signing, rights, {
+    subject: values.sub!,
+    expiresIn: values.expires === "never" ? undefined : values.expires,
+    issuer: values.issuer,
+    audience: values.audience
+  })
+)

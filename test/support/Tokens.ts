@@ -1,17 +1,14 @@
 /**
- * Access tokens for tests, made with jose as an issuer would: signed with a secret or a key pair,
- * or unsigned (`alg: none`), with any claims.
+ * Access tokens for tests, with the tests' defaults (their AUTH_SECRET, the subject "ada", an
+ * hour to live), minted by the scripts' token helper: signed with a secret or a key pair, or
+ * unsigned (`alg: none`), with any claims.
  */
 import * as Jose from "jose"
+import * as Tokens from "../../scripts/support/Tokens.js"
 
 export const secret = "a test secret, long enough for HS256: 32+ bytes"
 
-export interface Rights {
-  readonly publish?: ReadonlyArray<string>
-  readonly subscribe?: ReadonlyArray<string>
-  readonly admin?: boolean
-  readonly author?: string
-}
+export type Rights = Tokens.Rights
 
 export interface Options {
   /** Seconds from now; undefined: in an hour; null: no exp claim. */
@@ -22,21 +19,15 @@ export interface Options {
   readonly claims?: Record<string, unknown>
 }
 
-const now = () => Math.floor(Date.now() / 1000)
-
-const payload = (rights: Rights, options: Options) => {
-  const claims: Record<string, unknown> = { pollcast: rights, iat: now(), ...options.claims }
-  if (options.sub !== null) claims.sub = options.sub ?? "ada"
-  if (options.expiresIn !== null) claims.exp = now() + (options.expiresIn ?? 3600)
-  if (options.notBefore !== undefined) claims.nbf = now() + options.notBefore
-  return claims
-}
+const claimsOf = (options: Options): Tokens.Claims => ({
+  subject: options.sub === null ? undefined : options.sub ?? "ada",
+  expiresIn: options.expiresIn === null ? undefined : options.expiresIn ?? 3600,
+  notBefore: options.notBefore,
+  claims: options.claims
+})
 
 /** An HS256 token, with `key` (default: the tests' AUTH_SECRET). */
-export const hs256 = (rights: Rights, options: Options = {}, key = secret) =>
-  new Jose.SignJWT(payload(rights, options)).setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(
-    new TextEncoder().encode(key)
-  )
+export const hs256 = (rights: Rights, options: Options = {}, key = secret) => Tokens.mint(Tokens.secretKey(key), rights, claimsOf(options))
 
 /** A token signed with a private key, naming it by `kid`. */
 export const signed = (
@@ -44,15 +35,10 @@ export const signed = (
   key: Jose.CryptoKey | Uint8Array,
   rights: Rights,
   options: Options & { readonly kid?: string } = {}
-) =>
-  new Jose.SignJWT(payload(rights, options)).setProtectedHeader({
-    alg,
-    typ: "JWT",
-    ...(options.kid === undefined ? {} : { kid: options.kid })
-  }).sign(key)
+) => Tokens.mint({ alg, key, kid: options.kid }, rights, claimsOf(options))
 
 /** An unsigned token (`alg: none`), which must never be accepted. */
-export const unsigned = (rights: Rights, options: Options = {}) => new Jose.UnsecuredJWT(payload(rights, options)).encode()
+export const unsigned = (rights: Rights, options: Options = {}) => Tokens.unsigned(rights, claimsOf(options))
 
 /** A key pair, its public half as PEM and as a JWK with `kid` and `alg`. */
 export const keyPair = async (alg: "RS256" | "ES256" | "EdDSA", kid: string) => {
