@@ -5,10 +5,21 @@
  * the stored messages below the server's transaction counter, keeping their order.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Effect, Logger, LogLevel, Option } from "effect"
+import { Cause, Data, Effect, Logger, LogLevel, Option } from "effect"
 import { AppConfig } from "./Config.js"
 import * as Database from "./Storage/Database.js"
 import { checkTransactionIds, connectedNodes, renumberRestored } from "./Storage/MessageRepo.js"
+
+/** Nodes still connected: renumbering under them would break their positions. */
+class NodesConnectedError extends Data.TaggedError("NodesConnectedError")<{
+  readonly nodes: ReadonlyArray<{ readonly address: string; readonly connections: number }>
+}> {
+  override get message() {
+    return `pollcast nodes are still connected to this database (${
+      this.nodes.map(({ address, connections }) => `${connections} from ${address}`).join(", ")
+    }): stop every node, then run the repair again`
+  }
+}
 
 const repair = Effect.gen(function*() {
   const needed = yield* checkTransactionIds.pipe(
@@ -20,13 +31,7 @@ const repair = Effect.gen(function*() {
   }
   const nodes = yield* connectedNodes(Database.applicationName)
   if (nodes.length > 0) {
-    return yield* Effect.fail(
-      new Error(
-        `pollcast nodes are still connected to this database (${
-          nodes.map(({ address, connections }) => `${connections} from ${address}`).join(", ")
-        }): stop every node, then run the repair again`
-      )
-    )
+    return yield* new NodesConnectedError({ nodes })
   }
   const renumbered = yield* renumberRestored
   yield* Effect.logInfo(
@@ -43,7 +48,7 @@ const main = Effect.scoped(repair).pipe(
   Effect.tapErrorCause((cause) =>
     Option.match(Cause.failureOption(cause), {
       onNone: () => Effect.logError("Repair failed", cause),
-      onSome: (error) => Effect.logError(`Repair failed: ${error instanceof Error ? error.message : String(error)}`)
+      onSome: (error) => Effect.logError(`Repair failed: ${error.message}`)
     })
   )
 )

@@ -15,19 +15,30 @@
  * written together share a transaction: they become final, and are delivered, together, in the
  * order their requests arrived. An idle service writes each message at once, as it comes.
  */
-import { type Migrator, SqlClient, type SqlError, type Statement } from "@effect/sql"
-import { Array as Arr, Cause, Chunk, Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Queue, Schema, Stream, type Tracer } from "effect"
+import { type Migrator, SqlClient, type SqlError, SqlSchema, type Statement } from "@effect/sql"
+import {
+  Array as Arr,
+  Cause,
+  Chunk,
+  Clock,
+  Context,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Layer,
+  Option,
+  type ParseResult,
+  PubSub,
+  Queue,
+  Schema,
+  Stream,
+  type Tracer
+} from "effect"
 import type { Channels } from "../Domain/Channels.js"
 import pg from "pg"
-import {
-  type Channel,
-  beginning,
-  Message,
-  type MessageId,
-  messageId,
-  messageIdParts,
-  type NewMessage
-} from "../Domain/Message.js"
+import { beginning, Channel, Message, MessageId, messageId, messageIdParts, type NewMessage } from "../Domain/Message.js"
 import { AppConfig } from "../Config.js"
 import { migrate } from "./Database.js"
 import { wakeupChannel } from "./migrations/00003_notify_wakeup.js"
@@ -177,17 +188,83 @@ export class MessageRepo extends Context.Tag("pollcast/MessageRepo")<MessageRepo
   readonly failingWrite: Effect.Effect<Option.Option<WriteFailure>>
 }>() {}
 
-const Row = Schema.Struct({
-  id: Schema.String,
-  txid: Schema.String,
-  channel: Schema.String,
-  author: Schema.String,
-  body: Schema.String,
-  created_at: Schema.DateFromSelf
-})
-type Row = typeof Row.Type
+// Rows as the driver returns them: int8 and xid8 as decimal strings (not parsed into numbers),
+// timestamptz as a Date.
+const positionColumns = { txid: Schema.BigInt, id: Schema.BigInt }
 
-const decodeRows = Schema.decodeUnknown(Schema.Array(Row))
+/** The (txid, id) of a row, as its MessageId. */
+const Position = Schema.transform(Schema.Struct(positionColumns), Schema.typeSchema(MessageId), {
+  strict: true,
+  decode: ({ id, txid }) => messageId(txid, id),
+  encode: (position) => {
+    const { seq, txid } = messageIdParts(position)
+    return { txid: BigInt(txid), id: BigInt(seq) }
+  }
+})
+
+// Each column is checked here (the channel's format too), so the Message skips re-validation.
+const MessageRow = Schema.transform(
+  Schema.Struct({
+    ...positionColumns,
+    channel: Channel,
+    author: Schema.String,
+    body: Schema.String,
+    created_at: Schema.DateFromSelf
+  }),
+  Schema.typeSchema(Message),
+  {
+    strict: true,
+    decode: (row) =>
+      new Message({
+        id: messageId(row.txid, row.id),
+        channel: row.channel,
+        author: row.author,
+        body: row.body,
+        createdAt: row.created_at
+      }, true),
+    encode: (message) => {
+      const { seq, txid } = messageIdParts(message.id)
+      return {
+        txid: BigInt(txid),
+        id: BigInt(seq),
+        channel: message.channel,
+        author: message.author,
+        body: message.body,
+        created_at: message.createdAt
+      }
+    }
+  }
+)
+
+/** For the reads whose queries are built from fragments (channel selections, directions). */
+const decodeMessages = Schema.decodeUnknown(Schema.Array(MessageRow))
+
+const Counted = Schema.Struct({ n: Schema.Number })
+
+/** A position as a query's parameter, written into SQL by `position` (see make). */
+const PositionParameter = Schema.typeSchema(MessageId)
+
+/**
+ * A query's SqlError becomes a DatabaseError. A row that does not decode, or no row where there is
+ * always one, is a defect (the query and the table disagree), not an outage.
+ */
+const repoErrors = <A, R>(
+  query: Effect.Effect<
+    A,
+    SqlError.SqlError | ParseResult.ParseError | Cause.NoSuchElementException | DatabaseError,
+    R
+  >
+): Effect.Effect<A, DatabaseError, R> =>
+  Effect.catchAll(query, (error) => {
+    switch (error._tag) {
+      case "SqlError":
+        return Effect.fail(new DatabaseError({ cause: error }))
+      case "DatabaseError":
+        return Effect.fail(error)
+      default:
+        return Effect.die(error)
+    }
+  })
 
 /** Inserts written at once (each takes a connection from the pool), and rows per INSERT at most. */
 const writers = 2
@@ -200,17 +277,9 @@ interface PendingInsert {
   readonly span: Option.Option<Tracer.AnySpan>
 }
 
-// The database's constraints hold what the Message schema would check, so rows skip re-validation.
-const toMessage = (row: Row) =>
-  new Message({
-    id: messageId(row.txid, row.id),
-    channel: row.channel as Channel,
-    author: row.author,
-    body: row.body,
-    createdAt: row.created_at
-  }, true)
-
 const columns = "id, txid, channel, author, body, created_at"
+
+const spanLink = (span: Tracer.AnySpan): Tracer.SpanLink => ({ _tag: "SpanLink", span, attributes: {} })
 
 /** Taken by the node that deletes expired messages, so that one node at a time does. */
 const retentionLock = 0x706f6c6c63617374n // "pollcast"
@@ -221,22 +290,32 @@ const retentionLock = 0x706f6c6c63617374n // "pollcast"
  */
 export const checkTransactionIds = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const [found] = yield* sql<{ readonly newest: string | null; readonly next: string }>`
-    SELECT (SELECT txid FROM messages ORDER BY txid DESC LIMIT 1)::text AS newest,
-           pg_snapshot_xmax(pg_current_snapshot())::text AS next`
-  if (found !== undefined && found.newest !== null && BigInt(found.newest) >= BigInt(found.next)) {
-    return yield* new RestoredDatabaseError({ newestTxid: found.newest, nextTxid: found.next })
+  const found = yield* SqlSchema.single({
+    Request: Schema.Void,
+    Result: Schema.Struct({ newest: Schema.NullOr(Schema.BigInt), next: Schema.BigInt }),
+    execute: () =>
+      sql`
+        SELECT (SELECT txid FROM messages ORDER BY txid DESC LIMIT 1)::text AS newest,
+               pg_snapshot_xmax(pg_current_snapshot())::text AS next`
+  })(undefined).pipe(repoErrors)
+  if (found.newest !== null && found.newest >= found.next) {
+    return yield* new RestoredDatabaseError({ newestTxid: found.newest.toString(), nextTxid: found.next.toString() })
   }
-}).pipe(Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ cause }))))
+})
 
 /** Connections of running pollcast nodes (named `applicationName`) on this database, by client address. */
 export const connectedNodes = (applicationName: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ readonly address: string; readonly connections: number }>`
-      SELECT coalesce(host(client_addr), 'local') AS address, count(*)::int AS connections
-      FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name = ${applicationName}
-      GROUP BY 1 ORDER BY 1`)
+    SqlSchema.findAll({
+      Request: Schema.String,
+      Result: Schema.Struct({ address: Schema.String, connections: Schema.Number }),
+      execute: (name) =>
+        sql`
+          SELECT coalesce(host(client_addr), 'local') AS address, count(*)::int AS connections
+          FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = ${name}
+          GROUP BY 1 ORDER BY 1`
+    })(applicationName)).pipe(repoErrors)
 
 /**
  * The repair after a restore: renumbers every stored message below the server's transaction
@@ -256,25 +335,30 @@ export const renumberRestored = Effect.gen(function*() {
     // intermediate state unique.
     yield* sql`ALTER TABLE messages ALTER COLUMN id SET GENERATED BY DEFAULT`
     yield* sql`UPDATE messages SET id = -id`
-    const updated = yield* sql`
-      UPDATE messages SET id = renumbered.new_id, txid = '1'::xid8
-      FROM renumbered WHERE messages.id = -renumbered.old_id`.raw
+    const updated = yield* SqlSchema.single({
+      Request: Schema.Void,
+      Result: Counted,
+      execute: () =>
+        sql`
+          WITH updated AS (
+            UPDATE messages SET id = renumbered.new_id, txid = '1'::xid8
+            FROM renumbered WHERE messages.id = -renumbered.old_id
+            RETURNING 1
+          )
+          SELECT count(*)::int AS n FROM updated`
+    })(undefined)
     yield* sql`ALTER TABLE messages ALTER COLUMN id SET GENERATED ALWAYS`
     // Retention's mark moves to the start of the renumbered messages.
     yield* sql`UPDATE message_retention SET txid = '1'::xid8, id = 0`
-    return (updated as { readonly rowCount?: number }).rowCount ?? 0
+    return updated.n
   }))
-})
+}).pipe(repoErrors)
 
 /** Needs a Scope: the writers live in it. */
 export const make = (announceCommits: boolean) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
-  // A row that does not decode is a defect (the schema and the table disagree), not an outage.
-  const rows = <E, R>(query: Effect.Effect<ReadonlyArray<unknown>, E, R>) =>
-    Effect.flatMap(query, (found) => Effect.orDie(decodeRows(found))).pipe(
-      Effect.map((decoded) => decoded.map(toMessage))
-    )
+  const rows = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) => Effect.flatMap(query, decodeMessages)
 
   const position = (id: MessageId) => {
     const { seq, txid } = messageIdParts(id)
@@ -320,16 +404,13 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
             ORDER BY ${order.outer}
             LIMIT ${limit}`
 
-  const databaseError = <A, R>(effect: Effect.Effect<A, SqlError.SqlError | DatabaseError, R>) =>
-    Effect.catchTag(effect, "SqlError", (cause) => Effect.fail(new DatabaseError({ cause })))
-
   // The rows of a multi-row INSERT take their ids, and come back, in the order of its VALUES.
   const insertAll = (messages: ReadonlyArray<NewMessage>, links: ReadonlyArray<Tracer.SpanLink>) =>
     rows(
       sql`INSERT INTO messages ${sql.insert(messages.map(({ author, body, channel }) => ({ channel, author, body })))}
           RETURNING ${sql.literal(columns)}`
     ).pipe(
-      databaseError,
+      repoErrors,
       Effect.filterOrDieMessage(
         (stored) => stored.length === messages.length,
         "INSERT returned a different number of rows than it was given"
@@ -356,15 +437,16 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
     )
   }
   const pending = yield* Effect.acquireRelease(Queue.unbounded<PendingInsert>(), Queue.shutdown)
-  const transactionCounter = sql<{ readonly next: string }>`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next`.pipe(
-    Effect.map(([row]) => BigInt(row?.next ?? 0)),
-    databaseError
-  )
+  const transactionCounter = SqlSchema.single({
+    Request: Schema.Void,
+    Result: Schema.Struct({ next: Schema.BigInt }),
+    execute: () => sql`SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next`
+  })(undefined).pipe(Effect.map((row) => row.next), repoErrors)
   const write = (batch: ReadonlyArray<PendingInsert>) =>
     insertAll(
       batch.map((insert) => insert.message),
       // The writer's own fiber runs the INSERT: its span is linked to every request it serves.
-      batch.flatMap((insert) => Option.isSome(insert.span) ? [{ _tag: "SpanLink" as const, span: insert.span.value, attributes: {} }] : [])
+      Arr.getSomes(batch.map((insert) => Option.map(insert.span, spanLink)))
     ).pipe(
       Effect.exit,
       Effect.flatMap((stored) =>
@@ -378,9 +460,11 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
               }),
             onSuccess: () => Option.none()
           })
-          batch.forEach((insert, index) =>
-            Deferred.unsafeDone(insert.stored, Exit.map(stored, (messages) => messages[index]!))
-          )
+          Exit.match(stored, {
+            onFailure: (cause) => batch.forEach((insert) => Deferred.unsafeDone(insert.stored, Exit.failCause(cause))),
+            onSuccess: (messages) =>
+              Arr.zip(batch, messages).forEach(([insert, message]) => Deferred.unsafeDone(insert.stored, Exit.succeed(message)))
+          })
           return Exit.isSuccess(stored)
         })
       ),
@@ -395,6 +479,61 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
     Effect.forkScoped
   )
 
+  // Built once, so that its decoder is compiled once: the poller reads thousands of rows a second.
+  const pollRows = SqlSchema.findAll({
+    Request: Schema.Struct({ after: PositionParameter, limit: Schema.Number }),
+    Result: MessageRow,
+    execute: ({ after, limit }) =>
+      sql`SELECT ${sql.literal(columns)} FROM messages
+          WHERE (txid, id) > ${position(after)} AND ${finalRows}
+          ORDER BY txid, id
+          LIMIT ${limit}`
+  })
+  const newestFinal = SqlSchema.findOne({
+    Request: Schema.Void,
+    Result: Position,
+    execute: () =>
+      sql`SELECT txid, id FROM messages
+          WHERE ${finalRows}
+          ORDER BY txid DESC, id DESC
+          LIMIT 1`
+  })
+  const retentionMark = SqlSchema.findOne({
+    Request: Schema.Void,
+    Result: Position,
+    execute: () => sql`SELECT txid, id FROM message_retention`
+  })(undefined).pipe(Effect.map(Option.getOrElse(() => beginning)))
+  const retentionLocked = SqlSchema.single({
+    Request: Schema.Void,
+    Result: Schema.Struct({ locked: Schema.Boolean }),
+    execute: () => sql`SELECT pg_try_advisory_xact_lock(${retentionLock}) AS locked`
+  })
+  const pruneBatch = SqlSchema.findAll({
+    Request: Schema.Struct({ after: PositionParameter, retention: Schema.DurationFromSelf, batchSize: Schema.Number }),
+    Result: Schema.Struct({ ...positionColumns, expired: Schema.Boolean }),
+    execute: ({ after, batchSize, retention }) =>
+      sql`
+        SELECT txid, id, created_at < now() - ${Duration.toMillis(retention)} * interval '1 millisecond' AS expired
+        FROM messages
+        WHERE (txid, id) > ${position(after)}
+          AND ${finalRows}
+          AND (txid, id) < (SELECT txid, id FROM messages ORDER BY txid DESC, id DESC LIMIT 1)
+        ORDER BY txid, id
+        LIMIT ${batchSize}`
+  })
+  const deleteThrough = SqlSchema.single({
+    Request: Schema.Struct({ after: PositionParameter, through: PositionParameter }),
+    Result: Counted,
+    execute: ({ after, through }) =>
+      sql`
+        WITH deleted AS (
+          DELETE FROM messages
+          WHERE (txid, id) > ${position(after)} AND (txid, id) <= ${position(through)}
+          RETURNING 1
+        )
+        SELECT count(*)::int AS n FROM deleted`
+  })
+
   return MessageRepo.of({
     // No span of its own (one more per POST): the INSERT's span links to the caller's.
     insert: (message) =>
@@ -403,22 +542,11 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
       ),
 
     // One index range scan on messages_delivery_order, whatever the number of channels or clients.
-    poll: (after, limit) =>
-      rows(
-        sql`SELECT ${sql.literal(columns)} FROM messages
-            WHERE (txid, id) > ${position(after)} AND ${finalRows}
-            ORDER BY txid, id
-            LIMIT ${limit}`
-      ).pipe(databaseError, Effect.withSpan("MessageRepo.poll")),
+    poll: (after, limit) => pollRows({ after, limit }).pipe(repoErrors, Effect.withSpan("MessageRepo.poll")),
 
-    // Both columns arrive as decimal strings (int8 and xid8 are not parsed into numbers).
-    head: sql<{ readonly txid: string; readonly id: string }>`
-      SELECT txid, id FROM messages
-      WHERE ${finalRows}
-      ORDER BY txid DESC, id DESC
-      LIMIT 1`.pipe(
-      Effect.map((found) => (found[0] === undefined ? beginning : messageId(found[0].txid, found[0].id))),
-      databaseError,
+    head: newestFinal(undefined).pipe(
+      Effect.map(Option.getOrElse(() => beginning)),
+      repoErrors,
       Effect.withSpan("MessageRepo.head")
     ),
 
@@ -436,7 +564,7 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
             ) page
             WHERE bytes_before < ${maxBytes}
             ORDER BY txid, id`
-      ).pipe(databaseError, Effect.withSpan("MessageRepo.replay")),
+      ).pipe(repoErrors, Effect.withSpan("MessageRepo.replay")),
 
     // Reads one row past the page to learn whether there is more.
     history: ({ after, before, channels, limit }) => {
@@ -453,7 +581,7 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
           const page = found.slice(0, limit)
           return { messages: after !== undefined ? page : page.reverse(), more: found.length > limit }
         }),
-        databaseError,
+        repoErrors,
         Effect.withSpan("MessageRepo.history")
       )
     },
@@ -461,15 +589,11 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
     newest: (channels, through) =>
       rows(selectRows(channels, sql`(txid, id) <= ${position(through)}`, backward, 1)).pipe(
         Effect.map((found) => found[0]?.id ?? beginning),
-        databaseError,
+        repoErrors,
         Effect.withSpan("MessageRepo.newest")
       ),
 
-    retainedAfter: sql<{ readonly txid: string; readonly id: string }>`SELECT txid, id FROM message_retention`.pipe(
-      Effect.map((found) => (found[0] === undefined ? beginning : messageId(found[0].txid, found[0].id))),
-      databaseError,
-      Effect.withSpan("MessageRepo.retainedAfter")
-    ),
+    retainedAfter: retentionMark.pipe(repoErrors, Effect.withSpan("MessageRepo.retainedAfter")),
 
     // A short transaction per batch: while it runs it holds back every node's delivery horizon.
     // Deletion takes a prefix of the delivery order, so that one position says what is gone: it
@@ -481,36 +605,25 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
     // the newest.
     prune: (retention, batchSize) =>
       sql.withTransaction(Effect.gen(function*() {
-        const [lock] = yield* sql<{ readonly locked: boolean }>`SELECT pg_try_advisory_xact_lock(${retentionLock}) AS locked`
-        if (lock?.locked !== true) return { deleted: 0, young: 0, more: false }
-        const [mark] = yield* sql<{ readonly txid: string; readonly id: string }>`SELECT txid, id FROM message_retention`
-        const after = mark === undefined ? beginning : messageId(mark.txid, mark.id)
-        const batch = yield* sql<{ readonly txid: string; readonly id: string; readonly expired: boolean }>`
-          SELECT txid, id, created_at < now() - ${Duration.toMillis(retention)} * interval '1 millisecond' AS expired
-          FROM messages
-          WHERE (txid, id) > ${position(after)}
-            AND ${finalRows}
-            AND (txid, id) < (SELECT txid, id FROM messages ORDER BY txid DESC, id DESC LIMIT 1)
-          ORDER BY txid, id
-          LIMIT ${batchSize}`
+        const nothing: Pruned = { deleted: 0, young: 0, more: false }
+        const lock = yield* retentionLocked(undefined)
+        if (!lock.locked) return nothing
+        const after = yield* retentionMark
+        const batch = yield* pruneBatch({ after, retention, batchSize })
         const through = Option.getOrElse(Arr.findLastIndex(batch, (row) => row.expired), () => -1)
         const last = batch[through]
-        if (last === undefined) return { deleted: 0, young: 0, more: false }
+        if (last === undefined) return nothing
+        const lastId = messageId(last.txid, last.id)
         const young = batch.slice(0, through).filter((row) => !row.expired).length
-        const [deleted] = yield* sql<{ readonly n: number }>`
-          WITH deleted AS (
-            DELETE FROM messages
-            WHERE (txid, id) > ${position(after)} AND (txid, id) <= (${last.txid}::xid8, ${last.id}::bigint)
-            RETURNING 1
-          )
-          SELECT count(*)::int AS n FROM deleted`
+        const deleted = yield* deleteThrough({ after, through: lastId })
+        const { seq, txid } = messageIdParts(lastId)
         yield* sql`
-          INSERT INTO message_retention (txid, id) VALUES (${last.txid}::xid8, ${last.id}::bigint)
+          INSERT INTO message_retention (txid, id) VALUES (${txid}::xid8, ${seq}::bigint)
           ON CONFLICT (singleton) DO UPDATE SET txid = excluded.txid, id = excluded.id`
-        return { deleted: deleted?.n ?? 0, young, more: batch.length === batchSize && through === batch.length - 1 }
-      })).pipe(databaseError, Effect.withSpan("MessageRepo.prune")),
+        return { deleted: deleted.n, young, more: batch.length === batchSize && through === batch.length - 1 }
+      })).pipe(repoErrors, Effect.withSpan("MessageRepo.prune")),
 
-    ping: sql`SELECT 1`.pipe(Effect.asVoid, databaseError),
+    ping: sql`SELECT 1`.pipe(Effect.asVoid, repoErrors),
 
     recreateTables: (after) =>
       Effect.gen(function*() {
@@ -524,21 +637,27 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
         }
       }).pipe(Effect.withSpan("MessageRepo.recreateTables")),
 
-    probe: sql<{ readonly last_id: string; readonly horizon: string }>`
-      SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('messages', 'id')::regclass), 0)::text AS last_id,
-             pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`.pipe(
-      Effect.map(([row]) => ({ lastId: BigInt(row?.last_id ?? 0), horizon: row?.horizon ?? "" })),
-      databaseError
-    ),
+    probe: SqlSchema.single({
+      Request: Schema.Void,
+      Result: Schema.Struct({
+        lastId: Schema.propertySignature(Schema.BigInt).pipe(Schema.fromKey("last_id")),
+        horizon: Schema.String
+      }),
+      execute: () =>
+        sql`
+          SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('messages', 'id')::regclass), 0)::text AS last_id,
+                 pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`
+    })(undefined).pipe(repoErrors),
 
     announcer,
 
     committed: Stream.fromPubSub(committed),
 
-    position: sql<{ readonly position: string }>`SELECT pollcast_position() AS position`.pipe(
-      Effect.map(([row]) => row?.position ?? beginning),
-      databaseError
-    ),
+    position: SqlSchema.single({
+      Request: Schema.Void,
+      Result: Schema.Struct({ position: Schema.String }),
+      execute: () => sql`SELECT pollcast_position() AS position`
+    })(undefined).pipe(Effect.map((row) => row.position), repoErrors),
 
     transactionCounter,
 
@@ -546,17 +665,15 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
   })
 })
 
-/** The repo, once the stored messages are known to belong to this server (see RestoredDatabaseError). */
 /** What pollcast_publish() checks bodies against: this node's MAX_BODY_BYTES (the last node started wins). */
 const recordSettings = (maxBodyBytes: number) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     sql`
       INSERT INTO pollcast_settings (max_body_bytes) VALUES (${maxBodyBytes})
       ON CONFLICT (singleton) DO UPDATE SET max_body_bytes = excluded.max_body_bytes
-      WHERE pollcast_settings.max_body_bytes <> excluded.max_body_bytes`).pipe(
-      Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ cause })))
-    )
+      WHERE pollcast_settings.max_body_bytes <> excluded.max_body_bytes`).pipe(repoErrors)
 
+/** The repo, once the stored messages are known to belong to this server (see RestoredDatabaseError). */
 export const layer = Layer.scoped(
   MessageRepo,
   Effect.gen(function*() {
