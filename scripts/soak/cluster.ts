@@ -3,7 +3,7 @@
  * and start again on the same port, or a fresh database on the server at DATABASE_URL), and
  * pollcast nodes as child processes (`node dist/main.js`), each reaching the database through a
  * TCP proxy of its own that can cut or stall the link. Everything is held in the enclosing Scope;
- * child processes are also killed if the soak itself exits abruptly.
+ * child processes are also killed if the soak itself exits abruptly (support/ServiceProcess.ts).
  */
 import { Deferred, Duration, Effect, Exit, Redacted, Scope } from "effect"
 import * as Fs from "node:fs"
@@ -12,16 +12,10 @@ import * as Path from "node:path"
 import pg from "pg"
 import * as Database from "../../src/Storage/Database.js"
 import * as EmbeddedPostgres from "../../src/Storage/EmbeddedPostgres.js"
-import { freePort, type RunningService, startService } from "../support/service.js"
+import * as ServiceProcess from "../support/ServiceProcess.js"
 import * as TcpProxy from "../support/TcpProxy.js"
 
 export class SoakError extends Error {}
-
-// A last resort for an abrupt exit (an uncaught error): no node outlives the soak.
-const children = new Set<RunningService>()
-process.once("exit", () => {
-  for (const child of children) child.child.kill("SIGKILL")
-})
 
 export interface SoakDatabase {
   /** The soak's database, directly (not through a proxy). */
@@ -72,7 +66,7 @@ const embeddedDatabase = Effect.gen(function*() {
     }),
     (folder) => Effect.sync(() => Fs.rmSync(folder, { recursive: true, force: true }))
   )
-  const port = yield* Effect.promise(freePort)
+  const port = yield* ServiceProcess.freePort
   const options = { dataDir: Path.join(folder, "postgres"), port }
   let current = yield* Scope.make()
   yield* Effect.addFinalizer(() => Scope.close(current, Exit.void))
@@ -114,7 +108,8 @@ type NodeState = "down" | "starting" | "up" | "frozen"
 /** One pollcast node: its port stays the same across restarts, its link to the database is its proxy. */
 export class SoakNode {
   state: NodeState = "down"
-  private running: RunningService | undefined
+  /** The process, and the scope that stops it and removes its data folder. */
+  private running: { readonly service: ServiceProcess.RunningService; readonly scope: Scope.CloseableScope } | undefined
   private exitExpected = false
   private exited: Deferred.Deferred<string> | undefined
 
@@ -132,7 +127,7 @@ export class SoakNode {
   }
 
   get pid() {
-    return this.running?.pid
+    return this.running?.service.pid
   }
 
   /** Starts the node, retrying (as a supervisor would) while it fails at start-up, for up to two minutes. */
@@ -140,17 +135,20 @@ export class SoakNode {
     this.state = "starting"
     for (let attempt = 1;; attempt++) {
       // No timeout: a node either listens or exits (its database connection times out in 5 s).
-      const started = yield* Effect.tryPromise((signal) => startService(this.env, { port: this.port, signal })).pipe(Effect.either)
+      const scope = yield* Scope.make()
+      const started = yield* ServiceProcess.start(this.env, { port: this.port }).pipe(
+        Scope.extend(scope),
+        Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, Exit.void))),
+        Effect.either
+      )
       if (started._tag === "Right") {
         const service = started.right
-        this.running = service
-        children.add(service)
+        this.running = { service, scope }
         this.exitExpected = false
         const exited = yield* Deferred.make<string>()
         this.exited = exited
         this.state = "up"
         service.child.once("exit", (code, signal) => {
-          children.delete(service)
           const description = signal === null ? `exit code ${code}` : signal
           this.log(`--- exited: ${description}\n${service.output()}`)
           Deferred.unsafeDone(exited, Exit.succeed(description))
@@ -158,13 +156,13 @@ export class SoakNode {
             this.state = "down"
             this.running = undefined
             // Nothing will stop it now: remove its data folder.
-            void service.stop()
+            Effect.runFork(Scope.close(scope, Exit.void))
             this.events.unexpectedExit(this, description)
           }
         })
         return
       }
-      const output = started.left instanceof Error ? started.left.message : String(started.left)
+      const output = started.left.message
       this.log(`--- start attempt ${attempt} failed\n${output}`)
       this.events.startFailed(this, attempt, output)
       if (attempt >= 60) {
@@ -186,14 +184,15 @@ export class SoakNode {
       if (running === undefined || exited === undefined || this.state === "down") return undefined
       this.exitExpected = true
       const began = performance.now()
-      if (this.state === "frozen") running.child.kill("SIGCONT")
-      running.child.kill(signal)
+      const { child } = running.service
+      if (this.state === "frozen") child.kill("SIGCONT")
+      child.kill(signal)
       const outcome = yield* Deferred.await(exited).pipe(Effect.timeout(timeout), Effect.option)
       if (outcome._tag === "None") {
-        running.child.kill("SIGKILL")
+        child.kill("SIGKILL")
         yield* Deferred.await(exited)
       }
-      yield* Effect.promise(() => running.stop())
+      yield* Scope.close(running.scope, Exit.void)
       this.running = undefined
       this.state = "down"
       return { description: outcome._tag === "Some" ? outcome.value : "no exit in time: killed", millis: performance.now() - began }
@@ -205,20 +204,20 @@ export class SoakNode {
    * keep up (the soak reads the node's log as an operator would).
    */
   cutOffs() {
-    const output = this.running?.output() ?? ""
-    return { pid: this.running?.pid, count: output.match(/Disconnected \d+ client/g)?.length ?? 0 }
+    const output = this.running?.service.output() ?? ""
+    return { pid: this.running?.service.pid, count: output.match(/Disconnected \d+ client/g)?.length ?? 0 }
   }
 
   freeze() {
     if (this.state !== "up" || this.running === undefined) return false
-    this.running.child.kill("SIGSTOP")
+    this.running.service.child.kill("SIGSTOP")
     this.state = "frozen"
     return true
   }
 
   thaw() {
     if (this.state !== "frozen" || this.running === undefined) return
-    this.running.child.kill("SIGCONT")
+    this.running.service.child.kill("SIGCONT")
     this.state = "up"
   }
 
@@ -239,7 +238,7 @@ export const nodes = (options: {
     const created = yield* Effect.forEach(Array.from({ length: options.count }, (_, index) => index), (index) =>
       Effect.gen(function*() {
         const proxy = yield* TcpProxy.start(options.database)
-        const port = yield* Effect.promise(freePort)
+        const port = yield* ServiceProcess.freePort
         const node = new SoakNode(
           index,
           port,

@@ -12,7 +12,7 @@ import * as Path from "node:path"
 import type { Page } from "playwright-core"
 import * as Browser from "../support/Browser.js"
 import { freePort } from "../support/freePort.js"
-import * as ServiceProcess from "../support/ServiceProcess.js"
+import * as ServiceProcess from "../../scripts/support/ServiceProcess.js"
 import * as TestDatabase from "../support/TestDatabase.js"
 import * as TestNode from "../support/TestNode.js"
 

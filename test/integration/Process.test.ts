@@ -9,7 +9,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { freePort } from "../support/freePort.js"
-import * as ServiceProcess from "../support/ServiceProcess.js"
+import * as ServiceProcess from "../../scripts/support/ServiceProcess.js"
 import { eventually } from "../support/SseClient.js"
 
 const dataDir = Effect.acquireRelease(

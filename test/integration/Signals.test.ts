@@ -10,7 +10,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { freePort } from "../support/freePort.js"
-import * as ServiceProcess from "../support/ServiceProcess.js"
+import * as ServiceProcess from "../../scripts/support/ServiceProcess.js"
 import { eventually } from "../support/SseClient.js"
 
 const postmasterPid = (checkout: string) => Path.join(checkout, ".pollcast", "postgres", "postmaster.pid")
