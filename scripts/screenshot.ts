@@ -6,7 +6,7 @@
 import * as Path from "node:path"
 import { chromium } from "playwright-core"
 import { launchOptions } from "../test/support/Browser.js"
-import { build, root, startService } from "./support/service.js"
+import { build, root, startService } from "./support/ServiceProcess.js"
 
 const conversation = [
   ["ada", "Morning all 👋 deploy of v2.3 starts in five minutes"],

@@ -1,5 +1,5 @@
 /**
- * For `scripts/api-bench.ts`: POST /messages served either by pollcast's HttpRouter route
+ * For api.ts (`npm run bench:api`): POST /messages served either by pollcast's HttpRouter route
  * (src/Http/Messages.ts), by the same with the request log in front (src/Http/RequestLog.ts, its
  * access line written at info as in production), or by HttpApiBuilder from the declaration
  * (src/Api.ts); each with the same request policy and a repo that stores nothing, so that only the

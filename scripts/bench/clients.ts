@@ -1,5 +1,5 @@
 /**
- * Benchmark load generator: a child process (forked by scripts/bench.ts) that holds many SSE
+ * Benchmark load generator: a child process (forked by generators.ts) that holds many SSE
  * clients over raw HTTP/1.1 sockets and reports what they received.
  *
  * To keep the generator cheap per delivery (it shares the machine with the server), every client
@@ -10,7 +10,7 @@
  */
 import * as Net from "node:net"
 import { crc32 } from "node:zlib"
-import { Histogram } from "./histogram.js"
+import { Histogram } from "./statistics.js"
 
 export interface ClientSpec {
   /** e.g. `/events?channel=bench-3` */

@@ -3,6 +3,8 @@
  * biggest first. Run: node --import tsx scripts/bench/profileSummary.ts FILE.cpuprofile [rows]
  */
 import * as Fs from "node:fs"
+import * as Url from "node:url"
+import { root } from "../support/ServiceProcess.js"
 
 interface Node {
   readonly id: number
@@ -26,7 +28,7 @@ const total = [...self.values()].reduce((sum, value) => sum + value, 0)
 
 const packageOf = (url: string) => {
   const match = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)
-  return match?.[1] ?? (url === "" ? "(native/GC)" : url.startsWith("node:") ? "node" : url.replace(/^.*\/main\//, ""))
+  return match?.[1] ?? (url === "" ? "(native/GC)" : url.startsWith("node:") ? "node" : url.replace(`${Url.pathToFileURL(root).href}/`, ""))
 }
 const functions = new Map<string, number>()
 const packages = new Map<string, number>()

@@ -6,7 +6,7 @@
 import * as Http from "node:http"
 import pg from "pg"
 import { PCGRandom } from "effect/Utils"
-import { Histogram } from "./histogram.js"
+import { Histogram } from "./statistics.js"
 
 export interface Published {
   /** Messages accepted (201), by channel: how many and the sum of their sequence numbers. */

@@ -1,16 +1,18 @@
 /**
  * CPU per POST /messages of the HTTP layer alone: pollcast's HttpRouter route, the same with the
  * request log in front (its access line at info), and the endpoint served by HttpApiBuilder from
- * src/Api.ts (scripts/bench/apiServer.ts: same request policy, a repo that stores nothing). Each server takes `--requests` POSTs (default 20,000) over 32
- * keep-alive connections after a warm-up; runs alternate, `--rounds` times each (default 3).
+ * src/Api.ts (apiServer.ts: same request policy, a repo that stores nothing). Each server takes
+ * `--requests` POSTs (default 20,000) over 32 keep-alive connections after a warm-up; runs
+ * alternate, `--rounds` times each (default 3).
  *
- *     node --import tsx scripts/api-bench.ts [--requests 20000] [--rounds 3]
+ *     npm run bench:api -- [--requests 20000] [--rounds 3]
  */
-import * as ChildProcess from "node:child_process"
+import { Effect } from "effect"
 import * as Http from "node:http"
-import { cpuSeconds } from "./bench/processStats.js"
-import { root } from "./support/service.js"
-import { argument } from "./support/arguments.js"
+import { argument } from "../support/arguments.js"
+import { cpuSeconds } from "../support/processStats.js"
+import * as ServiceProcess from "../support/ServiceProcess.js"
+import { middleOf } from "./statistics.js"
 
 const option = (name: string, fallback: number) => {
   const given = argument(name)
@@ -24,25 +26,6 @@ const body = JSON.stringify({ channel: "bench", author: "api-bench", body: "x".r
 type Mode = "router" | "logged" | "builder"
 const modes: ReadonlyArray<Mode> = ["router", "logged", "builder"]
 
-const start = (mode: Mode) =>
-  new Promise<{ child: ChildProcess.ChildProcess; port: number }>((resolve, reject) => {
-    const child = ChildProcess.spawn(process.execPath, ["--import", "tsx", "scripts/bench/apiServer.ts", mode], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "inherit"]
-    })
-    // Read until the port is known; the access lines that follow are read and dropped.
-    let output: string | undefined = ""
-    child.stdout!.on("data", (chunk) => {
-      if (output === undefined) return
-      output += chunk
-      const match = /port (\d+)/.exec(output)
-      if (match !== null) {
-        output = undefined
-        resolve({ child, port: Number(match[1]) })
-      }
-    })
-    child.once("exit", (code) => reject(new Error(`${mode} server exited with ${code}`)))
-  })
 
 const load = (port: number, count: number) => {
   const agent = new Http.Agent({ keepAlive: true, maxSockets: concurrency })
@@ -73,20 +56,21 @@ const load = (port: number, count: number) => {
   })
 }
 
-const measure = async (mode: Mode) => {
-  const { child, port } = await start(mode)
-  try {
-    await load(port, 2000)
-    const before = cpuSeconds(child.pid!)
-    const started = performance.now()
-    await load(port, requests)
-    const elapsed = (performance.now() - started) / 1000
-    const cpu = cpuSeconds(child.pid!) - before
-    return { microsecondsPerPost: Math.round((cpu / requests) * 1e6), postsPerSecond: Math.round(requests / elapsed) }
-  } finally {
-    child.kill("SIGKILL")
-  }
-}
+/** Starts the server for `mode`, loads it, and kills it (when the scope closes). */
+const measure = (mode: Mode) =>
+  Effect.gen(function*() {
+    const server = yield* ServiceProcess.spawn({}, [process.execPath, "--import", "tsx", "scripts/bench/apiServer.ts", mode])
+    const port = Number((yield* ServiceProcess.waitForOutput(server, /port (\d+)/))[1])
+    return yield* Effect.promise(async () => {
+      await load(port, 2000)
+      const before = cpuSeconds(server.pid)
+      const started = performance.now()
+      await load(port, requests)
+      const elapsed = (performance.now() - started) / 1000
+      const cpu = cpuSeconds(server.pid) - before
+      return { microsecondsPerPost: Math.round((cpu / requests) * 1e6), postsPerSecond: Math.round(requests / elapsed) }
+    })
+  }).pipe(Effect.scoped, Effect.runPromise)
 
 const results: Record<string, Array<{ microsecondsPerPost: number; postsPerSecond: number }>> = {
   router: [],
@@ -101,6 +85,6 @@ for (let round = 1; round <= rounds; round++) {
   }
 }
 for (const mode of modes) {
-  const cpu = results[mode]!.map((result) => result.microsecondsPerPost).sort((a, b) => a - b)
-  console.log(`${mode}: CPU per POST min ${cpu[0]} µs, median ${cpu[Math.floor(cpu.length / 2)]} µs`)
+  const cpu = results[mode]!.map((result) => result.microsecondsPerPost)
+  console.log(`${mode}: CPU per POST min ${Math.min(...cpu)} µs, median ${middleOf(cpu)} µs`)
 }

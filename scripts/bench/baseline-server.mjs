@@ -9,7 +9,7 @@
  * here is its speed, not its correctness.
  *
  * Plain JavaScript, run by plain Node, as such a server usually is:
- *   DATABASE_URL=postgres://… PORT=8081 POLL_INTERVAL_MS=100 node scripts/baseline-server.mjs
+ *   DATABASE_URL=postgres://… PORT=8081 POLL_INTERVAL_MS=100 node scripts/bench/baseline-server.mjs
  */
 import * as Http from "node:http"
 import pg from "pg"

@@ -9,8 +9,8 @@
 import { EventSource } from "eventsource"
 import { parseArgs } from "node:util"
 import pg from "pg"
-import { Histogram } from "./bench/histogram.js"
-import { build, startService } from "./support/service.js"
+import { build, startService } from "../support/ServiceProcess.js"
+import { Histogram } from "./statistics.js"
 
 const { values } = parseArgs({
   options: { rows: { type: "string", default: "300000" }, retention: { type: "string", default: "40" } }

@@ -1,18 +1,19 @@
 /**
  * The fan-out alone, in process: one Broadcast (src/Delivery/Broadcast.ts) with `--clients` sinks that take
  * everything at once, fed `--batches` batches of `--messages` messages; prints the event loop's
- * time per batch. For comparing the fan-out between commits (copy this script beside the other
- * commit's src/), with nothing else on the machine competing: no HTTP, no database, no clients'
- * processes.
+ * time per batch. For comparing the fan-out between commits (copy this script and statistics.ts
+ * into the other checkout's scripts/bench/), with nothing else on the machine competing: no HTTP,
+ * no database, no clients' processes.
  *
- *     node --import tsx scripts/fanout-bench.ts [--clients 5000] [--batches 2000] [--messages 10] [--rounds 5]
+ *     npm run bench:fanout -- [--clients 5000] [--batches 2000] [--messages 10] [--rounds 5]
  */
 import { Array as Arr, Effect, Exit, Layer, Option, Scope } from "effect"
-import * as Broadcast from "../src/Delivery/Broadcast.js"
-import { Selection } from "../src/Domain/Channels.js"
-import { beginning, Channel, Message, messageId } from "../src/Domain/Message.js"
-import { testConfig } from "../test/support/TestConfig.js"
-import { argument } from "./support/arguments.js"
+import * as Broadcast from "../../src/Delivery/Broadcast.js"
+import { Selection } from "../../src/Domain/Channels.js"
+import { beginning, Channel, Message, messageId } from "../../src/Domain/Message.js"
+import { testConfig } from "../../test/support/TestConfig.js"
+import { argument } from "../support/arguments.js"
+import { middleOf } from "./statistics.js"
 
 const option = (name: string, fallback: number) => {
   const given = argument(name)
@@ -82,10 +83,9 @@ const program = Effect.gen(function*() {
         `${(microsecondsPerBatch / clients * 1000).toFixed(1)} ns per client per batch`
     )
   }
-  const sorted = [...results].sort((a, b) => a - b)
   console.log(
-    `${clients} clients, ${perBatch} messages a batch: min ${sorted[0]!.toFixed(1)} µs, median ${
-      sorted[Math.floor(sorted.length / 2)]!.toFixed(1)
+    `${clients} clients, ${perBatch} messages a batch: min ${Math.min(...results).toFixed(1)} µs, median ${
+      middleOf(results).toFixed(1)
     } µs per batch; CPU min ${Math.min(...cpu).toFixed(1)} µs`
   )
 })

@@ -7,15 +7,14 @@
  * one is checked). `--modes off,token,tokens` (default: all); `--streams N` opened with 256 in
  * flight (default 3,000; this process holds them all, so keep it under the open-file limit).
  */
-import * as Jose from "jose"
 import * as Net from "node:net"
-import { build, startService } from "./support/service.js"
-import { argument } from "./support/arguments.js"
+import { argument } from "../support/arguments.js"
+import { build, startService } from "../support/ServiceProcess.js"
+import * as Tokens from "../support/Tokens.js"
+import { percentile } from "./statistics.js"
 
 const secret = "connect-bench-secret-of-at-least-32-characters"
-const sign = (sub: string) =>
-  new Jose.SignJWT({ pollcast: { subscribe: ["*"] } }).setProtectedHeader({ alg: "HS256" }).setSubject(sub)
-    .setExpirationTime("1h").sign(new TextEncoder().encode(secret))
+const sign = (subject: string) => Tokens.mint(Tokens.secretKey(secret), { subscribe: ["*"] }, { subject, expiresIn: "1h" })
 const modes = (argument("modes") ?? "off,token,tokens").split(",")
 const sequential = 200
 const concurrent = Number(argument("streams") ?? 3000)
@@ -52,7 +51,7 @@ for (const mode of modes) {
       socket.once("data", () => resolve(performance.now() - started))
       sockets.push(socket)
     })
-  const percentile = (values: Array<number>, p: number) => values.sort((a, b) => a - b)[Math.floor(values.length * p)]!.toFixed(2)
+  const milliseconds = (values: Array<number>, fraction: number) => percentile(values.sort((a, b) => a - b), fraction).toFixed(2)
   const one: Array<number> = []
   for (let i = 0; i < sequential; i++) one.push(await open())
   const many: Array<number> = []
@@ -63,8 +62,8 @@ for (const mode of modes) {
   }))
   const seconds = (performance.now() - started) / 1000
   console.log(
-    `${mode.padEnd(6)}  one at a time: p50 ${percentile(one, 0.5)} ms, p99 ${percentile(one, 0.99)} ms;  ` +
-      `${concurrent} with ${inFlight} in flight: ${seconds.toFixed(2)} s, p50 ${percentile(many, 0.5)} ms, p99 ${percentile(many, 0.99)} ms`
+    `${mode.padEnd(6)}  one at a time: p50 ${milliseconds(one, 0.5)} ms, p99 ${milliseconds(one, 0.99)} ms;  ` +
+      `${concurrent} with ${inFlight} in flight: ${seconds.toFixed(2)} s, p50 ${milliseconds(many, 0.5)} ms, p99 ${milliseconds(many, 0.99)} ms`
   )
   for (const socket of sockets) socket.destroy()
   await service.stop()

@@ -13,10 +13,10 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import pg from "pg"
-import { beginning, messageId } from "../src/Domain/Message.js"
-import { Histogram } from "./bench/histogram.js"
-import { argument } from "./support/arguments.js"
-import { build, type RunningService, startService } from "./support/service.js"
+import { beginning, messageId } from "../../src/Domain/Message.js"
+import { argument } from "../support/arguments.js"
+import { build, type RunningService, startService } from "../support/ServiceProcess.js"
+import { Histogram, middleOf } from "./statistics.js"
 
 const rows = Number(argument("rows") ?? "2000000")
 const compare = argument("compare")
@@ -26,7 +26,6 @@ if (compare !== undefined && !Fs.existsSync(Path.join(Path.resolve(compare), "di
 const rareCount = 5
 const settings = { POLL_INTERVAL: "1 second", PUBLISH_RATE: "0", MAX_STREAMS_PER_CLIENT: "0", LOG_LEVEL: "Info", ACCESS_LOG: "false" }
 
-const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 const timed = async (run: () => Promise<unknown>) => {
   const started = performance.now()
   await run()
@@ -35,7 +34,7 @@ const timed = async (run: () => Promise<unknown>) => {
 const medianOf5 = async (run: () => Promise<unknown>) => {
   const times: Array<number> = []
   for (let attempt = 0; attempt < 5; attempt++) times.push(await timed(run))
-  return median(times)
+  return middleOf(times)
 }
 
 const getJson = async (url: string) => {

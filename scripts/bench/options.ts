@@ -1,0 +1,71 @@
+/** `npm run bench`'s command line (the options are described in main.ts), read once and checked. */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { argument } from "../support/arguments.js"
+
+export type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline" | "compare"
+
+export const scenarioNames = ["a", "b", "c", "d", "e", "fanout", "wakeup", "polls", "intervals", "writers"] as const
+
+const flag = (name: string) => process.argv.includes(`--${name}`)
+
+const directoryArgument = (name: string) => {
+  const given = argument(name)
+  if (given === undefined) return undefined
+  const directory = Path.resolve(given)
+  if (!Fs.existsSync(Path.join(directory, "dist/main.js"))) {
+    throw new Error(`--${name} needs a checkout of pollcast built with npm run build`)
+  }
+  return directory
+}
+
+/** --compare DIR: a pollcast built in another checkout, run beside the others. */
+const compareDir = directoryArgument("compare")
+/** --pollcast DIR: the pollcast targets' build, if not this checkout's. */
+const pollcastDir = directoryArgument("pollcast")
+
+const targetNames: Record<Target, string> = {
+  pollcast: pollcastDir === undefined ? "pollcast" : `pollcast at ${Path.basename(pollcastDir)}`,
+  interval: "interval-only",
+  "pollcast-auth": "pollcast, auth on",
+  baseline: "baseline",
+  compare: `pollcast at ${compareDir === undefined ? "" : Path.basename(compareDir)}`
+}
+
+const targets = (argument("targets") ?? `pollcast,interval,pollcast-auth,baseline${compareDir === undefined ? "" : ",compare"}`)
+  .split(",") as Array<Target>
+for (const target of targets) if (!(target in targetNames)) throw new Error(`Unknown target ${target}`)
+if (targets.includes("compare") && compareDir === undefined) throw new Error("The target compare needs --compare DIR")
+
+const quick = flag("quick")
+
+export const options = {
+  compareDir,
+  pollcastDir,
+  targets,
+  targetNames,
+  scenarios: new Set(argument("scenarios")?.split(",") ?? scenarioNames),
+  quick,
+  /**
+   * The embedded PostgreSQL runs with synchronous_commit=off unless --durable: this machine's disk
+   * takes up to ~100 ms to fsync now and then, which would show up in every latency figure of both
+   * servers alike and hide theirs. Commits are still written, just not waited for.
+   */
+  durable: flag("durable"),
+  /** --profile DIR: run the servers under --cpu-prof, writing their profiles to DIR. */
+  profileDir: argument("profile"),
+  traceGc: flag("trace-gc"),
+  /**
+   * --repeat N: every scenario N times, the targets in turn each round (in reverse order every other
+   * round, so that none always runs first or last); the table shows each figure's median over the
+   * rounds. One run's figures spread more than the differences some comparisons look for (a p99 by
+   * ±20% between runs of one build): a median of interleaved runs is what can tell 5% apart.
+   */
+  repeat: Math.max(1, Number(argument("repeat") ?? 1)),
+  /** --seconds N: how long (a), (b), (c), `fanout`, `wakeup`, `writers` and `polls` publish (longer: steadier tail percentiles). */
+  seconds: Number(argument("seconds") ?? (quick ? 5 : 12)),
+  /** --pool FILE,...: earlier runs' results, whose rounds join this run's (see results.ts). */
+  pool: (argument("pool") ?? "").split(",").filter((name) => name !== "")
+}
+
+export type Options = typeof options
