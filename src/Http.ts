@@ -2,8 +2,8 @@
  * The HTTP server: every route, JSON errors, and a shutdown that stops accepting connections, ends
  * the event streams, and gives in-flight requests SHUTDOWN_TIMEOUT to finish before cutting them.
  */
-import { HttpMiddleware, HttpRouter, HttpServer } from "@effect/platform"
-import { NodeFileSystem, NodeHttpServer } from "@effect/platform-node"
+import { HttpApiBuilder, HttpApiError, HttpMiddleware, HttpServer, HttpServerError } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
 import { Deferred, Duration, Effect, Layer } from "effect"
 import * as NodeHttp from "node:http"
 import { AppConfig } from "./Config.js"
@@ -12,48 +12,98 @@ import * as Connections from "./Http/Connections.js"
 import * as Docs from "./Http/Docs.js"
 import * as Events from "./Http/Events.js"
 import * as Health from "./Http/Health.js"
-import { internalError, NotFound, writeAnswer } from "./Http/HttpErrors.js"
+import * as Answer from "./Http/Answer.js"
 import * as Messages from "./Http/Messages.js"
 import * as Page from "./Http/Page.js"
 import * as RequestLog from "./Http/RequestLog.js"
-import { hasTokenInQuery, RequestPolicy } from "./Access/RequestPolicy.js"
+import * as Api from "./Api.js"
+import { RequestPolicy } from "./Access/RequestPolicy.js"
+import { InvalidRequest, isHttpError, NotFound } from "./Domain/Errors.js"
+import * as Request from "./Http/Request.js"
+import { hasTokenInQuery, pathOf } from "./Http/Request.js"
 
-/** Every route but `GET /events`. */
-export const router = Effect.gen(function*() {
-  return HttpRouter.concatAll(yield* Messages.routes, yield* Health.routes, yield* Page.routes, yield* Docs.routes)
-})
-
-export const app = Effect.gen(function*() {
-  return (yield* router).pipe(
+/** How the router answers a failure: the declared answer of an API error, of a malformed request, of no route. */
+const answerFailure = (error: unknown) => {
+  if (isHttpError(error)) return Effect.succeed(Answer.toResponse(Answer.answerOf(error)))
+  if (error instanceof HttpApiError.HttpApiDecodeError) {
+    return Effect.succeed(Answer.toResponse(Answer.answerOf(InvalidRequest.fromIssues(error.issues, "The query", error.message))))
+  }
+  if (HttpServerError.isServerError(error) && error._tag === "RouteNotFound") {
     // The path only: a query may hold a token.
-    Effect.catchTag("RouteNotFound", (notFound) =>
-      new NotFound({ message: `No route for ${notFound.request.method} ${notFound.request.url.split("?")[0]}` })),
+    const message = `No route for ${error.request.method} ${pathOf(error.request.url)}`
+    return Effect.succeed(Answer.toResponse(Answer.answerOf(new NotFound({ message }))))
+  }
+  // Another declared failure (readiness's 503 body): the builder answers it as declared.
+  return Effect.fail(error)
+}
+
+const answered = HttpMiddleware.make((app) =>
+  app.pipe(
+    Effect.catchAll(answerFailure),
     Effect.catchAllDefect((defect) =>
-      Effect.logError("Request failed unexpectedly", defect).pipe(Effect.as(internalError)))
+      Effect.logError("Request failed unexpectedly", defect).pipe(Effect.as(Answer.toResponse(Answer.internalError))))
   )
-})
+)
 
 /**
- * Every request goes to the HttpRouter app, but for `GET /events`, whose long-lived streams have a
- * handler of their own (see Http/Events.ts); the request log and the origin rules see both first. Registered before the
- * server listens: a request that arrived in between would find no handler and wait forever.
+ * The router: the API's endpoints served from their declaration, the page and the API's
+ * description, failures answered as declared.
+ */
+const routerLayer = Layer.unwrapEffect(Effect.map(AppConfig, (config) => {
+  const api = Api.routed(config.maxBodyBytes)
+  return Layer.mergeAll(
+    HttpApiBuilder.api(api).pipe(Layer.provide([Messages.group(api), Health.group(api)])),
+    HttpApiBuilder.Router.use((router) => Effect.flatMap(Page.routes, router.concat)),
+    HttpApiBuilder.Router.use((router) => Effect.flatMap(Docs.routes, router.concat)),
+    Layer.effectDiscard(Effect.flatMap(HttpApiBuilder.Middleware, (middleware) => middleware.add(answered)))
+  ).pipe(
+    Layer.provideMerge(HttpApiBuilder.Router.Live),
+    Layer.provideMerge(HttpApiBuilder.Middleware.layer),
+    // The page's routes read their assets at start-up, before the server (and its platform) exists.
+    Layer.provideMerge(NodeHttpServer.layerContext)
+  )
+}))
+
+/** The routes served, as "METHOD /path": the router's, and the event streams' beside it. */
+export const servedRoutes = Effect.map(HttpApiBuilder.Router.router, (router) => [
+  ...[...router.routes].map((route) => `${route.method} ${route.path}`),
+  `${Api.eventsEndpoint.method} ${Api.eventsEndpoint.path}`
+]).pipe(Effect.provide(routerLayer))
+
+/**
+ * Every request is parsed once (Request.ts), recorded (RequestLog.ts) and screened by the origin
+ * rules, then goes to the router, but for `GET /events`, whose long-lived streams have a handler of
+ * their own (see Http/Events.ts). Registered before the server listens: a request that arrived in
+ * between would find no handler and wait forever.
  */
 const listen = (server: NodeHttp.Server) =>
   Effect.gen(function*() {
+    const config = yield* AppConfig
     const policy = yield* RequestPolicy
+    const parse = yield* Request.parser
     yield* Connections.guard(server)
     // A URL with an access_token is not traced: a trace keeps the whole URL.
-    const handleApp = yield* NodeHttpServer.makeHandler(yield* app).pipe(
+    const handleApp = yield* NodeHttpServer.makeHandler(yield* HttpApiBuilder.httpApp).pipe(
       Effect.locally(HttpMiddleware.currentTracerDisabledWhen, (request) => hasTokenInQuery(request.url))
     )
     const handleEvents = yield* Events.handler
-    const record = yield* RequestLog.make
+    const api = Api.make(config.maxBodyBytes)
+    const crossOrigin = Api.crossOriginRoutes(api)
+    const record = yield* RequestLog.make([...Api.paths(api), ...Page.paths, ...Docs.paths])
     const dispatch = (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
-      record(request, response)
-      const screening = policy.screen(request)
+      const parts = parse(request.method ?? "GET", request.url ?? "/", request.headers, request.socket.remoteAddress)
+      record(parts, response)
+      const screening = policy.screen(parts, crossOrigin.get(parts.path))
+      switch (screening._tag) {
+        case "Refused":
+          return Answer.write(response, Answer.answerOf(screening.error))
+        case "Preflight":
+          return Answer.write(response, { status: 204, headers: screening.headers, body: undefined })
+      }
       for (const name in screening.headers) response.setHeader(name, screening.headers[name]!)
-      if (screening.answer !== undefined) return writeAnswer(response, screening.answer)
-      return Events.handles(request) ? handleEvents(request, response) : handleApp(request, response)
+      if (Events.handles(parts)) return handleEvents(parts, request, response)
+      Request.remember(request, parts)
+      return handleApp(request, response)
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => server.on("request", dispatch)),
@@ -135,8 +185,7 @@ export const layer = Layer.unwrapEffect(
     return Layer.scopedDiscard(shutdownGracefully(server, settled)).pipe(
       // A long accept queue: after a restart every client reconnects within SSE_RETRY.
       Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port, host: config.host, backlog: 4096 })),
-      // The page's routes read their assets at start-up, before the server (and its platform) exists.
-      Layer.provide(Layer.scopedDiscard(listen(server)).pipe(Layer.provide(NodeFileSystem.layer)))
+      Layer.provide(Layer.scopedDiscard(listen(server)).pipe(Layer.provide(routerLayer)))
     )
   })
 )

@@ -18,7 +18,6 @@ export class Telemetry extends Context.Tag("pollcast/Telemetry")<Telemetry, {
 }>() {}
 
 /** The content type of `scrape`'s text. */
-export const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 /** Where OTLP/HTTP traces go, below the collector's base URL (as OpenTelemetry's SDKs do). */
 const tracesUrl = (endpoint: URL) => new URL("v1/traces", endpoint.href.endsWith("/") ? endpoint : `${endpoint.href}/`).href

@@ -41,20 +41,16 @@ import { idAfter, type Snapshot, txidOf } from "../Domain/Snapshot.js"
 import * as Sse from "./Sse.js"
 import { Selection } from "../Domain/Channels.js"
 
-const encoder = new TextEncoder()
-
-/** The SSE frame of one message: `id`, `event: message`, and the message as JSON in `data`. */
-const frameOf = (id: string, data: string): Uint8Array => encoder.encode(Sse.event({ id, event: "message", data }))
-
+/** The SSE frame of one message. */
 export const messageFrame = (message: Message): Uint8Array =>
-  frameOf(message.id, JSON.stringify(encodeMessage(message)))
+  Sse.messageFrame(message.id, JSON.stringify(encodeMessage(message)))
 
 /**
  * The frame of a message for a client that resumed from a snapshot: left out if the snapshot saw
  * it, else with the snapshot after its id while that still matters (see Snapshot).
  */
 const frameAfterSnapshot = (id: MessageId, data: () => string, snapshot: Snapshot): Uint8Array | undefined =>
-  snapshot.sees(txidOf(id)) ? undefined : frameOf(idAfter(id, snapshot), data())
+  snapshot.sees(txidOf(id)) ? undefined : Sse.messageFrame(idAfter(id, snapshot), data())
 
 /** A stored message's frame for a client, from a snapshot or not (see frameAfterSnapshot). */
 export const messageFrameAfter = (message: Message, snapshot: Snapshot | undefined): Uint8Array | undefined =>
@@ -87,7 +83,7 @@ class Delivery {
   }
 
   get frame(): Uint8Array {
-    return this.encoded ??= frameOf(this.id, this.data)
+    return this.encoded ??= Sse.messageFrame(this.id, this.data)
   }
 }
 
@@ -180,7 +176,6 @@ export class Batch {
   }
 }
 
-const heartbeatFrame = encoder.encode(Sse.comment("heartbeat"))
 const heartbeat = { _tag: "Heartbeat" } as const
 type Item = Batch | typeof heartbeat
 
@@ -285,8 +280,8 @@ export const make = (start: MessageId) =>
           continue
         }
         if (item._tag === "Heartbeat") {
-          sink.write(heartbeatFrame)
-          written += heartbeatFrame.length
+          sink.write(Sse.heartbeatFrame)
+          written += Sse.heartbeatFrame.length
           continue
         }
         if (subscriber.snapshot !== undefined && !subscriber.snapshot.mattersAt(txidOf(item.first))) {

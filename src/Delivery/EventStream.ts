@@ -45,8 +45,6 @@ export interface ClientConnection {
   readonly end: () => void
   /** Drops the connection at once, whatever is queued. */
   readonly destroy: () => void
-  /** Whether the server ended the stream because the client's access token expired. */
-  readonly expired?: () => boolean
 }
 
 /**
@@ -98,19 +96,12 @@ export interface OpenOptions {
    */
   readonly lastEventId: Option.Option<ResumePoint>
   readonly connection: ClientConnection
+  /** When the client's access token expires (epoch milliseconds): the stream ends then. None: never. */
+  readonly expiresAt: number | undefined
 }
 
-/** Why a resuming client is sent a `reset` event. */
-export type ResetReason = "ahead" | "expired"
-
-/**
- * The `reset` event: the client's id could not be resumed from, and the stream goes on after
- * `lastEventId` (also the event's id, so that an EventSource reconnects from there).
- */
-export const resetFrame = (reason: ResetReason, position: MessageId): Uint8Array =>
-  new TextEncoder().encode(
-    Sse.event({ id: position, event: "reset", data: JSON.stringify({ reason, lastEventId: position }) })
-  )
+// Node's timers hold at most 2^31 - 1 ms (24.8 days); a later expiry is reached in steps.
+const maxTimerDelay = 2 ** 31 - 1
 
 /** A connection as a Broadcast sink: live frames are held back until the replay is done. */
 class ClientStream implements Sink {
@@ -120,8 +111,33 @@ class ClientStream implements Sink {
   endReason: EndReason | undefined = undefined
   private held: Array<Uint8Array> = []
   private heldBytes = 0
+  /** A plain timer, not a fiber: an idle stream must not cost one. */
+  private expiry: ReturnType<typeof setTimeout> | undefined = undefined
 
   constructor(private readonly connection: ClientConnection) {}
+
+  /** Ends the stream at epoch millisecond `at`, when its token expires; the client reconnects with a fresh one. */
+  expireAt(at: number) {
+    const left = at - Date.now()
+    this.expiry = left > maxTimerDelay
+      ? setTimeout(ClientStream.expireLater, maxTimerDelay, this, at)
+      : setTimeout(ClientStream.expireNow, Math.max(0, left), this)
+  }
+
+  private static expireLater(client: ClientStream, at: number) {
+    client.expireAt(at)
+  }
+
+  private static expireNow(client: ClientStream) {
+    if (client.ended) return
+    client.connection.write(Sse.tokenExpiredFrame)
+    client.end("token_expired")
+  }
+
+  /** Frees what the stream holds once it has closed. */
+  release() {
+    if (this.expiry !== undefined) clearTimeout(this.expiry)
+  }
 
   /** Frames that come before anything live: the retry field and the replay. */
   push(bytes: Uint8Array): boolean {
@@ -202,7 +218,7 @@ export const make = Effect.gen(function*() {
   const broadcast = yield* Broadcast
   let connections = 0
   let draining = false
-  const retryFrame = new TextEncoder().encode(Sse.retry(Duration.toMillis(config.sseRetry)))
+  const retryFrame = Sse.retryFrame(Duration.toMillis(config.sseRetry))
 
   // One Selection per distinct set of channels, shared by the clients that follow it, and dropped
   // with the last of them: the channel sets are the clients' to choose, and there are many.
@@ -248,7 +264,7 @@ export const make = Effect.gen(function*() {
           Effect.flatMap(([messages, kept]) => {
             if (kept > from.value) {
               resets.unsafeUpdate(1, resetLabels.expired)
-              client.push(resetFrame("expired", kept))
+              client.push(Sse.resetFrame("expired", kept))
               return Effect.succeed(Option.some(kept))
             }
             if (!isNonEmptyReadonlyArray(messages)) return Effect.succeed(Option.none<MessageId>())
@@ -300,13 +316,13 @@ export const make = Effect.gen(function*() {
           const kept = yield* repo.retainedAfter
           start = newest > kept ? newest : kept
           resets.unsafeUpdate(1, resetLabels.ahead)
-          client.push(resetFrame("ahead", start))
+          client.push(Sse.resetFrame("ahead", start))
         }
       } else if (from < reached) {
         const kept = yield* repo.retainedAfter
         if (from < kept) {
           resets.unsafeUpdate(1, resetLabels.expired)
-          client.push(resetFrame("expired", kept))
+          client.push(Sse.resetFrame("expired", kept))
           start = kept
           snapshot = undefined
         }
@@ -318,7 +334,7 @@ export const make = Effect.gen(function*() {
       return { position: start, snapshot }
     })
 
-  const open = ({ channels, connection, lastEventId }: OpenOptions) => {
+  const open = ({ channels, connection, expiresAt, lastEventId }: OpenOptions) => {
     const client = new ClientStream(connection)
     return Effect.gen(function*() {
       const shared = acquireSelection(channels)
@@ -334,13 +350,15 @@ export const make = Effect.gen(function*() {
           Effect.suspend(() => {
             connections--
             releaseSelection(shared)
-            const reason = client.endReason ?? (connection.expired?.() === true ? "token_expired" : "closed")
+            client.release()
+            const reason = client.endReason ?? "closed"
             streamsEnded.unsafeUpdate(1, endLabels[reason])
             openStreams.unsafeUpdate(connections, [])
             return Effect.logDebug("Event stream closed").pipe(Effect.annotateLogs({ reason, streams: connections }))
           })
         )
       )
+      if (expiresAt !== undefined) client.expireAt(expiresAt)
       client.push(retryFrame)
       bytesWritten.unsafeUpdate(retryFrame.length, controlBytes)
       let after = Option.none<MessageId>()

@@ -53,3 +53,27 @@ export const retry = (milliseconds: number): string => `retry: ${Math.max(0, Mat
 /** A comment: ignored by clients, it keeps idle connections (and proxies) from timing out. */
 export const comment = (text: string): string =>
   text.split(lineBreak).map((line) => `: ${line}\n`).join("") + "\n"
+
+// --- pollcast's frames ---
+
+const encoder = new TextEncoder()
+
+/** A message's frame: its SSE id, `event: message`, and the message as JSON in `data`. */
+export const messageFrame = (id: string, data: string): Uint8Array => encoder.encode(event({ id, event: "message", data }))
+
+/** Why a resuming client is sent a `reset` event. */
+export type ResetReason = "ahead" | "expired"
+
+/**
+ * The `reset` event: the client's id could not be resumed from, and the stream goes on after
+ * `position` (also the event's id, so that an EventSource reconnects from there).
+ */
+export const resetFrame = (reason: ResetReason, position: string): Uint8Array =>
+  encoder.encode(event({ id: position, event: "reset", data: JSON.stringify({ reason, lastEventId: position }) }))
+
+export const heartbeatFrame = encoder.encode(comment("heartbeat"))
+
+/** The last frame of a stream whose access token expired. */
+export const tokenExpiredFrame = encoder.encode(comment("The access token expired: reconnect with a fresh one"))
+
+export const retryFrame = (milliseconds: number): Uint8Array => encoder.encode(retry(milliseconds))

@@ -104,21 +104,17 @@ export const MessageBody = (maxBodyBytes: number) =>
     )
   ).annotations({ description: `The text, 1 to ${maxBodyBytes} bytes of UTF-8, no NUL` })
 
-/** What a client sends to publish; `maxBodyBytes` bounds the UTF-8 size of `body`. */
+/**
+ * What a client sends to publish; `maxBodyBytes` bounds the UTF-8 size of `body`. Channel and author
+ * may be left out; a field it does not know is refused rather than dropped.
+ */
 export const NewMessage = (maxBodyBytes: number) =>
   Schema.Struct({
-    channel: Schema.optionalWith(Channel, { default: () => defaultChannel }),
-    author: Schema.optionalWith(Author, { default: () => defaultAuthor }),
-    body: MessageBody(maxBodyBytes)
-  })
-export type NewMessage = ReturnType<typeof NewMessage>["Type"]
-
-/** The same, as a client writes it: channel and author may be left out (NewMessage fills them in). */
-export const NewMessageRequest = (maxBodyBytes: number) =>
-  Schema.Struct({
-    channel: Schema.optional(Channel.annotations({ default: defaultChannel })),
-    author: Schema.optional(
-      Author.annotations({ default: defaultAuthor, description: "Ignored when the request carries an access token" })
+    channel: Schema.optionalWith(Channel.annotations({ default: defaultChannel }), { default: () => defaultChannel }),
+    author: Schema.optionalWith(
+      Author.annotations({ default: defaultAuthor, description: "Ignored when the request carries an access token" }),
+      { default: () => defaultAuthor }
     ),
     body: MessageBody(maxBodyBytes)
-  }).annotations({ identifier: "NewMessage" })
+  }).annotations({ identifier: "NewMessage", parseOptions: { onExcessProperty: "error" } })
+export type NewMessage = ReturnType<typeof NewMessage>["Type"]

@@ -8,10 +8,7 @@
 import ipaddr from "ipaddr.js"
 import * as Net from "node:net"
 
-export interface Peer {
-  readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
-  readonly socket: { readonly remoteAddress?: string | undefined }
-}
+export type Headers = Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
 
 const headerText = (value: string | ReadonlyArray<string> | undefined) =>
   value === undefined ? undefined : typeof value === "string" ? value : value.join(",")
@@ -27,11 +24,11 @@ const forwardedFor = (header: string): Array<string> =>
   })
 
 /** The addresses the proxies recorded, nearest proxy first. */
-const forwardedChain = (peer: Peer): Array<string> => {
+const forwardedChain = (headers: Headers): Array<string> => {
   // Most proxies set X-Forwarded-For; Forwarded is read only without it (see the README).
-  const xForwardedFor = headerText(peer.headers["x-forwarded-for"])
+  const xForwardedFor = headerText(headers["x-forwarded-for"])
   if (xForwardedFor !== undefined) return xForwardedFor.split(",").map((entry) => entry.trim()).reverse()
-  const forwarded = headerText(peer.headers["forwarded"])
+  const forwarded = headerText(headers["forwarded"])
   return forwarded === undefined ? [] : forwardedFor(forwarded).reverse()
 }
 
@@ -40,11 +37,10 @@ const forwardedChain = (peer: Peer): Array<string> => {
 export const canonical = (address: string) => (Net.isIPv4(address) ? address : ipaddr.process(address).toString())
 
 /** The client's address, in canonical form (an IPv4-mapped IPv6 address as IPv4). */
-export const clientAddress = (peer: Peer, trustedProxies: number): string => {
-  const socketAddress = peer.socket.remoteAddress ?? ""
+export const clientAddress = (headers: Headers, socketAddress: string, trustedProxies: number): string => {
   let address = Net.isIP(socketAddress) === 0 ? socketAddress : canonical(socketAddress)
   if (trustedProxies === 0) return address
-  const chain = forwardedChain(peer)
+  const chain = forwardedChain(headers)
   for (let hop = 0; hop < trustedProxies && hop < chain.length; hop++) {
     const entry = chain[hop]!
     // A proxy that wrote something else ("unknown", an obfuscated name) ends what can be known.
@@ -54,21 +50,11 @@ export const clientAddress = (peer: Peer, trustedProxies: number): string => {
   return address
 }
 
-/**
- * The key limits count a client by: its IPv4 address, or the /64 network of its IPv6 address
- * (one subscriber is routinely given a whole /64, so single IPv6 addresses cost an attacker nothing).
- */
-export const limitKey = (address: string): string => {
-  if (!Net.isIPv6(address)) return address
-  const parts = ipaddr.IPv6.parse(address).parts.slice(0, 4)
-  return `${parts.map((part) => part.toString(16)).join(":")}::/64`
-}
-
 /** The host the proxies say the client asked for (X-Forwarded-Host, or Forwarded: host=). */
-export const forwardedHost = (peer: Peer): string | undefined => {
-  const xForwardedHost = headerText(peer.headers["x-forwarded-host"])
+export const forwardedHost = (headers: Headers): string | undefined => {
+  const xForwardedHost = headerText(headers["x-forwarded-host"])
   if (xForwardedHost !== undefined) return xForwardedHost.split(",").pop()?.trim()
-  const forwarded = headerText(peer.headers["forwarded"])
+  const forwarded = headerText(headers["forwarded"])
   const host = forwarded?.split(",").pop()?.split(";").map((part) => part.trim()).find((part) =>
     part.toLowerCase().startsWith("host=")
   )

@@ -18,7 +18,8 @@ import { Duration, Effect, Metric, MetricLabel, Schedule } from "effect"
 import type * as NodeHttp from "node:http"
 import * as Net from "node:net"
 import { AppConfig } from "../Config.js"
-import { canonical, limitKey } from "./ClientAddress.js"
+import { limitKey } from "../Access/Admission.js"
+import { canonical } from "./ClientAddress.js"
 
 export const connectionsClosed = Metric.counter("pollcast_connections_closed_total", {
   description:

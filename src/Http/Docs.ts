@@ -4,7 +4,7 @@
  * inlines into its page, served here as a file of its own from node_modules, so that the page runs
  * under a Content-Security-Policy without inline scripts and loads nothing from elsewhere.
  */
-import { HttpRouter, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Option } from "effect"
 import { createHash } from "node:crypto"
 import * as Zlib from "node:zlib"
@@ -13,7 +13,15 @@ import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import * as Api from "../Api.js"
 import { AppConfig } from "../Config.js"
-import { NotFound } from "./HttpErrors.js"
+import { NotFound } from "../Domain/Errors.js"
+import { pathOf } from "./Request.js"
+
+const documentPath = "/openapi.json"
+const pagePath = "/docs"
+const scriptsPath = "/docs/:script"
+
+/** The paths served here. */
+export const paths = [documentPath, pagePath, scriptsPath]
 
 /**
  * The page's policy: its own scripts only, nothing fetched from elsewhere. Scalar compiles a
@@ -47,31 +55,6 @@ const scalarSource = Effect.tryPromise(() => {
   )
 )
 
-const decodeErrorRef = "#/components/schemas/HttpApiDecodeError"
-const decodeErrorSchemas = new Set(["HttpApiDecodeError", "Issue", "PropertyKey"])
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null
-
-/**
- * The document as the routes answer: a malformed request gets InvalidRequest, never the
- * HttpApiDecodeError that HttpApi declares for every endpoint, so that alternative is left out.
- */
-const asServed = (spec: OpenApi.OpenAPISpec): string =>
-  JSON.stringify(spec, (key, value: unknown) => {
-    if (!isRecord(value)) return value
-    if (key === "schemas") return Object.fromEntries(Object.entries(value).filter(([name]) => !decodeErrorSchemas.has(name)))
-    // An endpoint whose only 400 is the decode error answers no 400 at all.
-    if (key === "400" && JSON.stringify(value).includes(decodeErrorRef) && !JSON.stringify(value).includes("InvalidRequest")) {
-      return undefined
-    }
-    if (value.description === "The request did not match the expected schema") {
-      return { ...value, description: "The request is malformed; `field` names what is wrong" }
-    }
-    if (!Array.isArray(value.anyOf)) return value
-    const rest: Array<unknown> = value.anyOf.filter((schema) => !(isRecord(schema) && schema.$ref === decodeErrorRef))
-    if (rest.length === value.anyOf.length) return value
-    return rest.length === 1 ? rest[0] : { ...value, anyOf: rest }
-  })
-
 const hashOf = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 16)
 
 /** Each script with its gzip encoding, made once: Scalar's is 3.4 MB as text, about a third of that in gzip. */
@@ -89,7 +72,7 @@ const makeDocs = (title: string, scalarScript: string) => {
   const scalar = script(scalarScript)
   const start = script(
     `Scalar.createApiReference("#reference", ${
-      JSON.stringify({ url: "/openapi.json", withDefaultFonts: false, hideClientButton: false, telemetry: false })
+      JSON.stringify({ url: documentPath, withDefaultFonts: false, hideClientButton: false, telemetry: false })
     })\n`
   )
   const page = `<!doctype html>
@@ -114,23 +97,24 @@ const unavailable = new NotFound({ message: "The reference page is unavailable i
 
 export const routes = Effect.gen(function*() {
   const config = yield* AppConfig
-  const spec = OpenApi.fromApi(Api.make(config.maxBodyBytes))
-  const document = asServed(spec)
+  const spec = Api.openApi(config.maxBodyBytes)
+  const document = JSON.stringify(spec)
   // Loaded when the page is first asked for: Scalar's script is 3.4 MB that most nodes never serve.
   const docs = yield* Effect.cached(Effect.map(scalarSource, Option.map((source) => makeDocs(spec.info.title, source))))
   const loaded = Effect.flatMap(docs, Option.match({ onNone: () => Effect.fail(unavailable), onSome: Effect.succeed }))
 
   return HttpRouter.empty.pipe(
-    HttpRouter.get("/openapi.json", Effect.succeed(HttpServerResponse.text(document, { contentType: "application/json" }))),
+    HttpRouter.get(documentPath, Effect.succeed(HttpServerResponse.text(document, { contentType: "application/json" }))),
     HttpRouter.get(
-      "/docs",
+      pagePath,
       Effect.map(loaded, ({ page }) => HttpServerResponse.html(page).pipe(HttpServerResponse.setHeaders(docsHeaders)))
     ),
     HttpRouter.get(
-      "/docs/:script",
+      scriptsPath,
       Effect.flatMap(Effect.zip(loaded, HttpServerRequest.HttpServerRequest), ([{ scripts }, request]) => {
-        const found = scripts.get(new URL(request.url, "http://pollcast").pathname)
-        if (found === undefined) return Effect.fail(new NotFound({ message: `No script at ${request.url.split("?")[0]}` }))
+        const path = pathOf(request.url)
+        const found = scripts.get(path)
+        if (found === undefined) return Effect.fail(new NotFound({ message: `No script at ${path}` }))
         const contentType = "text/javascript; charset=utf-8"
         const headers = { "cache-control": "public, max-age=31536000, immutable", vary: "accept-encoding", ...docsHeaders }
         return Effect.succeed(

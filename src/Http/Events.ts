@@ -13,62 +13,44 @@ import { Headers, HttpTraceContext } from "@effect/platform"
 import { Cause, type Context, Effect, Either, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
 import type * as NodeHttp from "node:http"
 import type * as Net from "node:net"
-import { type ClientConnection, EventStream } from "../Delivery/EventStream.js"
-import { idRule } from "../Domain/Message.js"
-import type { Channels } from "../Domain/Channels.js"
-import { parseResumePoint, type ResumePoint } from "../Domain/Snapshot.js"
-import * as Sse from "../Delivery/Sse.js"
-import { InvalidRequest, writeAnswer } from "./HttpErrors.js"
-import { channelsOf } from "../Domain/Channels.js"
-import { ChannelsParam } from "./Params.js"
+import type { RequestParts } from "../Access/Request.js"
 import { RequestPolicy } from "../Access/RequestPolicy.js"
+import * as Api from "../Api.js"
+import { type ClientConnection, EventStream } from "../Delivery/EventStream.js"
+import type { Channels } from "../Domain/Channels.js"
+import { InvalidRequest } from "../Domain/Errors.js"
+import { parseResumePoint, type ResumePoint } from "../Domain/Snapshot.js"
+import * as Answer from "./Answer.js"
+import * as Request from "./Request.js"
 
-const EventsParams = Schema.Struct({
-  channel: Schema.optional(ChannelsParam),
-  // For clients that cannot set the Last-Event-ID header on their first request (EventSource).
-  lastEventId: Schema.optional(Schema.String)
-})
-
-const decodeParams = Schema.decodeUnknownEither(EventsParams)
-
-export const path = "/events"
+const decodeParams = Schema.decodeUnknownEither(Api.EventsParams)
+const decodeHeaders = Schema.decodeUnknownEither(Api.EventsHeaders)
 
 /** Whether a request is for this handler. */
-export const handles = (request: NodeHttp.IncomingMessage) => {
-  const url = request.url ?? ""
-  const query = url.indexOf("?")
-  return request.method === "GET" && (query === -1 ? url : url.slice(0, query)) === path
+export const handles = (request: RequestParts) =>
+  request.method === Api.eventsEndpoint.method && request.path === Api.eventsEndpoint.path
+
+// The header's name as clients write it, for errors.
+const lastEventIdHeader = "Last-Event-ID"
+
+/** The stream's channels and starting point, or what is wrong with the request. */
+const parse = (request: NodeHttp.IncomingMessage): StreamRequest | InvalidRequest => {
+  const params = decodeParams(Request.queryOf(request.url ?? "/"))
+  if (Either.isLeft(params)) return InvalidRequest.fromParseError(params.left, "The query")
+  const headers = decodeHeaders(request.headers)
+  if (Either.isLeft(headers)) {
+    const invalid = InvalidRequest.fromParseError(headers.left, "The headers")
+    return new InvalidRequest({ field: lastEventIdHeader, message: invalid.message.replace(/^last-event-id/, lastEventIdHeader) })
+  }
+  // On reconnection EventSource sends the header with the newest id, and the original URL with
+  // whatever lastEventId it began with: the header wins.
+  const position = nonEmpty(headers.right["last-event-id"]) ?? nonEmpty(params.right.lastEventId)
+  if (position === undefined) return { channels: params.right.channel, lastEventId: Option.none() }
+  // Valid, as the schemas checked.
+  return { channels: params.right.channel, lastEventId: Option.getRight(parseResumePoint(position)) }
 }
 
 const nonEmpty = (value: string | undefined) => (value === undefined || value === "" ? undefined : value)
-
-/** The stream's channels and starting point, or what is wrong with the request. */
-const parse = (request: NodeHttp.IncomingMessage) => {
-  const url = new URL(request.url ?? "/", "http://pollcast")
-  const query: Record<string, string | Array<string>> = {}
-  for (const [name, value] of url.searchParams) {
-    const seen = query[name]
-    query[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value]
-  }
-  const params = decodeParams(query)
-  if (params._tag === "Left") return { error: InvalidRequest.fromParseError(params.left, "The query") }
-  // On reconnection EventSource sends the header with the newest id, and the original URL with
-  // whatever lastEventId it began with: the header wins.
-  const header = nonEmpty(request.headers["last-event-id"] as string | undefined)
-  const [source, raw] = header !== undefined ? ["Last-Event-ID", header] : ["lastEventId", nonEmpty(params.right.lastEventId)]
-  if (raw === undefined) return { channels: channelsOf(params.right.channel), lastEventId: Option.none<ResumePoint>() }
-  const resumed = parseResumePoint(raw)
-  if (Either.isLeft(resumed)) {
-    return {
-      error: new InvalidRequest({
-        field: source,
-        message: `${source}: must be the id of a message sent by pollcast (${idRule}), or a position from ` +
-          `pollcast_position() or GET /position: ${resumed.left}`
-      })
-    }
-  }
-  return { channels: channelsOf(params.right.channel), lastEventId: Option.some(resumed.right) }
-}
 
 const streamHeaders: NodeHttp.OutgoingHttpHeaders = {
   "content-type": "text/event-stream",
@@ -82,7 +64,6 @@ const streamHeaders: NodeHttp.OutgoingHttpHeaders = {
 /** The response as the EventStream sees it (a class: thousands of these are alive at once). */
 class NodeConnection implements ClientConnection {
   private written = 0
-  private tokenExpired = false
   /**
    * Once the head is sent, events go to the socket itself: through the response, each write
    * would also cork the socket and queue a callback to uncork it (thousands per fan-out), and the
@@ -136,21 +117,8 @@ class NodeConnection implements ClientConnection {
   destroy() {
     this.response.destroy()
   }
-
-  /** Ends a stream whose token expired; the client reconnects with Last-Event-ID and loses nothing. */
-  expire() {
-    if (this.response.writableEnded) return
-    this.tokenExpired = true
-    this.write(expiredFrame)
-    this.response.end()
-  }
-
-  expired() {
-    return this.tokenExpired
-  }
 }
 
-const expiredFrame = new TextEncoder().encode(Sse.comment("The access token expired: reconnect with a fresh one"))
 
 interface StreamRequest {
   readonly channels: Channels
@@ -165,30 +133,32 @@ interface StreamRequest {
 const admitThenOpen = (
   policy: Context.Tag.Service<RequestPolicy>,
   eventStream: Context.Tag.Service<EventStream>,
+  parts: RequestParts,
   request: NodeHttp.IncomingMessage,
   response: NodeHttp.ServerResponse,
   { channels, lastEventId }: StreamRequest
-) => {
-  const connection = new NodeConnection(response)
-  return policy.admitStream(request, channels, () => connection.expire()).pipe(
+) =>
+  policy.admitStream(parts, channels).pipe(
     Effect.matchEffect({
-      onFailure: (refused) =>
-        Effect.zipRight(
-          Effect.annotateCurrentSpan("http.response.status_code", refused.answer.status),
-          Effect.sync(() => writeAnswer(response, refused.answer))
-        ),
-      onSuccess: () =>
+      onFailure: (refused) => {
+        const answer = Answer.answerOf(refused)
+        return Effect.zipRight(
+          Effect.annotateCurrentSpan("http.response.status_code", answer.status),
+          Effect.sync(() => Answer.write(response, answer))
+        )
+      },
+      onSuccess: ({ expiresAt }) =>
         Effect.zipRight(
           Effect.annotateCurrentSpan("http.response.status_code", 200),
           Effect.suspend(() => {
+            const connection = new NodeConnection(response)
             connection.start(streamHeaders)
-            return eventStream.open({ channels, lastEventId, connection })
+            return eventStream.open({ channels, lastEventId, connection, expiresAt })
           })
         )
     }),
     traced(request)
   )
-}
 
 /**
  * The request's span, as the router's are (a parent from `traceparent`, the same name and
@@ -216,16 +186,12 @@ export const handler = Effect.gen(function*() {
   const runFork = Runtime.runFork(runtime)
   const runSync = Runtime.runSync(runtime)
 
-  return (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
+  return (parts: RequestParts, request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
     const parsed = parse(request)
-    if ("error" in parsed && parsed.error !== undefined) {
-      response.writeHead(parsed.error.status, { "content-type": "application/json" })
-      response.end(JSON.stringify(parsed.error.body))
-      return
-    }
+    if (parsed instanceof InvalidRequest) return Answer.write(response, Answer.answerOf(parsed))
     const scope = runSync(Scope.make())
     let opening: Fiber.RuntimeFiber<void> | undefined = runFork(
-      admitThenOpen(policy, eventStream, request, response, parsed).pipe(
+      admitThenOpen(policy, eventStream, parts, request, response, parsed).pipe(
         Scope.extend(scope),
         Effect.tapErrorCause((cause) =>
           Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("An event stream failed", cause)

@@ -1,41 +1,26 @@
 /**
- * `POST /messages` stores a message; `GET /messages` pages through the stored ones in delivery order.
+ * The `messages` endpoints, served from their declaration (src/Api.ts): `POST /messages` stores a
+ * message, `GET /messages` pages through the stored ones in delivery order, `GET /position` says
+ * where the database is now.
  */
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServerRequest } from "@effect/platform-node"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect, Schedule, Schema } from "effect"
-import type { IncomingMessage } from "node:http"
-import { AppConfig } from "../Config.js"
-import { beginning, encodeMessage, MessageId, NewMessage } from "../Domain/Message.js"
-import { type DatabaseError, MessageRepo } from "../Storage/MessageRepo.js"
-import { InvalidRequest, PayloadTooLarge, ServiceUnavailable } from "./HttpErrors.js"
-import { channelsOf } from "../Domain/Channels.js"
-import { ChannelsParam, LimitParam } from "./Params.js"
+import { Readable } from "node:stream"
+import * as Api from "../Api.js"
+import { InvalidRequest, messageOf, PayloadTooLarge, ServiceUnavailable } from "../Domain/Errors.js"
+import { beginning, encodeMessage, NewMessage } from "../Domain/Message.js"
 import { RequestPolicy } from "../Access/RequestPolicy.js"
-
-/**
- * The largest request body read. JSON escaping can make a body of MAX_BODY_BYTES take six times as
- * many bytes (`\u0001` for one byte), and channel and author add some more.
- */
-export const maxRequestBytes = (maxBodyBytes: number) => 6 * maxBodyBytes + 2048
-
-const PositionParams = Schema.Struct({
-  channel: Schema.optional(ChannelsParam)
-})
-
-const HistoryParams = Schema.Struct({
-  channel: Schema.optional(ChannelsParam),
-  after: Schema.optional(MessageId),
-  before: Schema.optional(MessageId),
-  limit: Schema.optionalWith(LimitParam(500), { default: () => 100 })
-})
+import { AppConfig } from "../Config.js"
+import { type DatabaseError, MessageRepo } from "../Storage/MessageRepo.js"
+import * as Request from "./Request.js"
 
 /**
  * The body as text, or PayloadTooLarge as soon as it passes `limit` bytes. The platform's reader
  * destroys the socket when a body outgrows its limit, which leaves no way to answer 413; this one
- * stops reading and leaves the connection to carry the answer (it is closed after it).
+ * reads the request's own stream, stops, and leaves the connection to carry the answer (it is
+ * closed after it).
  */
-const readText = (incoming: IncomingMessage, limit: number) =>
+const readText = (incoming: Readable, limit: number) =>
   Effect.async<string, PayloadTooLarge | InvalidRequest>((resume) => {
     const chunks: Array<Buffer> = []
     let size = 0
@@ -47,7 +32,7 @@ const readText = (incoming: IncomingMessage, limit: number) =>
       size += chunk.length
       if (size > limit) {
         stop()
-        resume(Effect.fail(new PayloadTooLarge({ limit })))
+        resume(Effect.fail(PayloadTooLarge.of(limit)))
       } else {
         chunks.push(chunk)
       }
@@ -96,106 +81,85 @@ const unavailableLog = Effect.gen(function*() {
     )
 })
 
-export const routes = Effect.gen(function*() {
-  const config = yield* AppConfig
-  const repo = yield* MessageRepo
-  const policy = yield* RequestPolicy
-  const requestLimit = maxRequestBytes(config.maxBodyBytes)
-  const databaseUnavailable = yield* unavailableLog
-  const decodeNewMessage = Schema.decodeUnknown(NewMessage(config.maxBodyBytes), { onExcessProperty: "error" })
+export const group = (api: Api.Routed) =>
+  HttpApiBuilder.group(api, "messages", (handlers) =>
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      const repo = yield* MessageRepo
+      const policy = yield* RequestPolicy
+      const requestLimit = Api.maxRequestBytes(config.maxBodyBytes)
+      const databaseUnavailable = yield* unavailableLog
+      // The declared payload, decoded here: the body is read by readText (see there).
+      const decodeNewMessage = Schema.decodeUnknown(NewMessage(config.maxBodyBytes))
 
-  const readBody = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    // A declared length over the limit is refused before a byte of the body is read.
-    if (Number(request.headers["content-length"] ?? 0) > requestLimit) {
-      return yield* new PayloadTooLarge({ limit: requestLimit })
-    }
-    return yield* readText(NodeHttpServerRequest.toIncomingMessage(request), requestLimit)
-  })
-
-  const publish = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    // Who may publish is known before the body is read; where to, once it is.
-    const publisher = yield* policy.publisher(NodeHttpServerRequest.toIncomingMessage(request))
-    const text = yield* readBody
-    const json = yield* Effect.try({
-      try: (): unknown => JSON.parse(text),
-      catch: (error) =>
-        new InvalidRequest({
-          message: `The request body must be a JSON object such as {"body": "hello"}: ${
-            error instanceof Error ? error.message : String(error)
-          }`
-        })
-    })
-    const decoded = yield* decodeNewMessage(json).pipe(
-      Effect.mapError((error) => InvalidRequest.fromParseError(error, "The request body"))
-    )
-    const input = yield* policy.authorizePublish(publisher, decoded)
-    const message = yield* repo.insert(input).pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
-    return HttpServerResponse.unsafeJson(encodeMessage(message), { status: 201 })
-  })
-
-  const history = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const params = yield* HttpServerRequest.schemaSearchParams(HistoryParams).pipe(
-      Effect.mapError((error) => InvalidRequest.fromParseError(error, "The query"))
-    )
-    if (params.after !== undefined && params.before !== undefined) {
-      return yield* new InvalidRequest({ field: "before", message: "before: give either after or before, not both" })
-    }
-    const channels = channelsOf(params.channel)
-    yield* policy.reader(NodeHttpServerRequest.toIncomingMessage(request), channels)
-    // Where a client that found the channel empty goes on from: the newest position read before
-    // the page, so that nothing committed after that read is skipped. Not the beginning: once
-    // retention has removed anything, /events would answer it with a reset, and a page that
-    // reloads on a reset would ask again, forever.
-    const newest = params.after === undefined && params.before === undefined
-      ? yield* repo.head.pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
-      : beginning
-    const page = yield* repo.history({
-      channels,
-      after: params.after,
-      before: params.before,
-      limit: params.limit
-    }).pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
-    // An id past the newest message was never issued by this database (or it was restored
-    // elsewhere): say so rather than page on silently from nowhere.
-    if (params.after !== undefined && page.messages.length === 0) {
-      const head = yield* repo.head.pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
-      if (params.after > head) {
-        return yield* new InvalidRequest({
-          field: "after",
-          message: `after: ${params.after} is ahead of the newest message (${head}); ` +
-            "it was not issued by this database: read the newest page instead"
-        })
-      }
-    }
-    const first = page.messages[0]
-    const last = page.messages[page.messages.length - 1]
-    const forward = params.after !== undefined
-    return HttpServerResponse.unsafeJson({
-      messages: page.messages.map((message) => encodeMessage(message)),
-      next: forward && page.more && last !== undefined ? last.id : null,
-      previous: !forward && page.more && first !== undefined ? first.id : null,
-      lastEventId: last?.id ?? params.after ?? newest
-    })
-  })
-
-  // The position of a snapshot taken now (see Snapshot), for a client that is about to read and then
-  // follow. It names no channel's content, but the caller must be allowed to read the ones it gives.
-  const position = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const params = yield* HttpServerRequest.schemaSearchParams(PositionParams).pipe(
-      Effect.mapError((error) => InvalidRequest.fromParseError(error, "The query"))
-    )
-    yield* policy.reader(NodeHttpServerRequest.toIncomingMessage(request), channelsOf(params.channel))
-    const now = yield* repo.position.pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
-    return HttpServerResponse.unsafeJson({ position: now })
-  })
-
-  return HttpRouter.empty.pipe(
-    HttpRouter.post("/messages", publish),
-    HttpRouter.get("/messages", history),
-    HttpRouter.get("/position", position)
-  )
-})
+      return handlers
+        .handleRaw("publish", ({ request }) =>
+          Effect.gen(function*() {
+            const parts = yield* Request.partsOf(request)
+            // Who may publish is known before the body is read; where to, once it is.
+            const publisher = yield* policy.publisher(parts)
+            // A declared length over the limit is refused before a byte of the body is read.
+            if (Number(request.headers["content-length"] ?? 0) > requestLimit) return yield* PayloadTooLarge.of(requestLimit)
+            if (!(request.source instanceof Readable)) return yield* Effect.dieMessage("The request has no body stream")
+            const text = yield* readText(request.source, requestLimit)
+            const json = yield* Effect.try({
+              try: (): unknown => JSON.parse(text),
+              catch: (error) =>
+                new InvalidRequest({
+                  message: `The request body must be a JSON object such as {"body": "hello"}: ${messageOf(error)}`
+                })
+            })
+            const decoded = yield* decodeNewMessage(json).pipe(
+              Effect.mapError((error) => InvalidRequest.fromParseError(error, "The request body"))
+            )
+            const input = yield* policy.authorizePublish(publisher, decoded)
+            const message = yield* repo.insert(input).pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
+            return HttpServerResponse.unsafeJson(encodeMessage(message), { status: 201 })
+          }))
+        .handle("history", ({ request, urlParams }) =>
+          Effect.gen(function*() {
+            const { after, before, channel, limit } = urlParams
+            if (after !== undefined && before !== undefined) {
+              return yield* new InvalidRequest({ field: "before", message: "before: give either after or before, not both" })
+            }
+            yield* policy.reader(yield* Request.partsOf(request), channel)
+            // Where a client that found the channel empty goes on from: the newest position read before
+            // the page, so that nothing committed after that read is skipped. Not the beginning: once
+            // retention has removed anything, /events would answer it with a reset, and a page that
+            // reloads on a reset would ask again, forever.
+            const newest = after === undefined && before === undefined
+              ? yield* repo.head.pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
+              : beginning
+            const page = yield* repo.history({ channels: channel, after, before, limit }).pipe(
+              Effect.catchTag("DatabaseError", databaseUnavailable)
+            )
+            // An id past the newest message was never issued by this database (or it was restored
+            // elsewhere): say so rather than page on silently from nowhere.
+            if (after !== undefined && page.messages.length === 0) {
+              const head = yield* repo.head.pipe(Effect.catchTag("DatabaseError", databaseUnavailable))
+              if (after > head) {
+                return yield* new InvalidRequest({
+                  field: "after",
+                  message: `after: ${after} is ahead of the newest message (${head}); ` +
+                    "it was not issued by this database: read the newest page instead"
+                })
+              }
+            }
+            const first = page.messages[0]
+            const last = page.messages[page.messages.length - 1]
+            const forward = after !== undefined
+            return {
+              messages: page.messages,
+              next: forward && page.more && last !== undefined ? last.id : null,
+              previous: !forward && page.more && first !== undefined ? first.id : null,
+              lastEventId: last?.id ?? after ?? newest
+            }
+          }))
+        // The position of a snapshot taken now (see Snapshot), for a client that is about to read and then
+        // follow. It names no channel's content, but the caller must be allowed to read the ones it gives.
+        .handle("position", ({ request, urlParams }) =>
+          Effect.gen(function*() {
+            yield* policy.reader(yield* Request.partsOf(request), urlParams.channel)
+            return { position: yield* repo.position.pipe(Effect.catchTag("DatabaseError", databaseUnavailable)) }
+          }))
+    }))

@@ -7,7 +7,8 @@ import { FileSystem, HttpRouter, HttpServerRequest, HttpServerResponse } from "@
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import { fileURLToPath } from "node:url"
-import { NotFound } from "./HttpErrors.js"
+import { NotFound } from "../Domain/Errors.js"
+import { pathOf } from "./Request.js"
 
 interface Asset {
   readonly body: Uint8Array
@@ -48,6 +49,12 @@ const respond = (asset: Asset) =>
       : HttpServerResponse.uint8Array(asset.body, { contentType: asset.contentType, headers })
   })
 
+const pagePath = "/"
+const assetsPath = "/assets/:name"
+
+/** The paths served here. */
+export const paths = [pagePath, assetsPath]
+
 export const routes = Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
   const assets = new Map<string, Asset>()
@@ -69,12 +76,13 @@ export const routes = Effect.gen(function*() {
   }
 
   return HttpRouter.empty.pipe(
-    HttpRouter.get("/", respond(page)),
+    HttpRouter.get(pagePath, respond(page)),
     HttpRouter.get(
-      "/assets/:name",
+      assetsPath,
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        const asset = assets.get(new URL(request.url, "http://pollcast").pathname)
-        return asset === undefined ? Effect.fail(new NotFound({ message: `No asset at ${request.url}` })) : respond(asset)
+        const path = pathOf(request.url)
+        const asset = assets.get(path)
+        return asset === undefined ? Effect.fail(new NotFound({ message: `No asset at ${path}` })) : respond(asset)
       })
     )
   )

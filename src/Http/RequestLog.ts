@@ -15,8 +15,8 @@
  */
 import { Effect, FiberRef, LogLevel, Metric, MetricBoundaries, MetricLabel, Queue } from "effect"
 import type * as NodeHttp from "node:http"
+import type { RequestParts } from "../Access/Request.js"
 import { AppConfig } from "../Config.js"
-import { clientAddress } from "./ClientAddress.js"
 
 export const requests = Metric.counter("pollcast_http_requests_total", {
   description: "HTTP requests answered, by method, route and status (event streams counted when they close)",
@@ -28,11 +28,16 @@ export const requestDuration = Metric.histogram(
   "Time from a request's arrival to the end of its answer, by method and route (not GET /events)"
 )
 
-const routes = new Set(["/messages", "/events", "/position", "/healthz", "/readyz", "/stats", "/metrics", "/openapi.json", "/docs", "/"])
-
-/** The route a path belongs to: a small fixed set, so that labels cannot grow with what clients send. */
-export const routeOf = (path: string) =>
-  routes.has(path) ? path : path.startsWith("/assets/") ? "/assets" : path.startsWith("/docs/") ? "/docs" : "other"
+/**
+ * The route a path belongs to, of `routes` (the served paths; `/a/:b` as `/a`): a small fixed set,
+ * so that labels cannot grow with what clients send.
+ */
+const routeOf = (routes: ReadonlySet<string>, path: string) => {
+  if (routes.has(path)) return path
+  const slash = path.indexOf("/", 1)
+  const parent = path.slice(0, slash)
+  return slash !== -1 && routes.has(`${parent}/:`) ? parent : "other"
+}
 
 const methods = new Set(["GET", "POST", "OPTIONS", "HEAD", "PUT", "PATCH", "DELETE"])
 
@@ -76,8 +81,10 @@ const write = (line: Line) =>
  * A function that records `request` once its response is done; call it as the request arrives.
  * Its lines are written for as long as the scope lasts.
  */
-export const make = Effect.gen(function*() {
-  const { accessLog, trustProxy } = yield* AppConfig
+export const make = (routes: ReadonlyArray<string>) => Effect.gen(function*() {
+  const { accessLog } = yield* AppConfig
+  // "/assets/:name" is known as "/assets/:", and labelled "/assets".
+  const known = new Set(routes.map((route) => route.replace(/:.*$/, ":")))
   // Under a LOG_LEVEL above info the lines would be dropped when written: not even queued then.
   const writes = accessLog && LogLevel.greaterThanEqual(LogLevel.Info, yield* FiberRef.get(FiberRef.currentMinimumLogLevel))
   // Released after the writing fiber is interrupted: the last lines are written, then the queue closed.
@@ -93,18 +100,16 @@ export const make = Effect.gen(function*() {
     Effect.forkScoped
   )
 
-  return (request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
+  return (request: RequestParts, response: NodeHttp.ServerResponse) => {
     const started = performance.now()
-    const url = request.url ?? "/"
-    const query = url.indexOf("?")
-    const path = query === -1 ? url : url.slice(0, query)
-    const method = methods.has(request.method ?? "") ? request.method! : "OTHER"
-    const client = clientAddress(request, trustProxy)
+    const path = request.path
+    const method = methods.has(request.method) ? request.method : "OTHER"
+    const client = request.address
     response.once("close", () => {
       const seconds = (performance.now() - started) / 1000
       // An answer never begun: the client went away first (499, as nginx logs it).
       const status = response.headersSent ? response.statusCode : 499
-      const route = routeOf(path)
+      const route = routeOf(known, path)
       requests.unsafeUpdate(1, labelsOf(method, route, status))
       if (route !== "/events") requestDuration.unsafeUpdate(seconds, labelsOf(method, route))
       if (!writes) return

@@ -24,7 +24,7 @@ import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Data, type Duration, Effect, Option, Schedule, Schema, Stream } from "effect"
 import * as Api from "../Api.js"
 import * as TabHub from "./TabHub.js"
-import { type Channel, Message, MessageId, NewMessageRequest } from "../Domain/Message.js"
+import { type Channel, Message, MessageId, NewMessage } from "../Domain/Message.js"
 
 export interface ClientOptions {
   /** Where the service is, e.g. `http://localhost:8080`. */
@@ -94,9 +94,10 @@ export interface HistoryInput {
 const largestBody = 1_048_576
 const clientApi = Api.make(largestBody)
 // Plain strings are checked by the declaration's schemas (a ParseError) before anything is sent.
-const checkMessage = Schema.decodeUnknown(NewMessageRequest(largestBody))
-const checkHistory = Schema.decodeUnknown(Schema.typeSchema(Api.HistoryParams))
-const checkPosition = Schema.decodeUnknown(Schema.typeSchema(Api.PositionParams))
+const checkMessage = Schema.decodeUnknown(NewMessage(largestBody))
+const checkHistory = (params: HistoryInput) =>
+  Schema.decodeUnknown(Api.HistoryParams)({ ...params, limit: params.limit === undefined ? undefined : String(params.limit) })
+const checkPosition = Schema.decodeUnknown(Api.PositionParams)
 
 const reconnection = Schedule.exponential("100 millis").pipe(
   Schedule.union(Schedule.spaced("5 seconds")),
@@ -266,8 +267,8 @@ export const make = (options: ClientOptions) =>
        */
       position: (channels: ReadonlyArray<Channel | string> = []) =>
         Effect.flatMap(
-          checkPosition({ channel: channels.length === 0 ? undefined : channels }),
-          (urlParams) => Effect.map(api.events.position({ urlParams }), (answer) => answer.position)
+          checkPosition({ channel: channels }),
+          (urlParams) => Effect.map(api.messages.position({ urlParams }), (answer) => answer.position)
         ),
       /** Every endpoint of the declaration, as HttpApiClient makes them. */
       api

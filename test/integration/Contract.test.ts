@@ -4,11 +4,10 @@
  * its declared status and a body its declared schema accepts; and the document served at
  * /openapi.json is valid OpenAPI 3.1.
  */
-import { HttpApi, HttpApiSchema, type HttpRouter } from "@effect/platform"
-import { NodeFileSystem } from "@effect/platform-node"
+import { HttpApi, HttpApiSchema } from "@effect/platform"
 import { Validator } from "@seriousme/openapi-schema-validator"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, Either, JSONSchema, Layer, Option, Schema, SchemaAST as AST } from "effect"
 import * as Http from "node:http"
 import * as Api from "../../src/Api.js"
 import * as HttpModule from "../../src/Http.js"
@@ -35,6 +34,46 @@ HttpApi.reflect(Api.make(16_384), {
       answers.set(status, Option.map(ast, (ast) => ({ schema: Schema.make<unknown, unknown, never>(ast), encoding: HttpApiSchema.getEncoding(ast) })))
     }
     declared.push({ method: endpoint.method, path: endpoint.path, name: `${group.identifier}.${endpoint.name}`, answers })
+  }
+})
+
+/** A parameter as declared: where the request carries it, and the schema of it alone. */
+interface Parameter {
+  readonly endpoint: string
+  readonly method: string
+  readonly path: string
+  readonly location: "query" | "header" | "body"
+  readonly name: string
+  readonly schema: Schema.Schema<unknown, unknown>
+}
+
+const parameters: Array<Parameter> = []
+HttpApi.reflect(Api.make(16_384), {
+  onGroup: () => undefined,
+  onEndpoint: ({ endpoint, group }) => {
+    const locations = [
+      ["query", endpoint.urlParamsSchema],
+      ["header", endpoint.headersSchema],
+      ["body", endpoint.payloadSchema]
+    ] as const
+    for (const [location, declaredSchema] of locations) {
+      if (Option.isNone(declaredSchema)) continue
+      const ast = AST.encodedAST(declaredSchema.value.ast)
+      const struct = Schema.make<unknown, unknown, never>(declaredSchema.value.ast)
+      expect(ast._tag, `${endpoint.path} ${location}`).toBe("TypeLiteral")
+      if (ast._tag !== "TypeLiteral") continue
+      for (const property of ast.propertySignatures) {
+        const name = String(property.name)
+        parameters.push({
+          endpoint: `${group.identifier}.${endpoint.name}`,
+          method: endpoint.method,
+          path: endpoint.path,
+          location,
+          name,
+          schema: Schema.make<unknown, unknown, never>(AST.pick(struct.ast, [name]))
+        })
+      }
+    }
   }
 })
 
@@ -86,7 +125,7 @@ const elsewhere = new Set([
   "operations.readyz 503",
   // A database replaced under the node: Recreated.test.ts. The database unreachable: Outage.test.ts.
   "operations.healthz 503",
-  "events.position 503",
+  "messages.position 503",
   "operations.metrics 503",
   "operations.stats 503"
 ])
@@ -109,13 +148,12 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
   it.scoped("declares every route the router serves, and every declared endpoint is served", () =>
     Effect.gen(function*() {
       const node = yield* TestNode.start()
-      const router: HttpRouter.HttpRouter<unknown, unknown> = yield* HttpModule.router.pipe(
+      const served = yield* HttpModule.servedRoutes.pipe(
         Effect.provide(node.context),
-        Effect.provide(Layer.mergeAll(RequestPolicy.layer, NodeFileSystem.layer).pipe(Layer.provideMerge(testConfig())))
+        Effect.provide(RequestPolicy.layer.pipe(Layer.provideMerge(testConfig())))
       )
-      const served = [...router.routes].map((route) => `${route.method} ${route.path}`)
       const described = declared.map((endpoint) => `${endpoint.method} ${endpoint.path}`)
-      expect(served.filter((route) => !undeclared.has(route)).sort()).toEqual(described.filter((route) => route !== "GET /events").sort())
+      expect(served.filter((route) => !undeclared.has(route)).sort()).toEqual(described.sort())
       // GET /events has a handler of its own beside the router.
       expect((yield* send(node.url("/events"))).contentType).toBe("text/event-stream")
     }))
@@ -200,7 +238,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
         const open = yield* TestNode.start()
         const position = (query: string, headers: Record<string, string> = {}, node = open) =>
           Effect.map(send(node.url(`/position${query}`), { headers }), (answer) => {
-            conforms("events.position", answer)
+            conforms("messages.position", answer)
             return answer.status
           })
         expect(yield* position("?channel=a")).toBe(200)
@@ -268,4 +306,108 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
       expect(answer.text).toContain("event: reset")
       expect(answer.text).not.toContain("HttpApiDecodeError")
     }))
+
+  describe("takes its requests as declared", () => {
+    /**
+     * Values a parameter's schema may refuse: its JSON schema's bounds passed by one first, then
+     * values no parameter is likely to take. The schema says which it refuses.
+     */
+    const candidates = (parameter: Parameter): ReadonlyArray<string | ReadonlyArray<string>> => {
+      const json = JSONSchema.make(parameter.schema) as { readonly properties?: Record<string, Record<string, unknown>> }
+      const bounds = json.properties?.[parameter.name] ?? {}
+      const alternatives = [bounds, ...(Array.isArray(bounds["anyOf"]) ? bounds["anyOf"] : [])] as ReadonlyArray<Record<string, unknown>>
+      const fromBounds = alternatives.flatMap((schema) => [
+        ...(typeof schema["maximum"] === "number" ? [String(schema["maximum"] + 1)] : []),
+        ...(typeof schema["minimum"] === "number" ? [String(schema["minimum"] - 1)] : []),
+        ...(typeof schema["maxItems"] === "number" ? [Array.from({ length: schema["maxItems"] + 1 }, (_, index) => `c${index}`)] : [])
+      ])
+      return [...fromBounds, "", "x!", "1.5", "zz@1", "a".repeat(70)]
+    }
+
+    const refuses = (parameter: Parameter, value: string | ReadonlyArray<string>) =>
+      Either.isLeft(Schema.decodeUnknownEither(parameter.schema)({ [parameter.name]: value }))
+
+    const request = (node: TestNode.TestNode, parameter: Parameter, value: string | ReadonlyArray<string> | undefined) => {
+      const url = new URL(node.url(parameter.path))
+      const headers: Record<string, string> = {}
+      let body: string | undefined
+      if (parameter.method === "POST") {
+        headers["content-type"] = "application/json"
+        body = JSON.stringify(value === undefined ? { body: "b" } : { body: "b", [parameter.name]: value })
+      }
+      if (value !== undefined && parameter.location === "query") {
+        for (const item of typeof value === "string" ? [value] : value) url.searchParams.append(parameter.name, item)
+      }
+      if (value !== undefined && parameter.location === "header") headers[parameter.name] = String(value)
+      return send(url.href, { method: parameter.method, headers, ...(body === undefined ? {} : { body }) })
+    }
+
+    it.scoped("refuses a value outside each declared parameter's bounds with the declared 400", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const unbounded: Array<string> = []
+        for (const parameter of parameters) {
+          const refused = candidates(parameter).filter((value) => refuses(parameter, value))
+          if (refused.length === 0) {
+            unbounded.push(`${parameter.endpoint} ${parameter.name}`)
+            continue
+          }
+          for (const value of refused) {
+            const answer = yield* request(node, parameter, value)
+            const what = `${parameter.endpoint} ${parameter.location} ${parameter.name}=${JSON.stringify(value).slice(0, 40)}`
+            expect(answer.status, `${what}: ${answer.text}`).toBe(400)
+            conforms(parameter.endpoint, answer)
+            const error = JSON.parse(answer.text) as { readonly error: string; readonly field?: string }
+            expect(error.error, what).toBe("InvalidRequest")
+            expect(error.field?.toLowerCase(), what).toBe(parameter.name.toLowerCase())
+          }
+        }
+        // Only the free-form one: a token.
+        expect(unbounded.sort()).toEqual([
+          "events.events access_token",
+          "messages.history access_token",
+          "messages.position access_token"
+        ])
+      }))
+
+    it.scoped("takes a missing parameter as its declared default", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const defaults = parameters.flatMap((parameter) => {
+          const decoded = Schema.decodeUnknownEither(parameter.schema)({})
+          if (Either.isLeft(decoded) || !(parameter.name in (decoded.right as object))) return []
+          const encoded = Schema.encodeSync(parameter.schema)(decoded.right) as Record<string, string | ReadonlyArray<string>>
+          return [{ parameter, value: encoded[parameter.name]!, typed: (decoded.right as Record<string, unknown>)[parameter.name] }]
+        })
+        expect(defaults.map(({ parameter }) => `${parameter.endpoint} ${parameter.name}`).sort()).toEqual([
+          "events.events channel",
+          "messages.history channel",
+          "messages.history limit",
+          "messages.position channel",
+          "messages.publish author",
+          "messages.publish channel"
+        ])
+        // More messages than any default page holds, so that a page size shows.
+        for (let index = 0; index < Api.defaultPageSize + 1; index++) {
+          yield* send(node.url("/messages"), { method: "POST", headers: json, body: JSON.stringify({ body: `m${index}` }) })
+        }
+        for (const { parameter, typed, value } of defaults) {
+          if (parameter.method !== "GET" || parameter.location !== "query" || parameter.path === "/events" || parameter.path === "/position") continue
+          const absent = yield* request(node, parameter, undefined)
+          const given = yield* request(node, parameter, value)
+          expect(absent.status, parameter.name).toBe(200)
+          expect(absent.text, `${parameter.endpoint} ${parameter.name}`).toBe(given.text)
+          if (typeof typed === "number") {
+            const other = yield* request(node, parameter, String(typed - 1))
+            expect(other.text, `${parameter.endpoint} ${parameter.name}`).not.toBe(absent.text)
+          }
+        }
+        // A message published with neither channel nor author is stored with their defaults.
+        const published = yield* send(node.url("/messages"), { method: "POST", headers: json, body: JSON.stringify({ body: "defaults" }) })
+        const stored = JSON.parse(published.text) as Record<string, unknown>
+        for (const { parameter, typed } of defaults.filter(({ parameter }) => parameter.location === "body")) {
+          expect(stored[parameter.name], parameter.name).toBe(typed)
+        }
+      }))
+  })
 })

@@ -45,7 +45,8 @@ const open = (lastEventId: Option.Option<MessageId>, channels: "all" | readonly 
       eventStream.open({
         channels: channels as never,
         lastEventId: Option.map(lastEventId, (after) => ({ after, snapshot: undefined })),
-        connection
+        connection,
+        expiresAt: undefined
       }).pipe(Scope.extend(scope))
     )
     return { received, ended: () => ended, close: Scope.close(scope, Exit.void) }
