@@ -1,16 +1,14 @@
 /**
- * The bench's PostgreSQL: embedded in a temporary folder, or the server at DATABASE_URL; a fresh
- * database for every server started (created and dropped here), and what the bench reads of the
- * server itself (transactions committed, its processes' CPU).
+ * The bench's PostgreSQL: embedded in a temporary folder (removed by `close`), or the server at
+ * DATABASE_URL; a fresh database for every server started (created and dropped here), and what
+ * the bench reads of the server itself (transactions committed, its processes' CPU).
  */
 import { Effect, Exit, Redacted, Scope } from "effect"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import pg from "pg"
 import * as EmbeddedPostgres from "../../src/Storage/EmbeddedPostgres.js"
 import { cpuSeconds } from "../support/processStats.js"
-import { freePort } from "../support/ServiceProcess.js"
+import { freePort, temporaryFolder } from "../support/ServiceProcess.js"
 
 export interface BenchDatabase {
   readonly postgresVersion: string
@@ -33,10 +31,9 @@ export const open = async (durable: boolean): Promise<BenchDatabase> => {
     url.pathname = "/postgres"
     adminUrl = url.toString()
   } else {
-    const folder = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-bench-"))
-    Fs.chmodSync(folder, 0o755)
     const server = await Effect.runPromise(
       Effect.gen(function*() {
+        const folder = yield* temporaryFolder("pollcast-bench-")
         return yield* EmbeddedPostgres.start({
           dataDir: Path.join(folder, "postgres"),
           port: yield* freePort,
@@ -45,7 +42,6 @@ export const open = async (durable: boolean): Promise<BenchDatabase> => {
       }).pipe(Scope.extend(scope))
     )
     adminUrl = Redacted.value(server.url("postgres"))
-    process.on("exit", () => Fs.rmSync(folder, { recursive: true, force: true }))
   }
   const admin = new pg.Client({ connectionString: adminUrl })
   await admin.connect()

@@ -7,7 +7,6 @@
  */
 import { Deferred, Duration, Effect, Exit, Redacted, Scope } from "effect"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import pg from "pg"
 import * as Database from "../../src/Storage/Database.js"
@@ -57,15 +56,7 @@ const externalDatabase = (external: string) =>
 
 /** An embedded server in a temporary folder, removed afterwards. */
 const embeddedDatabase = Effect.gen(function*() {
-  const folder = yield* Effect.acquireRelease(
-    Effect.sync(() => {
-      const folder = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-soak-"))
-      // The server runs as another user when the soak runs as root: it must reach its folder.
-      Fs.chmodSync(folder, 0o755)
-      return folder
-    }),
-    (folder) => Effect.sync(() => Fs.rmSync(folder, { recursive: true, force: true }))
-  )
+  const folder = yield* ServiceProcess.temporaryFolder("pollcast-soak-")
   const port = yield* ServiceProcess.freePort
   const options = { dataDir: Path.join(folder, "postgres"), port }
   let current = yield* Scope.make()

@@ -127,6 +127,18 @@ export const freePort = Effect.async<number>((resume) => {
   })
 })
 
+/** A new folder in the temporary directory, removed with everything in it when the scope closes. */
+export const temporaryFolder = (prefix: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const folder = Fs.mkdtempSync(Path.join(Os.tmpdir(), prefix))
+      // An embedded PostgreSQL runs as another user when the script runs as root: it must reach its folder.
+      Fs.chmodSync(folder, 0o755)
+      return folder
+    }),
+    (folder) => Effect.sync(() => Fs.rmSync(folder, { recursive: true, force: true }))
+  )
+
 /** Compiles pollcast into dist/, as `npm start` does, so that scripts run what users run. */
 export const build = () => {
   ChildProcess.execSync("npm run build --silent", { cwd: root, stdio: "inherit" })
@@ -151,15 +163,7 @@ export interface RunningService extends ServiceProcess {
  */
 export const start = (env: Record<string, string> = {}, options: StartOptions = {}) =>
   Effect.gen(function*() {
-    const dataDir = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const folder = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-script-"))
-        // The embedded server runs as another user when the script runs as root: it must reach its folder.
-        Fs.chmodSync(folder, 0o755)
-        return folder
-      }),
-      (folder) => Effect.sync(() => Fs.rmSync(folder, { recursive: true, force: true }))
-    )
+    const dataDir = yield* temporaryFolder("pollcast-script-")
     const port = options.port ?? (yield* freePort)
     const pgPort = yield* freePort
     const databaseUrl = env.DATABASE_URL ?? process.env.DATABASE_URL ??
