@@ -32,17 +32,17 @@ import { SqlWriter } from "./soak/sqlWriter.js"
 import { markerPrefix, Subscriber } from "./soak/subscriber.js"
 import { build, root } from "./support/ServiceProcess.js"
 import * as TcpProxy from "./support/TcpProxy.js"
-import { argument } from "./support/arguments.js"
+import { argument, numberArgument } from "./support/arguments.js"
 
 const positive = (name: string, fallback: number) => {
-  const value = Number(argument(name) ?? fallback)
+  const value = numberArgument(name, fallback)
   if (!(value > 0)) throw new Error(`--${name} must be a positive number`)
   return value
 }
 const short = process.argv.includes("--short")
 const minutes = positive("minutes", short ? 1 : 10)
 const nodeCount = Math.round(positive("nodes", 3))
-const seed = Math.round(Number(argument("seed") ?? Math.floor(Math.random() * 1_000_000)))
+const seed = Math.round(numberArgument("seed", Math.floor(Math.random() * 1_000_000)))
 const checkOnly = argument("check")
 
 const rate = 200

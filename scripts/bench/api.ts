@@ -9,17 +9,13 @@
  */
 import { Effect } from "effect"
 import * as Http from "node:http"
-import { argument } from "../support/arguments.js"
+import { numberArgument } from "../support/arguments.js"
 import { cpuSeconds } from "../support/processStats.js"
 import * as ServiceProcess from "../support/ServiceProcess.js"
 import { middleOf } from "./statistics.js"
 
-const option = (name: string, fallback: number) => {
-  const given = argument(name)
-  return given === undefined ? fallback : Number(given)
-}
-const requests = option("requests", 20_000)
-const rounds = option("rounds", 3)
+const requests = numberArgument("requests", 20_000)
+const rounds = numberArgument("rounds", 3)
 const concurrency = 32
 const body = JSON.stringify({ channel: "bench", author: "api-bench", body: "x".repeat(100) })
 

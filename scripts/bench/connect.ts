@@ -8,7 +8,7 @@
  * flight (default 3,000; this process holds them all, so keep it under the open-file limit).
  */
 import * as Net from "node:net"
-import { argument } from "../support/arguments.js"
+import { argument, numberArgument } from "../support/arguments.js"
 import { build, startService } from "../support/ServiceProcess.js"
 import * as Tokens from "../support/Tokens.js"
 import { percentile } from "./statistics.js"
@@ -17,7 +17,7 @@ const secret = "connect-bench-secret-of-at-least-32-characters"
 const sign = (subject: string) => Tokens.mint(Tokens.secretKey(secret), { subscribe: ["*"] }, { subject, expiresIn: "1h" })
 const modes = (argument("modes") ?? "off,token,tokens").split(",")
 const sequential = 200
-const concurrent = Number(argument("streams") ?? 3000)
+const concurrent = numberArgument("streams", 3000)
 const inFlight = 256
 
 build()

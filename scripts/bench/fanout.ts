@@ -12,17 +12,13 @@ import * as Broadcast from "../../src/Delivery/Broadcast.js"
 import { Selection } from "../../src/Domain/Channels.js"
 import { beginning, Channel, Message, messageId } from "../../src/Domain/Message.js"
 import { testConfig } from "../../test/support/TestConfig.js"
-import { argument } from "../support/arguments.js"
+import { numberArgument } from "../support/arguments.js"
 import { middleOf } from "./statistics.js"
 
-const option = (name: string, fallback: number) => {
-  const given = argument(name)
-  return given === undefined ? fallback : Number(given)
-}
-const clients = option("clients", 5000)
-const batches = option("batches", 2000)
-const perBatch = option("messages", 10)
-const rounds = option("rounds", 5)
+const clients = numberArgument("clients", 5000)
+const batches = numberArgument("batches", 2000)
+const perBatch = numberArgument("messages", 10)
+const rounds = numberArgument("rounds", 5)
 
 let sequence = 0
 const batch = () =>

@@ -10,19 +10,15 @@
  * - POST /messages latency while 20 clients read that two-channel history in a loop.
  * Each figure is the median of 5 tries (the POSTs: p50 / p99 over 5 seconds).
  */
-import * as Fs from "node:fs"
 import * as Path from "node:path"
 import pg from "pg"
 import { beginning, messageId } from "../../src/Domain/Message.js"
-import { argument } from "../support/arguments.js"
+import { checkoutArgument, numberArgument } from "../support/arguments.js"
 import { build, type RunningService, startService } from "../support/ServiceProcess.js"
 import { Histogram, middleOf } from "./statistics.js"
 
-const rows = Number(argument("rows") ?? "2000000")
-const compare = argument("compare")
-if (compare !== undefined && !Fs.existsSync(Path.join(Path.resolve(compare), "dist/main.js"))) {
-  throw new Error("--compare needs a checkout of pollcast built with npm run build")
-}
+const rows = numberArgument("rows", 2_000_000)
+const compare = checkoutArgument("compare")
 const rareCount = 5
 const settings = { POLL_INTERVAL: "1 second", PUBLISH_RATE: "0", MAX_STREAMS_PER_CLIENT: "0", LOG_LEVEL: "Info", ACCESS_LOG: "false" }
 
@@ -122,7 +118,7 @@ try {
   results.pollcast = await measure(pollcast)
   if (compare !== undefined) {
     const other = await startService({ ...settings, DATABASE_URL: pollcast.databaseUrl }, {
-      entry: Path.join(Path.resolve(compare), "dist/main.js")
+      entry: Path.join(compare, "dist/main.js")
     })
     try {
       await caughtUp(other, newest)

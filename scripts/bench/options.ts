@@ -1,7 +1,6 @@
 /** `npm run bench`'s command line (the options are described in main.ts), read once and checked. */
-import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { argument } from "../support/arguments.js"
+import { argument, checkoutArgument, numberArgument } from "../support/arguments.js"
 
 export type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline" | "compare"
 
@@ -9,20 +8,10 @@ export const scenarioNames = ["a", "b", "c", "d", "e", "fanout", "wakeup", "poll
 
 const flag = (name: string) => process.argv.includes(`--${name}`)
 
-const directoryArgument = (name: string) => {
-  const given = argument(name)
-  if (given === undefined) return undefined
-  const directory = Path.resolve(given)
-  if (!Fs.existsSync(Path.join(directory, "dist/main.js"))) {
-    throw new Error(`--${name} needs a checkout of pollcast built with npm run build`)
-  }
-  return directory
-}
-
 /** --compare DIR: a pollcast built in another checkout, run beside the others. */
-const compareDir = directoryArgument("compare")
+const compareDir = checkoutArgument("compare")
 /** --pollcast DIR: the pollcast targets' build, if not this checkout's. */
-const pollcastDir = directoryArgument("pollcast")
+const pollcastDir = checkoutArgument("pollcast")
 
 const targetNames: Record<Target, string> = {
   pollcast: pollcastDir === undefined ? "pollcast" : `pollcast at ${Path.basename(pollcastDir)}`,
@@ -61,9 +50,9 @@ export const options = {
    * rounds. One run's figures spread more than the differences some comparisons look for (a p99 by
    * ±20% between runs of one build): a median of interleaved runs is what can tell 5% apart.
    */
-  repeat: Math.max(1, Number(argument("repeat") ?? 1)),
+  repeat: Math.max(1, numberArgument("repeat", 1)),
   /** --seconds N: how long (a), (b), (c), `fanout`, `wakeup`, `writers` and `polls` publish (longer: steadier tail percentiles). */
-  seconds: Number(argument("seconds") ?? (quick ? 5 : 12)),
+  seconds: numberArgument("seconds", quick ? 5 : 12),
   /** --pool FILE,...: earlier runs' results, whose rounds join this run's (see results.ts). */
   pool: (argument("pool") ?? "").split(",").filter((name) => name !== "")
 }
