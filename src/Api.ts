@@ -6,7 +6,7 @@
  * same errors. The OpenAPI document (`/openapi.json`, `/docs`) and the typed client (src/client/)
  * are derived from it too; test/integration/Contract.test.ts holds the served routes to it.
  */
-import { HttpApi, HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { HttpApi, HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiSchema, type HttpMethod, OpenApi } from "@effect/platform"
 import { JSONSchema, Option, Schema, SchemaAST as AST } from "effect"
 import type * as JsonSchema from "@effect/platform/OpenApiJsonSchema"
 import { type Channels, maxChannelsPerRequest } from "./Domain/Channels.js"
@@ -226,6 +226,10 @@ export const Unready = Readiness.annotations(HttpApiSchema.annotations({ status:
 
 // --- Endpoints ---
 
+/** What reading channels may meet: no usable token, one that may not read them, the database out. */
+const reading = <Name extends string, Method extends HttpMethod.HttpMethod>(endpoint: HttpApiEndpoint.HttpApiEndpoint<Name, Method>) =>
+  endpoint.addError(errors.Unauthorized).addError(errors.Forbidden).addError(errors.ServiceUnavailable)
+
 /** POST and GET /messages, GET /position; `maxBodyBytes` is MAX_BODY_BYTES, which bounds a message's body. */
 const messagesGroup = (maxBodyBytes: number) =>
   HttpApiGroup.make("messages")
@@ -239,39 +243,33 @@ const messagesGroup = (maxBodyBytes: number) =>
         .addError(errors.UnsupportedMediaType)
         .addError(errors.TooManyRequests)
         .addError(errors.ServiceUnavailable)
-        .annotate(OpenApi.Summary, "Publish a message")
-        .annotate(
-          OpenApi.Description,
-          "Stores the message and answers it as stored. With an access token, `author` is the token's name, whatever the body says."
-        )
+        .annotateContext(OpenApi.annotations({
+          summary: "Publish a message",
+          description:
+            "Stores the message and answers it as stored. With an access token, `author` is the token's name, whatever the body says."
+        }))
     )
     .add(
-      HttpApiEndpoint.get("history", "/messages")
+      reading(HttpApiEndpoint.get("history", "/messages"))
         .setUrlParams(HistoryParams)
         .addSuccess(HistoryPage)
-        .addError(errors.Unauthorized)
-        .addError(errors.Forbidden)
-        .addError(errors.ServiceUnavailable)
-        .annotate(OpenApi.Summary, "Read stored messages, a page at a time")
-        .annotate(
-          OpenApi.Description,
-          "Only final messages: exactly those a subscriber has been or is about to be sent. With neither `after` nor `before`, the newest page."
-        )
+        .annotateContext(OpenApi.annotations({
+          summary: "Read stored messages, a page at a time",
+          description:
+            "Only final messages: exactly those a subscriber has been or is about to be sent. With neither `after` nor `before`, the newest page."
+        }))
     )
     .add(
-      HttpApiEndpoint.get("position", "/position")
+      reading(HttpApiEndpoint.get("position", "/position"))
         .setUrlParams(PositionParams)
         .addSuccess(PositionBody)
-        .addError(errors.Unauthorized)
-        .addError(errors.Forbidden)
-        .addError(errors.ServiceUnavailable)
-        .annotate(OpenApi.Summary, "Where the database is now, to follow from")
-        .annotate(
-          OpenApi.Description,
-          "The position of a snapshot taken now (pollcast_position()): /events from it delivers exactly the messages " +
+        .annotateContext(OpenApi.annotations({
+          summary: "Where the database is now, to follow from",
+          description:
+            "The position of a snapshot taken now (pollcast_position()): /events from it delivers exactly the messages " +
             "that snapshot did not see. Inside a transaction of your own, SELECT pollcast_position() gives the one " +
             "matching what that transaction read. `channel`: the channels you will follow (checked against the token)."
-        )
+        }))
     )
     .addError(errors.OriginNotAllowed)
     .annotate(OpenApi.Description, "Publishing, history and positions")
@@ -281,14 +279,11 @@ export const eventsEndpoint = HttpApiEndpoint.get("events", "/events")
 
 const eventsGroup = HttpApiGroup.make("events")
   .add(
-    eventsEndpoint
+    reading(eventsEndpoint)
       .setUrlParams(EventsParams)
       .setHeaders(EventsHeaders)
       .addSuccess(HttpApiSchema.Text({ contentType: "text/event-stream" }).annotations({ description: eventFormat }))
-      .addError(errors.Unauthorized)
-      .addError(errors.Forbidden)
       .addError(errors.TooManyRequests)
-      .addError(errors.ServiceUnavailable)
       .annotate(OpenApi.Summary, "Follow channels live (Server-Sent Events)")
       .annotate(OpenApi.Description, eventFormat)
   )

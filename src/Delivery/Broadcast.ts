@@ -17,29 +17,14 @@
  * Its metrics are updated once per batch, never per client: the loop only adds up the bytes it
  * writes in a local number.
  */
-import {
-  Clock,
-  Context,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  FiberId,
-  Layer,
-  Metric,
-  MetricBoundaries,
-  MetricLabel,
-  Option,
-  PubSub,
-  Scope,
-  Stream
-} from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, FiberId, Layer, MetricBoundaries, MetricLabel, Option, PubSub, Scope, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { AppConfig } from "../Config.js"
 import { type Channel, encodeMessage, type Message, type MessageId, maxId } from "../Domain/Message.js"
 import { idAfter, type Snapshot, txidOf } from "../Domain/Snapshot.js"
 import * as Sse from "./Sse.js"
 import { Selection } from "../Domain/Channels.js"
+import { counter, histogram } from "../Metrics.js"
 
 /** The SSE frame of one message. */
 export const messageFrame = (message: Message): Uint8Array =>
@@ -90,24 +75,10 @@ class Delivery {
 /** Seconds from 1 ms to about 65 s, doubling. */
 const secondsBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 17 })
 
-export const fanOutDuration = Metric.histogram(
-  "pollcast_fanout_duration_seconds",
-  MetricBoundaries.exponential({ start: 0.0001, factor: 2, count: 16 }),
-  "Time to hand one batch (or heartbeat) to every client of the node"
-).register()
-export const deliveryLag = Metric.histogram(
-  "pollcast_delivery_lag_seconds",
-  secondsBoundaries,
-  "At fan-out, now minus created_at of the oldest message of the batch (one observation per batch)"
-).register()
-export const messagesFannedOut = Metric.counter("pollcast_fanout_messages_total", {
-  description: "Messages fanned out to this node's clients (each counted once, whatever the number of clients)",
-  incremental: true
-}).register()
-export const bytesWritten = Metric.counter("pollcast_stream_bytes_written_total", {
-  description: "Bytes handed to event stream connections, by kind: live, replay, heartbeat, control",
-  incremental: true
-})
+export const fanOutDuration = histogram("pollcast_fanout_duration_seconds", "Time to hand one batch (or heartbeat) to every client of the node", MetricBoundaries.exponential({ start: 0.0001, factor: 2, count: 16 })).register()
+export const deliveryLag = histogram("pollcast_delivery_lag_seconds", "At fan-out, now minus created_at of the oldest message of the batch (one observation per batch)", secondsBoundaries).register()
+export const messagesFannedOut = counter("pollcast_fanout_messages_total", "Messages fanned out to this node's clients (each counted once, whatever the number of clients)").register()
+export const bytesWritten = counter("pollcast_stream_bytes_written_total", "Bytes handed to event stream connections, by kind: live, replay, heartbeat, control")
 // Constant label arrays: a metric finds its series by the array's identity (see Metric.fromMetricKey).
 const liveBytes = [MetricLabel.make("kind", "live")]
 const heartbeatBytes = [MetricLabel.make("kind", "heartbeat")]

@@ -21,7 +21,7 @@
  * restore elsewhere), or older than what retention kept, is told so with a `reset` event carrying
  * the position it continues from, and then gets what follows that position.
  */
-import { Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Scope } from "effect"
+import { Context, Duration, Effect, Layer, MetricLabel, Option, Scope } from "effect"
 import { isNonEmptyReadonlyArray } from "effect/Array"
 import { Broadcast, bytesWritten, type CutOffReason, messageFrameAfter, type Sink } from "./Broadcast.js"
 import { AppConfig } from "../Config.js"
@@ -30,6 +30,7 @@ import { type Channels, Selection } from "../Domain/Channels.js"
 import { MessageRepo } from "../Storage/MessageRepo.js"
 import type { ResumePoint, Snapshot } from "../Domain/Snapshot.js"
 import * as Sse from "./Sse.js"
+import { counter, gauge } from "../Metrics.js"
 
 /** The client's end of the stream, as the HTTP server provides it. */
 export interface ClientConnection {
@@ -53,26 +54,11 @@ export interface ClientConnection {
  */
 export type EndReason = "closed" | "shutdown" | CutOffReason | "token_expired" | "database_error"
 
-export const openStreams = Metric.gauge("pollcast_event_streams_open", {
-  description: "Event streams open on this node"
-}).register()
-export const streamsOpened = Metric.counter("pollcast_event_streams_opened_total", {
-  description: "Event streams opened (admitted) on this node",
-  incremental: true
-}).register()
-export const streamsEnded = Metric.counter("pollcast_event_streams_ended_total", {
-  description:
-    "Event streams ended, by reason: closed (by the client or the network), shutdown, backlog or stalled (cut off), token_expired, database_error",
-  incremental: true
-})
-export const replayPages = Metric.counter("pollcast_replay_pages_total", {
-  description: "Pages of stored messages replayed to resuming clients",
-  incremental: true
-}).register()
-export const resets = Metric.counter("pollcast_stream_resets_total", {
-  description: "reset events sent to resuming clients, by reason: ahead (an id never issued here), expired (removed by retention)",
-  incremental: true
-})
+export const openStreams = gauge("pollcast_event_streams_open", "Event streams open on this node").register()
+export const streamsOpened = counter("pollcast_event_streams_opened_total", "Event streams opened (admitted) on this node").register()
+export const streamsEnded = counter("pollcast_event_streams_ended_total", "Event streams ended, by reason: closed (by the client or the network), shutdown, backlog or stalled (cut off), token_expired, database_error")
+export const replayPages = counter("pollcast_replay_pages_total", "Pages of stored messages replayed to resuming clients").register()
+export const resets = counter("pollcast_stream_resets_total", "reset events sent to resuming clients, by reason: ahead (an id never issued here), expired (removed by retention)")
 
 const reasonLabel = (reason: string) => [MetricLabel.make("reason", reason)]
 // One constant label array per value: a metric finds its series by the array's identity.

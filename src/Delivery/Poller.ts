@@ -20,6 +20,7 @@ import { AppConfig } from "../Config.js"
 import type { Message, MessageId } from "../Domain/Message.js"
 import { MessageRepo, type Probe } from "../Storage/MessageRepo.js"
 import { Wakeups } from "./Wakeups.js"
+import { counter, histogram } from "../Metrics.js"
 
 export interface PollerStatus {
   /** When a poll last succeeded (epoch milliseconds). */
@@ -39,29 +40,12 @@ export class Poller extends Context.Tag("pollcast/Poller")<Poller, {
 }>() {}
 
 // Registered when defined, so that a scrape shows the series at 0 before anything happens.
-export const polls = Metric.counter("pollcast_polls_total", {
-  description: "Polls of the database that succeeded",
-  incremental: true
-}).register()
-export const pollFailures = Metric.counter("pollcast_poll_failures_total", {
-  description: "Polls of the database that failed (each is retried with backoff)",
-  incremental: true
-}).register()
-export const pollDuration = Metric.histogram(
-  "pollcast_poll_duration_seconds",
-  MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
-  "Time a successful poll query took"
-).register()
-export const pollRows = Metric.histogram(
-  "pollcast_poll_rows",
-  MetricBoundaries.fromIterable([0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]),
-  "Rows a successful poll returned"
-).register()
+export const polls = counter("pollcast_polls_total", "Polls of the database that succeeded").register()
+export const pollFailures = counter("pollcast_poll_failures_total", "Polls of the database that failed (each is retried with backoff)").register()
+export const pollDuration = histogram("pollcast_poll_duration_seconds", "Time a successful poll query took", MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 })).register()
+export const pollRows = histogram("pollcast_poll_rows", "Rows a successful poll returned", MetricBoundaries.fromIterable([0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000])).register()
 
-export const probesMade = Metric.counter("pollcast_wakeup_probes_total", {
-  description: "Probes of the database for writes (WAKEUP_PROBE_INTERVAL) that were answered",
-  incremental: true
-}).register()
+export const probesMade = counter("pollcast_wakeup_probes_total", "Probes of the database for writes (WAKEUP_PROBE_INTERVAL) that were answered").register()
 
 /** Capped exponential backoff for a database that does not answer. */
 export const backoff = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))

@@ -14,11 +14,12 @@
  */
 import type { PgClientConfig } from "@effect/sql-pg/PgClient"
 import { PgClient } from "@effect/sql-pg"
-import { Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, Metric, PubSub, Redacted, Schedule, Stream } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Exit, Layer, PubSub, Redacted, Schedule, Stream } from "effect"
 import pg from "pg"
 import { AppConfig } from "../Config.js"
 import { MessageRepo } from "../Storage/MessageRepo.js"
 import { wakeupChannel } from "../Storage/migrations/00003_notify_wakeup.js"
+import { counter, gauge } from "../Metrics.js"
 
 /**
  * - `disabled`: NOTIFY_WAKEUP is off;
@@ -51,17 +52,9 @@ export class Wakeups extends Context.Tag("pollcast/Wakeups")<Wakeups, {
   )
 }
 
-export const wakeups = Metric.counter("pollcast_wakeups_total", {
-  description: "Notifications of committed inserts received on the LISTEN connection (each asks for a poll)",
-  incremental: true
-}).register()
-export const listening = Metric.gauge("pollcast_wakeup_listening", {
-  description: "1 while the LISTEN connection for wake-ups is established, else 0 (also 0 with NOTIFY_WAKEUP=false)"
-}).register()
-export const wakeupOutages = Metric.counter("pollcast_wakeup_outages_total", {
-  description: "Times the LISTEN connection was lost, or could not be made at start-up",
-  incremental: true
-}).register()
+export const wakeups = counter("pollcast_wakeups_total", "Notifications of committed inserts received on the LISTEN connection (each asks for a poll)").register()
+export const listening = gauge("pollcast_wakeup_listening", "1 while the LISTEN connection for wake-ups is established, else 0 (also 0 with NOTIFY_WAKEUP=false)").register()
+export const wakeupOutages = counter("pollcast_wakeup_outages_total", "Times the LISTEN connection was lost, or could not be made at start-up").register()
 
 export class WakeupConnectionError extends Data.TaggedError("WakeupConnectionError")<{ readonly message: string }> {}
 

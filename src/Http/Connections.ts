@@ -14,18 +14,15 @@
  * at most, never a line per socket. Plain Node listeners and timers, as in Http/Events.ts: they run
  * once per connection, on the path every client takes.
  */
-import { Duration, Effect, Metric, MetricLabel, Schedule } from "effect"
+import { Duration, Effect, MetricLabel, Schedule } from "effect"
 import type * as NodeHttp from "node:http"
 import * as Net from "node:net"
 import { AppConfig } from "../Config.js"
 import { limitKey } from "../Access/Admission.js"
 import { canonical } from "./ClientAddress.js"
+import { counter } from "../Metrics.js"
 
-export const connectionsClosed = Metric.counter("pollcast_connections_closed_total", {
-  description:
-    "Connections closed by the node before their first request, by reason: silent (no request within FIRST_REQUEST_TIMEOUT), crowded (the address already had MAX_CONNECTIONS_PER_CLIENT open)",
-  incremental: true
-}).register()
+export const connectionsClosed = counter("pollcast_connections_closed_total", "Connections closed by the node before their first request, by reason: silent (no request within FIRST_REQUEST_TIMEOUT), crowded (the address already had MAX_CONNECTIONS_PER_CLIENT open)").register()
 
 const silentLabel = [MetricLabel.make("reason", "silent")]
 const crowdedLabel = [MetricLabel.make("reason", "crowded")]

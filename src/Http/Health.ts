@@ -23,7 +23,7 @@ import * as Request from "./Request.js"
 export const group = (api: Api.Routed) =>
   HttpApiBuilder.group(api, "operations", (handlers) =>
     Effect.gen(function*() {
-      const config = yield* AppConfig
+      const { pollInterval } = yield* AppConfig
       const repo = yield* MessageRepo
       const poller = yield* Poller
       const broadcast = yield* Broadcast
@@ -32,7 +32,7 @@ export const group = (api: Api.Routed) =>
       const policy = yield* RequestPolicy
       const telemetry = yield* Telemetry
       // A poll is overdue once three intervals have passed without one, plus room for a slow query.
-      const stalePollAfter = Duration.toMillis(Duration.sum(Duration.times(config.pollInterval, 3), Duration.seconds(5)))
+      const stalePollAfter = Duration.toMillis(Duration.sum(Duration.times(pollInterval, 3), Duration.seconds(5)))
       // A node whose writes fail (a full disk: reads and pings go on) cannot take messages: not ready
       // until a write succeeds, or for this long after the latest failure, since a node taken out of
       // its balancer's rotation may see no write to try again with.

@@ -13,20 +13,14 @@
  * the writer cost some 60 µs more per request than the router alone). Should writing fall behind
  * by 10,000 lines, further lines are dropped and counted. ACCESS_LOG=false writes none.
  */
-import { Effect, FiberRef, LogLevel, Metric, MetricBoundaries, MetricLabel, Queue } from "effect"
+import { Effect, FiberRef, LogLevel, MetricBoundaries, MetricLabel, Queue } from "effect"
 import type * as NodeHttp from "node:http"
 import type { RequestParts } from "../Access/Request.js"
 import { AppConfig } from "../Config.js"
+import { counter, histogram } from "../Metrics.js"
 
-export const requests = Metric.counter("pollcast_http_requests_total", {
-  description: "HTTP requests answered, by method, route and status (event streams counted when they close)",
-  incremental: true
-})
-export const requestDuration = Metric.histogram(
-  "pollcast_http_request_duration_seconds",
-  MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }),
-  "Time from a request's arrival to the end of its answer, by method and route (not GET /events)"
-)
+export const requests = counter("pollcast_http_requests_total", "HTTP requests answered, by method, route and status (event streams counted when they close)")
+export const requestDuration = histogram("pollcast_http_request_duration_seconds", "Time from a request's arrival to the end of its answer, by method and route (not GET /events)", MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }))
 
 /**
  * The route a path belongs to, of `routes` (the served paths; `/a/:b` as `/a`): a small fixed set,
@@ -57,10 +51,7 @@ const labelsOf = (method: string, route: string, status?: number) => {
   return labels
 }
 
-export const droppedLines = Metric.counter("pollcast_access_log_dropped_total", {
-  description: "Access log lines dropped because writing them fell 10,000 lines behind",
-  incremental: true
-}).register()
+export const droppedLines = counter("pollcast_access_log_dropped_total", "Access log lines dropped because writing them fell 10,000 lines behind").register()
 
 const maxLoggedPath = 200
 const pendingLines = 10_000
