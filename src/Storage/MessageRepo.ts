@@ -192,14 +192,16 @@ export class MessageRepo extends Context.Tag("pollcast/MessageRepo")<MessageRepo
 // timestamptz as a Date.
 const positionColumns = { txid: Schema.BigInt, id: Schema.BigInt }
 
+const columnsOf = (position: MessageId) => {
+  const { seq, txid } = messageIdParts(position)
+  return { txid: BigInt(txid), id: BigInt(seq) }
+}
+
 /** The (txid, id) of a row, as its MessageId. */
 const Position = Schema.transform(Schema.Struct(positionColumns), Schema.typeSchema(MessageId), {
   strict: true,
   decode: ({ id, txid }) => messageId(txid, id),
-  encode: (position) => {
-    const { seq, txid } = messageIdParts(position)
-    return { txid: BigInt(txid), id: BigInt(seq) }
-  }
+  encode: columnsOf
 })
 
 // Each column is checked here (the channel's format too), so the Message skips re-validation.
@@ -222,17 +224,13 @@ const MessageRow = Schema.transform(
         body: row.body,
         createdAt: row.created_at
       }, true),
-    encode: (message) => {
-      const { seq, txid } = messageIdParts(message.id)
-      return {
-        txid: BigInt(txid),
-        id: BigInt(seq),
-        channel: message.channel,
-        author: message.author,
-        body: message.body,
-        created_at: message.createdAt
-      }
-    }
+    encode: (message) => ({
+      ...columnsOf(message.id),
+      channel: message.channel,
+      author: message.author,
+      body: message.body,
+      created_at: message.createdAt
+    })
   }
 )
 
@@ -616,9 +614,8 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
         const lastId = messageId(last.txid, last.id)
         const young = batch.slice(0, through).filter((row) => !row.expired).length
         const deleted = yield* deleteThrough({ after, through: lastId })
-        const { seq, txid } = messageIdParts(lastId)
         yield* sql`
-          INSERT INTO message_retention (txid, id) VALUES (${txid}::xid8, ${seq}::bigint)
+          INSERT INTO message_retention (txid, id) VALUES ${position(lastId)}
           ON CONFLICT (singleton) DO UPDATE SET txid = excluded.txid, id = excluded.id`
         return { deleted: deleted.n, young, more: batch.length === batchSize && through === batch.length - 1 }
       })).pipe(repoErrors, Effect.withSpan("MessageRepo.prune")),
