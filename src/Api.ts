@@ -230,6 +230,17 @@ export const Unready = Readiness.annotations(HttpApiSchema.annotations({ status:
 const reading = <Name extends string, Method extends HttpMethod.HttpMethod>(endpoint: HttpApiEndpoint.HttpApiEndpoint<Name, Method>) =>
   endpoint.addError(errors.Unauthorized).addError(errors.Forbidden).addError(errors.ServiceUnavailable)
 
+const publishDescription =
+  "Stores the message and answers it as stored. With an access token, `author` is the token's name, whatever the body says."
+
+const historyDescription =
+  "Only final messages: exactly those a subscriber has been or is about to be sent. With neither `after` nor `before`, the newest page."
+
+const positionDescription =
+  "The position of a snapshot taken now (pollcast_position()): /events from it delivers exactly the messages " +
+  "that snapshot did not see. Inside a transaction of your own, SELECT pollcast_position() gives the one " +
+  "matching what that transaction read. `channel`: the channels you will follow (checked against the token)."
+
 /** POST and GET /messages, GET /position; `maxBodyBytes` is MAX_BODY_BYTES, which bounds a message's body. */
 const messagesGroup = (maxBodyBytes: number) =>
   HttpApiGroup.make("messages")
@@ -243,33 +254,15 @@ const messagesGroup = (maxBodyBytes: number) =>
         .addError(errors.UnsupportedMediaType)
         .addError(errors.TooManyRequests)
         .addError(errors.ServiceUnavailable)
-        .annotateContext(OpenApi.annotations({
-          summary: "Publish a message",
-          description:
-            "Stores the message and answers it as stored. With an access token, `author` is the token's name, whatever the body says."
-        }))
+        .annotateContext(OpenApi.annotations({ summary: "Publish a message", description: publishDescription }))
     )
     .add(
-      reading(HttpApiEndpoint.get("history", "/messages"))
-        .setUrlParams(HistoryParams)
-        .addSuccess(HistoryPage)
-        .annotateContext(OpenApi.annotations({
-          summary: "Read stored messages, a page at a time",
-          description:
-            "Only final messages: exactly those a subscriber has been or is about to be sent. With neither `after` nor `before`, the newest page."
-        }))
+      reading(HttpApiEndpoint.get("history", "/messages")).setUrlParams(HistoryParams).addSuccess(HistoryPage)
+        .annotateContext(OpenApi.annotations({ summary: "Read stored messages, a page at a time", description: historyDescription }))
     )
     .add(
-      reading(HttpApiEndpoint.get("position", "/position"))
-        .setUrlParams(PositionParams)
-        .addSuccess(PositionBody)
-        .annotateContext(OpenApi.annotations({
-          summary: "Where the database is now, to follow from",
-          description:
-            "The position of a snapshot taken now (pollcast_position()): /events from it delivers exactly the messages " +
-            "that snapshot did not see. Inside a transaction of your own, SELECT pollcast_position() gives the one " +
-            "matching what that transaction read. `channel`: the channels you will follow (checked against the token)."
-        }))
+      reading(HttpApiEndpoint.get("position", "/position")).setUrlParams(PositionParams).addSuccess(PositionBody)
+        .annotateContext(OpenApi.annotations({ summary: "Where the database is now, to follow from", description: positionDescription }))
     )
     .addError(errors.OriginNotAllowed)
     .annotate(OpenApi.Description, "Publishing, history and positions")
