@@ -21,6 +21,7 @@ import * as Crypto from "node:crypto"
 import { ChannelPattern, Patterns } from "../Domain/ChannelPattern.js"
 import { AppConfig, type AuthSettings } from "../Config.js"
 import { Author } from "../Domain/Message.js"
+import { messageOf } from "../Domain/Errors.js"
 
 /** What the bearer of a request may do. */
 export interface Principal {
@@ -54,7 +55,7 @@ export class InvalidToken extends Data.TaggedError("InvalidToken")<{ readonly re
 /** The token could not be checked: the key set (AUTH_JWKS_URL) could not be fetched. */
 export class VerificationUnavailable extends Data.TaggedError("VerificationUnavailable")<{ readonly cause: unknown }> {
   override get message() {
-    return `Access tokens cannot be checked right now: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    return `Access tokens cannot be checked right now: ${messageOf(this.cause)}`
   }
 }
 
@@ -212,7 +213,7 @@ const importPublicKey = (setting: Redacted.Redacted) =>
       ConfigError.InvalidData(
         ["AUTH_PUBLIC_KEY"],
         `must be a PEM public key (-----BEGIN PUBLIC KEY-----) or a JWK, of an RSA, P-256 or Ed25519 key: ${
-          error instanceof Error ? error.message : String(error)
+          messageOf(error)
         }`
       )
   })

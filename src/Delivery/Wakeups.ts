@@ -20,6 +20,7 @@ import { AppConfig } from "../Config.js"
 import { MessageRepo } from "../Storage/MessageRepo.js"
 import { wakeupChannel } from "../Storage/migrations/00003_notify_wakeup.js"
 import { counter, gauge } from "../Metrics.js"
+import { messageOf } from "../Domain/Errors.js"
 
 /**
  * - `disabled`: NOTIFY_WAKEUP is off;
@@ -58,7 +59,6 @@ export const wakeupOutages = counter("pollcast_wakeup_outages_total", "Times the
 
 export class WakeupConnectionError extends Data.TaggedError("WakeupConnectionError")<{ readonly message: string }> {}
 
-const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 /** The pool's connection settings, for a connection of its own that operators can tell apart. */
 const connectionConfig = (config: PgClientConfig): pg.ClientConfig => ({
@@ -108,7 +108,7 @@ const listen = (config: pg.ClientConfig, announcer: string, onNotification: (pay
         await client.connect()
         await client.query(`LISTEN ${pg.escapeIdentifier(wakeupChannel)}`)
       },
-      catch: (cause) => new WakeupConnectionError({ message: describe(cause) })
+      catch: (cause) => new WakeupConnectionError({ message: messageOf(cause) })
     })
     return { lost: Deferred.await(lost) }
   })

@@ -16,6 +16,7 @@ import * as ChildProcess from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
+import { messageOf } from "../Domain/Errors.js"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{
   readonly message: string
@@ -171,7 +172,7 @@ const copyBinaries = (binaries: Binaries) =>
       // they would point back into node_modules, which the server's user cannot reach.
       yield* Effect.tryPromise({
         try: () => Fs.cp(binaries.home, staging, { recursive: true, verbatimSymlinks: true }),
-        catch: (cause) => fail(cause instanceof Error ? cause.message : String(cause))
+        catch: (cause) => fail(messageOf(cause))
       })
       yield* fs.chmod(staging, 0o755)
       // Another start may have put its copy there first: then this one is not needed.
