@@ -65,10 +65,15 @@ export const Subscriber = Schema.TaggedStruct("sub", {
   at: Schema.Number
 })
 
+/** A stored message as the checker compares them: its id, the key of the write that made it, its channel, its body's hash. */
+const aMessage = { id: Schema.String, key: Schema.String, ch: Schema.String, h: Schema.Number }
+
+/** Which subscriber (`s`) and which of its connections (`c`) an event is about. */
+const ofConnection = { s: Schema.Number, c: Schema.Number }
+
 /** Connection `c` of subscriber `s` opened on `node`, having sent Last-Event-ID `last`. */
 export const Open = Schema.TaggedStruct("open", {
-  s: Schema.Number,
-  c: Schema.Number,
+  ...ofConnection,
   node: Schema.Number,
   last: Schema.optional(Schema.String),
   at: Schema.Number
@@ -76,38 +81,23 @@ export const Open = Schema.TaggedStruct("open", {
 
 /** A connection ended, failed or was given up on (`why`: error text, "stale", "move"). */
 export const Drop = Schema.TaggedStruct("drop", {
-  s: Schema.Number,
-  c: Schema.Number,
+  ...ofConnection,
   why: Schema.String,
   at: Schema.Number
 })
 
 /** One message event received. */
-export const Delivery = Schema.TaggedStruct("msg", {
-  s: Schema.Number,
-  c: Schema.Number,
-  id: Schema.String,
-  key: Schema.String,
-  ch: Schema.String,
-  h: Schema.Number,
-  at: Schema.Number
-})
+export const Delivery = Schema.TaggedStruct("msg", { ...ofConnection, ...aMessage, at: Schema.Number })
 
 /** A `reset` event: the stream continues after `id`, skipping what lies between. */
 export const Reset = Schema.TaggedStruct("reset", {
-  s: Schema.Number,
-  c: Schema.Number,
+  ...ofConnection,
   id: Schema.String,
   at: Schema.Number
 })
 
 /** A row of the messages table at the end of the run. */
-export const Row = Schema.TaggedStruct("row", {
-  id: Schema.String,
-  key: Schema.String,
-  ch: Schema.String,
-  h: Schema.Number
-})
+export const Row = Schema.TaggedStruct("row", aMessage)
 
 /** Something the harness saw go wrong with a node or the database, besides deliveries. */
 export const Anomaly = Schema.TaggedStruct("anomaly", {
