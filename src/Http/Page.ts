@@ -19,7 +19,9 @@ interface Asset {
 
 const webFolder = fileURLToPath(new URL("../web/", import.meta.url))
 
+/** The assets, each after those it imports (`./name`), whose hashed paths are written into it. */
 const assetTypes = {
+  "wants.js": "text/javascript; charset=utf-8",
   "app.js": "text/javascript; charset=utf-8",
   "app.css": "text/css; charset=utf-8",
   "icon.svg": "image/svg+xml"
@@ -59,11 +61,17 @@ export const routes = Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
   const assets = new Map<string, Asset>()
   let html = new TextDecoder().decode(yield* fs.readFile(`${webFolder}index.html`))
+  const hashed: Array<readonly [string, string]> = []
   for (const [name, contentType] of Object.entries(assetTypes)) {
-    const body = yield* fs.readFile(`${webFolder}${name}`)
+    let body = yield* fs.readFile(`${webFolder}${name}`)
+    if (name.endsWith(".js")) {
+      const source = hashed.reduce((text, [imported, path]) => text.replaceAll(`"./${imported}"`, `"${path}"`), new TextDecoder().decode(body))
+      body = new TextEncoder().encode(source)
+    }
     const hash = hashOf(body)
     const dot = name.lastIndexOf(".")
     const path = `/assets/${name.slice(0, dot)}.${hash}${name.slice(dot)}`
+    hashed.push([name, path])
     html = html.replaceAll(`/assets/${name}`, path)
     assets.set(path, { body, contentType, etag: `"${hash}"`, cacheControl: "public, max-age=31536000, immutable" })
   }

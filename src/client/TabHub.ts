@@ -21,6 +21,7 @@
  */
 import { Effect, Fiber, Runtime, Schema, Stream } from "effect"
 import { Message } from "../Domain/Message.js"
+import { Wants } from "../web/wants.js"
 
 interface LockManager {
   readonly request: (name: string, callback: () => Promise<unknown>) => Promise<unknown>
@@ -46,7 +47,6 @@ export interface Direct<E> {
 interface Want {
   readonly channels: ReadonlyArray<string>
   readonly after: string
-  readonly seen: number
 }
 
 interface Subscription {
@@ -76,14 +76,13 @@ export const make = <E>(group: string, direct: Direct<E>): TabHub<E> => {
   const name = `pollcast.client.${group}`
   const bus = new BroadcastChannel(name)
   const local = new Map<string, Subscription>()
-  const wants = new Map<string, Want>()
+  const wants = new Wants<Want>(forgetAfter, () => followWants())
   let position = ""
   let leader = false
   let release: (() => void) | undefined
   let queued = false
   /** The leader's stream: its channels ([] for all), where it began, and how to stop it. */
   let stream: { readonly key: string; readonly from: string; readonly stop: () => void } | undefined
-  let followTimer: ReturnType<typeof setTimeout> | undefined
   const runtime = Runtime.defaultRuntime
 
   const post = (message: BusMessage) => bus.postMessage(message)
@@ -115,12 +114,10 @@ export const make = <E>(group: string, direct: Direct<E>): TabHub<E> => {
       case "hello":
         return announceAll(false)
       case "want":
-        wants.set(message.sub, { channels: message.channels, after: message.after, seen: Date.now() })
         if (message.refill) refills.add(message.sub)
-        return scheduleFollow()
+        return wants.hear(message.sub, { channels: message.channels, after: message.after })
       case "gone":
-        wants.delete(message.sub)
-        return scheduleFollow()
+        return wants.drop(message.sub)
     }
   }
   bus.onmessage = (event) => onBus((event as { readonly data: BusMessage }).data)
@@ -144,31 +141,23 @@ export const make = <E>(group: string, direct: Direct<E>): TabHub<E> => {
     }
   }
 
-  const scheduleFollow = () => {
-    if (!leader) return
-    clearTimeout(followTimer)
-    // Subscriptions that start together join one opening.
-    followTimer = setTimeout(followWants, 50)
-  }
-
   /** Opens the stream again when the channels wanted are not those followed, or one needs an earlier start. */
   const followWants = () => {
     if (!leader) return
-    const now = Date.now()
-    for (const [sub, wanted] of wants) if (!local.has(sub) && now - wanted.seen > forgetAfter) wants.delete(sub)
-    const all = [...wants.values()].some((wanted) => wanted.channels.length === 0)
-    const channels = all ? [] : [...new Set([...wants.values()].flatMap((wanted) => wanted.channels))].sort()
+    const current = wants.current((sub) => local.has(sub))
+    const all = [...current.values()].some((wanted) => wanted.channels.length === 0)
+    const channels = all ? [] : [...new Set([...current.values()].flatMap((wanted) => wanted.channels))].sort()
     const key = all ? "*" : channels.join(",")
     // A subscription needs an earlier start than the stream's when it has messages up to a point
     // before where the stream began (or the stream began "now", which says nothing), or asks.
     const needs = (sub: string, wanted: Want) =>
       wanted.after !== "" && (stream === undefined || stream.from === "" || wanted.after < stream.from || refills.has(sub))
-    const needing = [...wants].filter(([sub, wanted]) => needs(sub, wanted))
+    const needing = [...current].filter(([sub, wanted]) => needs(sub, wanted))
     refills.clear()
     if (stream !== undefined && stream.key === key && needing.length === 0) return
     stream?.stop()
     stream = undefined
-    if (wants.size === 0) return
+    if (current.size === 0) return
     // From the newest id passed on, or earlier where a subscription needs it: replaying what a
     // subscription has is harmless, it skips those ids.
     const from = needing.reduce((min, [, wanted]) => (min === "" || wanted.after < min ? wanted.after : min), position)
@@ -210,12 +199,11 @@ export const make = <E>(group: string, direct: Direct<E>): TabHub<E> => {
       leader = true
       post({ type: "hello" })
       announceAll(false)
-      scheduleFollow()
+      wants.schedule()
     })
 
   const resign = () => {
     leader = false
-    clearTimeout(followTimer)
     stream?.stop()
     stream = undefined
     wants.clear()

@@ -25,6 +25,8 @@
  * @typedef {"connecting" | "live" | "reconnecting" | "offline" | "refused"} ConnectionState
  */
 
+import { Wants } from "./wants.js"
+
 const defaultChannel = "general"
 const channelPattern = /^[A-Za-z0-9_.:-]{1,64}$/
 const historySize = 100
@@ -354,16 +356,14 @@ const tabs = (() => {
   let position = ""
   /** What this tab follows: the generation of the channel, where its history ended, and since when it is covered. */
   let mine = { generation: -1, after: "", covered: false }
-  /** @type {Map<string, { channel: string, after: string, seen: number }>} what each tab wants, as the leader knows it */
-  const wants = new Map()
+  /** @type {Wants<{ channel: string, after: string }>} what each tab wants, as the leader knows it */
+  const wants = new Wants(forgetAfter, () => followWants())
   /** The leader's stream: the EventSource, its channels and from which position each is covered. */
   /** @type {EventSource | undefined} */
   let source
   /** @type {Map<string, string>} */
   let covered = new Map()
   let streamState = "connecting"
-  /** @type {ReturnType<typeof setTimeout> | undefined} */
-  let reopenTimer
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let retryTimer
 
@@ -426,29 +426,20 @@ const tabs = (() => {
    * @param {{ tab: string, channel: string | null, after: string }} want
    */
   const heard = (want) => {
-    if (want.channel === null) wants.delete(want.tab)
-    else wants.set(want.tab, { channel: want.channel, after: want.after, seen: Date.now() })
-    scheduleFollow()
-  }
-
-  const scheduleFollow = () => {
-    if (!leader) return
-    clearTimeout(reopenTimer)
-    // Tabs that start together join one reopening.
-    reopenTimer = setTimeout(followWants, 50)
+    if (want.channel === null) wants.drop(want.tab)
+    else wants.hear(want.tab, { channel: want.channel, after: want.after })
   }
 
   /** Opens the stream again when the channels wanted are not those covered, or a tab needs an earlier start. */
   const followWants = () => {
     if (!leader) return
-    const now = Date.now()
-    for (const [id, want] of wants) if (id !== tab && now - want.seen > forgetAfter) wants.delete(id)
-    const channels = [...new Set([...wants.values()].map((want) => want.channel))].sort()
+    const current = [...wants.current((id) => id === tab).values()]
+    const channels = [...new Set(current.map((want) => want.channel))].sort()
     // From the newest id passed on (or, before any, from where the tabs' histories end), earlier
     // if a tab needs it: replaying what a tab has already shown is harmless, it skips those ids.
-    let from = position !== "" ? position : [...wants.values()].reduce((min, want) => (min === "" || want.after < min ? want.after : min), "")
+    let from = position !== "" ? position : current.reduce((min, want) => (min === "" || want.after < min ? want.after : min), "")
     let same = source !== undefined && channels.length === covered.size
-    for (const want of wants.values()) {
+    for (const want of current) {
       const since = covered.get(want.channel)
       if (since === undefined || want.after < since) same = false
       if (since === undefined || want.after < since) from = from === "" || want.after < from ? want.after : from
@@ -515,7 +506,6 @@ const tabs = (() => {
 
   const resign = () => {
     leader = false
-    clearTimeout(reopenTimer)
     clearTimeout(retryTimer)
     source?.close()
     source = undefined
