@@ -16,7 +16,6 @@ export interface Answer {
   readonly body: unknown
 }
 
-const statuses = new Map(Object.entries(errors).map(([tag, schema]) => [tag, HttpApiSchema.getStatusErrorAST(schema.ast)]))
 const encodeBody = Schema.encodeSync(Schema.Union(...Object.values(errors)))
 
 const headersOf = (error: HttpError): Readonly<Record<string, string>> => {
@@ -39,7 +38,7 @@ const headersOf = (error: HttpError): Readonly<Record<string, string>> => {
 }
 
 export const answerOf = (error: HttpError): Answer => ({
-  status: statuses.get(error._tag)!,
+  status: HttpApiSchema.getStatusErrorAST(errors[error._tag].ast),
   headers: headersOf(error),
   body: encodeBody(error)
 })
