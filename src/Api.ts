@@ -92,6 +92,15 @@ export const errors = {
   )
 } satisfies { readonly [Tag in HttpError["_tag"]]: Schema.Schema<Extract<HttpError, { _tag: Tag }>, any> }
 
+/** The declared error of tag `Tag`. */
+export type ErrorOf<Tag extends HttpError["_tag"]> = Extract<HttpError, { readonly _tag: Tag }>
+
+/** An error's status, as declared. */
+export const statusOf = (error: HttpError): number => HttpApiSchema.getStatusErrorAST(errors[error._tag].ast)
+
+/** An error's JSON body, as declared. */
+export const encodeError = Schema.encodeSync(Schema.Union(...Object.values(errors)))
+
 /**
  * The largest request body read. JSON escaping can make a body of MAX_BODY_BYTES take six times as
  * many bytes (`\u0001` for one byte), and channel and author add some more.

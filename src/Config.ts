@@ -4,6 +4,7 @@
  */
 import { Config, ConfigError, Context, Duration, Either, Layer, LogLevel, Option, Redacted } from "effect"
 import { channelPatternSyntax } from "./Domain/ChannelPattern.js"
+import { maxBodyBytesLimit } from "./Domain/Message.js"
 
 /** What stands between the node and PostgreSQL: nothing, or a pooler in session or transaction mode. */
 export type DatabasePooler = "none" | "session" | "transaction"
@@ -303,7 +304,7 @@ export const settings: Config.Config<Settings> = Config.all({
   ),
   heartbeatInterval: duration("HEARTBEAT_INTERVAL", "15 seconds", "100 millis", "1 hour"),
   sseRetry: duration("SSE_RETRY", "2 seconds", "100 millis", "1 hour"),
-  maxBodyBytes: integerBetween("MAX_BODY_BYTES", 16_384, 1, 1_048_576),
+  maxBodyBytes: integerBetween("MAX_BODY_BYTES", 16_384, 1, maxBodyBytesLimit),
   clientBufferBytes: integerBetween("CLIENT_BUFFER_BYTES", 1_048_576, 1024, 1_073_741_824),
   clientStallTimeout: duration("CLIENT_STALL_TIMEOUT", "30 seconds", "100 millis", "1 hour"),
   messageRetention: Config.option(durationBetween("MESSAGE_RETENTION", "1 second", "36500 days")),

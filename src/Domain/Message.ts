@@ -93,6 +93,9 @@ export class Message extends Schema.Class<Message>("Message")({
 
 export const encodeMessage = Schema.encodeSync(Message)
 
+/** The largest MAX_BODY_BYTES a node may be given. */
+export const maxBodyBytesLimit = 1_048_576
+
 /** A message's text: 1 to `maxBodyBytes` bytes of UTF-8, storable. */
 export const MessageBody = (maxBodyBytes: number) =>
   storableText(

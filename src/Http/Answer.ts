@@ -3,10 +3,9 @@
  * JSON body its declaration gives it (src/Api.ts), and the headers some carry (Retry-After, the
  * Bearer challenge, closing the connection after a body that was not read).
  */
-import { HttpApiSchema, HttpServerResponse } from "@effect/platform"
-import { Schema } from "effect"
+import { HttpServerResponse } from "@effect/platform"
 import type * as NodeHttp from "node:http"
-import { errors } from "../Api.js"
+import { encodeError, statusOf } from "../Api.js"
 import type { HttpError } from "../Domain/Errors.js"
 
 /** An answer as status, headers and JSON body, for the router and plain Node handlers alike. */
@@ -16,7 +15,6 @@ export interface Answer {
   readonly body: unknown
 }
 
-const encodeBody = Schema.encodeSync(Schema.Union(...Object.values(errors)))
 
 const headersOf = (error: HttpError): Readonly<Record<string, string>> => {
   switch (error._tag) {
@@ -38,9 +36,9 @@ const headersOf = (error: HttpError): Readonly<Record<string, string>> => {
 }
 
 export const answerOf = (error: HttpError): Answer => ({
-  status: HttpApiSchema.getStatusErrorAST(errors[error._tag].ast),
+  status: statusOf(error),
   headers: headersOf(error),
-  body: encodeBody(error)
+  body: encodeError(error)
 })
 
 export const toResponse = ({ body, headers, status }: Answer) =>

@@ -24,7 +24,7 @@ import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { Data, type Duration, Effect, Option, Schedule, Schema, Stream } from "effect"
 import * as Api from "../Api.js"
 import * as TabHub from "./TabHub.js"
-import { type Channel, Message, MessageId, NewMessage } from "../Domain/Message.js"
+import { type Channel, maxBodyBytesLimit, Message, MessageId, NewMessage } from "../Domain/Message.js"
 
 export interface ClientOptions {
   /** Where the service is, e.g. `http://localhost:8080`. */
@@ -91,7 +91,7 @@ export interface HistoryInput {
 }
 
 /** Large enough for any node's MAX_BODY_BYTES: the server decides what it accepts. */
-const largestBody = 1_048_576
+const largestBody = maxBodyBytesLimit
 const clientApi = Api.make(largestBody)
 // Plain strings are checked by the declaration's schemas (a ParseError) before anything is sent.
 const checkMessage = Schema.decodeUnknown(NewMessage(largestBody))
@@ -158,7 +158,7 @@ export const make = (options: ClientOptions) =>
       }
 
       const connection = Effect.gen(function*() {
-        const url = new URL("/events", options.baseUrl)
+        const url = new URL(Api.eventsEndpoint.path, options.baseUrl)
         for (const channel of channels) url.searchParams.append("channel", channel)
         const request = HttpClientRequest.get(url).pipe(
           HttpClientRequest.setHeader("accept", "text/event-stream"),
@@ -233,15 +233,17 @@ export const make = (options: ClientOptions) =>
         ((reset: Reset) => Effect.logWarning(`pollcast reset the event stream (${reset.reason}): continuing after ${reset.lastEventId}`))
       // A stream joins its tabs' shared connection only once its token is known to read its
       // channels: one it may not read would get the whole shared stream refused.
-      const mayRead = Effect.gen(function*() {
-        const url = new URL("/messages", options.baseUrl)
-        for (const channel of channels) url.searchParams.append("channel", channel)
-        url.searchParams.set("limit", "1")
-        const response = yield* httpClient.execute(HttpClientRequest.get(url)).pipe(Effect.option)
-        if (Option.isNone(response) || (response.value.status !== 401 && response.value.status !== 403)) return
-        const body = yield* response.value.text.pipe(Effect.orElseSucceed(() => ""))
-        return yield* new EventsRefused({ status: response.value.status, body })
-      }).pipe(Effect.scoped)
+      const refusedAs = (error: Api.ErrorOf<"Unauthorized" | "Forbidden">) =>
+        new EventsRefused({ status: Api.statusOf(error), body: JSON.stringify(Api.encodeError(error)) })
+      const mayRead = checkHistory({ channel: channels, limit: 1 }).pipe(
+        Effect.flatMap((urlParams) => api.messages.history({ urlParams })),
+        Effect.matchEffect({
+          onSuccess: () => Effect.void,
+          // Anything else (the node unreachable, a malformed channel) the stream itself will meet.
+          onFailure: (error) =>
+            error._tag === "Unauthorized" || error._tag === "Forbidden" ? Effect.fail(refusedAs(error)) : Effect.void
+        })
+      )
       return Stream.unwrap(Effect.zipRight(mayRead, Effect.map(Effect.flatMap(token, TabHub.groupOf), (group) =>
         group === undefined
           ? directEvents(eventsOptions)
