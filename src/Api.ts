@@ -177,24 +177,26 @@ export const PositionBody = Schema.Struct({
   position: Position
 }).annotations({ identifier: "Position" })
 
+/** Where a stream resumes from; empty is taken as not given, as EventSource clients may send it. */
+const resumeFrom = (description: string) => Schema.Union(Schema.Literal(""), Position).annotations({ description })
+
 export const EventsParams = Schema.Struct({
   channel: channelParam,
   lastEventId: Schema.optional(
-    Position.annotations({
-      description:
-        "For a first connection that cannot set the Last-Event-ID header (EventSource); the header wins. " +
-        "A message id, or a position from pollcast_position() or GET /position"
-    })
+    resumeFrom(
+      "For a first connection that cannot set the Last-Event-ID header (EventSource); the header wins. " +
+        "A message id, or a position from pollcast_position() or GET /position; empty: none"
+    )
   ),
   access_token: accessToken
 })
 
 export const EventsHeaders = Schema.Struct({
   "last-event-id": Schema.optional(
-    Position.annotations({
-      description:
-        "The id of the last message received: the stream replays what follows it (or a position from pollcast_position() or GET /position)"
-    })
+    resumeFrom(
+      "The id of the last message received: the stream replays what follows it (or a position from " +
+        "pollcast_position() or GET /position); empty: none"
+    )
   )
 })
 

@@ -21,9 +21,12 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("Invali
   message: Schema.String,
   field: Schema.optional(Schema.String)
 }) {
-  /** The first problem a schema found, named by the path of the field it concerns. */
+  /**
+   * The problem a schema found, named by the path of the field it concerns: the first that says
+   * more than a type mismatch (which a union reports for each member the value is not), if any.
+   */
   static fromIssues(issues: ReadonlyArray<Issue>, subject: string, fallback: string): InvalidRequest {
-    const issue = issues[0]
+    const issue = issues.find((candidate) => candidate._tag !== "Type") ?? issues[0]
     const field = issue?.path[0] === undefined ? undefined : String(issue.path[0])
     if (issue === undefined || field === undefined) {
       return new InvalidRequest({ message: `${subject} is malformed: ${issue?.message ?? fallback}` })

@@ -278,6 +278,17 @@ layer(TestDatabase.layer, { timeout: 60_000, excludeTestServices: true })("HTTP 
         expect(channel.json).toMatchObject({ error: "InvalidRequest", field: "channel" })
       }))
 
+    it.scoped("GET /events takes an empty Last-Event-ID or lastEventId as none: live from now", () =>
+      Effect.gen(function*() {
+        const node = yield* TestNode.start()
+        const header = yield* SseClient.connected(node.url("/events?channel=empty-id"), { lastEventId: "" })
+        const query = yield* SseClient.connected(node.url("/events?channel=empty-id&lastEventId="))
+        yield* post(node.url("/messages"), { channel: "empty-id", body: "live" })
+        yield* header.waitUntil(() => header.messages.length === 1)
+        yield* query.waitUntil(() => query.messages.length === 1)
+        expect([header.messages[0]?.body, query.messages[0]?.body]).toEqual(["live", "live"])
+      }))
+
     it.scoped("GET /events keeps one connection open across messages, with nothing failing", () =>
       Effect.gen(function*() {
         const logs: Array<string> = []
