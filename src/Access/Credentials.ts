@@ -3,6 +3,7 @@
  * `access_token` query parameter (the last resort of clients that can set neither).
  */
 import { Cookies } from "@effect/platform"
+import type { RequestParts } from "./Request.js"
 
 export type Credentials =
   | { readonly _tag: "None" }
@@ -15,12 +16,8 @@ const none: Credentials = { _tag: "None" }
 const malformed: Credentials = { _tag: "Malformed" }
 const bearer = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
 
-/** The credentials of a request from its Authorization and Cookie headers and its `access_token`. */
-export const credentialsOf = (
-  authorization: string | undefined,
-  cookie: string | undefined,
-  accessToken: string | undefined
-): Credentials => {
+/** The credentials of a request, from its Authorization and Cookie headers and its `access_token`. */
+export const credentialsOf = ({ accessToken, authorization, cookie }: RequestParts): Credentials => {
   if (authorization !== undefined && /^bearer\b/i.test(authorization)) {
     const match = bearer.exec(authorization)
     return match === null ? malformed : { _tag: "Token", token: match[1]! }

@@ -2,8 +2,6 @@
  * What the access rules read of a request, parsed once from it by the HTTP layer (src/Http/Request.ts)
  * for the router and the /events handler alike: plain values, no server objects.
  */
-import type { Credentials } from "./Credentials.js"
-
 export interface RequestParts {
   readonly method: string
   /** The path without its query. */
@@ -18,5 +16,9 @@ export interface RequestParts {
   readonly fetchSite: string | undefined
   readonly fetchMode: string | undefined
   readonly contentType: string | undefined
-  readonly credentials: Credentials
+  /** Where a token may be (see Credentials.ts): read only once access control asks. */
+  readonly authorization: string | undefined
+  readonly cookie: string | undefined
+  /** The `access_token` query parameter. */
+  readonly accessToken: string | undefined
 }

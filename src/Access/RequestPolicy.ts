@@ -11,6 +11,7 @@ import { Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized, Unsupport
 import type { NewMessage } from "../Domain/Message.js"
 import { AppConfig } from "../Config.js"
 import * as Admission from "./Admission.js"
+import { credentialsOf } from "./Credentials.js"
 import * as Origins from "./Origins.js"
 import type { RequestParts } from "./Request.js"
 import * as Rights from "./Rights.js"
@@ -76,7 +77,7 @@ export const make = Effect.gen(function*() {
 
   const principal = (request: RequestParts): Effect.Effect<Principal, Unauthorized | ServiceUnavailable> => {
     if (!access.enforced) return Effect.succeed(access.anonymous)
-    const found = request.credentials
+    const found = credentialsOf(request)
     switch (found._tag) {
       case "None":
         return Effect.succeed(access.anonymous)

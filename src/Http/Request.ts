@@ -5,11 +5,9 @@
  */
 import type { HttpServerRequest } from "@effect/platform"
 import { Effect } from "effect"
-import { credentialsOf } from "../Access/Credentials.js"
 import type { RequestParts } from "../Access/Request.js"
 import { AppConfig } from "../Config.js"
 import { clientAddress, forwardedHost, type Headers } from "./ClientAddress.js"
-
 
 const first = (value: string | ReadonlyArray<string> | undefined) => (typeof value === "string" ? value : value?.[0])
 
@@ -46,14 +44,10 @@ export const parser = Effect.map(AppConfig, ({ trustProxy }) =>
     fetchSite: first(headers["sec-fetch-site"]),
     fetchMode: first(headers["sec-fetch-mode"]),
     contentType: first(headers["content-type"]),
-    credentials: credentialsOf(
-      first(headers["authorization"]),
-      first(headers["cookie"]),
-      hasTokenInQuery(url) ? first(queryOf(url)["access_token"]) : undefined
-    )
+    authorization: first(headers["authorization"]),
+    cookie: first(headers["cookie"]),
+    accessToken: hasTokenInQuery(url) ? first(queryOf(url)["access_token"]) : undefined
   }))
-
-export type Parser = Effect.Effect.Success<typeof parser>
 
 /**
  * Each request's parts, parsed as it arrives (src/Http.ts), for the router's handlers to read by

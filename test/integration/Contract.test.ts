@@ -144,6 +144,13 @@ const conforms = (name: string, answer: Answer) => {
   expect(decoded._tag, `${name} ${answer.status}: ${answer.text}`).toBe("Right")
 }
 
+/** The status of a GET of `url`, once its answer is checked against `name`'s declaration. */
+const statusAsDeclared = (name: string, url: string, headers: Record<string, string> = {}) =>
+  Effect.map(send(url, { headers }), (answer) => {
+    conforms(name, answer)
+    return answer.status
+  })
+
 layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the API's declaration", (it) => {
   it.scoped("declares every route the router serves, and every declared endpoint is served", () =>
     Effect.gen(function*() {
@@ -190,10 +197,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
       Effect.gen(function*() {
         const open = yield* TestNode.start()
         const history = (query: string, headers: Record<string, string> = {}, node = open) =>
-          Effect.map(send(node.url(`/messages${query}`), { headers }), (answer) => {
-            conforms("messages.history", answer)
-            return answer.status
-          })
+          statusAsDeclared("messages.history", node.url(`/messages${query}`), headers)
         expect(yield* history("?channel=a&limit=5")).toBe(200)
         expect(yield* history("?limit=0")).toBe(400)
         expect(yield* history("", { origin: "https://elsewhere.example" })).toBe(403)
@@ -206,10 +210,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
       Effect.gen(function*() {
         const open = yield* TestNode.start({ MAX_STREAMS_PER_CLIENT: "1" })
         const events = (query: string, headers: Record<string, string> = {}, node = open) =>
-          Effect.map(send(node.url(`/events${query}`), { headers }), (answer) => {
-            conforms("events.events", answer)
-            return answer.status
-          })
+          statusAsDeclared("events.events", node.url(`/events${query}`), headers)
         expect(yield* events("?channel=a")).toBe(200)
         expect(yield* events("", { "last-event-id": "41" })).toBe(400)
         expect(yield* events("", { origin: "https://elsewhere.example" })).toBe(403)
@@ -237,10 +238,7 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
       Effect.gen(function*() {
         const open = yield* TestNode.start()
         const position = (query: string, headers: Record<string, string> = {}, node = open) =>
-          Effect.map(send(node.url(`/position${query}`), { headers }), (answer) => {
-            conforms("messages.position", answer)
-            return answer.status
-          })
+          statusAsDeclared("messages.position", node.url(`/position${query}`), headers)
         expect(yield* position("?channel=a")).toBe(200)
         expect(yield* position("?channel=no%20spaces")).toBe(400)
         expect(yield* position("", { origin: "https://elsewhere.example" })).toBe(403)
@@ -256,20 +254,15 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
         const guarded = yield* TestNode.start({ AUTH_SECRET: Tokens.secret })
         const member = bearer(yield* token({ subscribe: ["*"] }))
         const admin = bearer(yield* token({ admin: true }))
-        const check = (name: string, url: string, headers: Record<string, string> = {}) =>
-          Effect.map(send(url, { headers }), (answer) => {
-            conforms(name, answer)
-            return answer.status
-          })
-        expect(yield* check("operations.healthz", open.url("/healthz"))).toBe(200)
-        expect(yield* check("operations.readyz", open.url("/readyz"))).toBe(200)
+        expect(yield* statusAsDeclared("operations.healthz", open.url("/healthz"))).toBe(200)
+        expect(yield* statusAsDeclared("operations.readyz", open.url("/readyz"))).toBe(200)
         for (const name of ["metrics", "stats"]) {
-          expect(yield* check(`operations.${name}`, open.url(`/${name}`))).toBe(200)
-          expect(yield* check(`operations.${name}`, guarded.url(`/${name}`))).toBe(401)
-          expect(yield* check(`operations.${name}`, guarded.url(`/${name}`), member)).toBe(403)
-          expect(yield* check(`operations.${name}`, guarded.url(`/${name}`), admin)).toBe(200)
+          expect(yield* statusAsDeclared(`operations.${name}`, open.url(`/${name}`))).toBe(200)
+          expect(yield* statusAsDeclared(`operations.${name}`, guarded.url(`/${name}`))).toBe(401)
+          expect(yield* statusAsDeclared(`operations.${name}`, guarded.url(`/${name}`), member)).toBe(403)
+          expect(yield* statusAsDeclared(`operations.${name}`, guarded.url(`/${name}`), admin)).toBe(200)
         }
-        expect(yield* check("operations.healthz", open.url("/nowhere"))).toBe(404)
+        expect(yield* statusAsDeclared("operations.healthz", open.url("/nowhere"))).toBe(404)
       }))
   })
 
