@@ -48,7 +48,8 @@ process.once("exit", () => {
 
 /**
  * Starts `command` (by default the service from source, `node --import tsx src/main.ts`) with
- * this process's environment, logging at Info (the level whose lines callers wait for), and `env`.
+ * this process's environment, logging at Info (the level whose lines callers wait for), as one
+ * process (WORKERS=1) unless this process's environment or `env` says otherwise, and `env`.
  */
 export const spawn = (
   env: Record<string, string>,
@@ -64,7 +65,8 @@ export const spawn = (
       )
       const child = ChildProcess.spawn(command[0], command.slice(1), {
         cwd: options.cwd ?? root,
-        env: { ...inherited, LOG_LEVEL: "Info", ...env },
+        // One process unless the caller, or whoever runs the tests (WORKERS=2 npm test), asks for workers.
+        env: { ...inherited, LOG_LEVEL: "Info", WORKERS: process.env.WORKERS ?? "1", ...env },
         stdio: ["ignore", "pipe", "pipe"],
         detached: options.processGroup === true
       })
