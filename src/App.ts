@@ -3,6 +3,8 @@
  * environment's settings; tests provide their own.
  */
 import { Layer } from "effect"
+import * as Admission from "./Access/Admission.js"
+import * as NodeStatus from "./Cluster/NodeStatus.js"
 import * as EventStream from "./Delivery/EventStream.js"
 import * as Http from "./Http.js"
 import * as RequestPolicy from "./Access/RequestPolicy.js"
@@ -20,7 +22,8 @@ export const services = Layer.merge(EventStream.layer, Retention.layer).pipe(
 
 // Telemetry first, so that the tracer it may install is there for every fiber the others start.
 export const layer = Http.layer.pipe(
-  Layer.provide(RequestPolicy.layer),
+  Layer.provide(RequestPolicy.layer.pipe(Layer.provide(Admission.layer))),
+  Layer.provide(NodeStatus.local),
   Layer.provideMerge(services),
   Layer.provideMerge(Telemetry.layer)
 )

@@ -62,7 +62,7 @@ export const make = Effect.gen(function*() {
   const config = yield* AppConfig
   const access = yield* Access
   const screen = Origins.make(config)
-  const admission = Admission.make(config.limits)
+  const admission = yield* Admission.Admission
   let unavailableLoggedAt = -Infinity
 
   const unavailable = (error: { readonly message: string }) =>
@@ -100,18 +100,14 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       if (!isJson(request.contentType)) return yield* UnsupportedMediaType.of(request.contentType)
       const who = yield* Effect.flatMap(principal(request), Rights.publishAny)
-      const limited = admission.publish(who.subject, request.address, yield* Clock.currentTimeMillis)
-      if (limited !== undefined) return yield* limited
+      yield* admission.publish(who.subject, request.address)
       return who
     })
 
   const admitStream = (request: RequestParts, channels: Channels) =>
     Effect.gen(function*() {
       const who = yield* reader(request, channels)
-      const admitted = admission.stream(request.address)
-      if (!(admitted instanceof Admission.AdmittedStream)) return yield* admitted
-      // A plain finalizer: acquireRelease would keep a copy of the fiber's references per stream.
-      yield* Effect.scopeWith((scope) => Scope.addFinalizer(scope, Effect.sync(() => admitted.release())))
+      yield* admission.stream(request.address)
       return { expiresAt: who.expiresAt }
     })
 
@@ -122,9 +118,9 @@ export const make = Effect.gen(function*() {
     reader,
     admitStream,
     operator: (request) => Effect.flatMap(principal(request), Rights.operate),
-    figures: Effect.sync(() => ({ access: access.enforced ? "tokens" as const : "open" as const, ...admission.figures() }))
+    figures: Effect.map(admission.figures, (figures) => ({ access: access.enforced ? "tokens" as const : "open" as const, ...figures }))
   })
 })
 
-/** The policy, with the Access service it checks tokens with. */
+/** The policy, with the Access service it checks tokens with; Admission is the node's (see Admission.ts). */
 export const layer = Layer.effect(RequestPolicy, make).pipe(Layer.provide(AccessLayer))

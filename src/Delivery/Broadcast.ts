@@ -49,27 +49,70 @@ const join = (frames: ReadonlyArray<Uint8Array>): Uint8Array | undefined =>
 /**
  * One message of a batch, encoded once, when a client first wants it: a node reads every message
  * written, whatever its clients follow, and encoding those nobody here follows is work thrown away
- * (CPU that a database server sharing the machine would have used for its writers).
+ * (CPU that a database server sharing the machine would have used for its writers). A worker
+ * process gets its frames already encoded by the node's primary (see EncodedBatch).
  */
 class Delivery {
-  readonly id: MessageId
-  readonly channel: Channel
   private json: string | undefined
   private encoded: Uint8Array | undefined
 
-  constructor(private readonly message: Message) {
-    this.id = message.id
-    this.channel = message.channel
+  constructor(
+    readonly id: MessageId,
+    readonly channel: Channel,
+    private readonly message: Message | undefined,
+    frame?: Uint8Array
+  ) {
+    this.encoded = frame
+  }
+
+  static of(message: Message): Delivery {
+    return new Delivery(message.id, message.channel, message)
   }
 
   /** The message as JSON, for a frame with another id (see framesAfterSnapshot). */
   get data(): string {
-    return this.json ??= JSON.stringify(encodeMessage(this.message))
+    return this.json ??= this.message === undefined
+      ? Sse.messageData(this.encoded!)
+      : JSON.stringify(encodeMessage(this.message))
   }
 
   get frame(): Uint8Array {
     return this.encoded ??= Sse.messageFrame(this.id, this.data)
   }
+}
+
+/**
+ * A batch as one process hands it to another: every message's frame, encoded once, in one buffer
+ * (`ends[i]` is where the i-th frame ends), with what a fan-out selects them by. Plain data, for
+ * structured cloning over IPC.
+ */
+export interface EncodedBatch {
+  readonly ids: ReadonlyArray<MessageId>
+  readonly channels: ReadonlyArray<Channel>
+  readonly frames: Uint8Array
+  readonly ends: ReadonlyArray<number>
+  readonly oldestCreatedAt: number
+}
+
+/** Encodes `messages` once, for every worker of the node (see Batch.decode). */
+export const encodeBatch = (messages: NonEmptyReadonlyArray<Message>): EncodedBatch => {
+  const frames = messages.map(messageFrame)
+  const ends: Array<number> = []
+  let end = 0
+  for (const frame of frames) ends.push(end += frame.length)
+  return {
+    ids: messages.map((message) => message.id),
+    channels: messages.map((message) => message.channel),
+    frames: Buffer.concat(frames),
+    ends,
+    oldestCreatedAt: oldestOf(messages)
+  }
+}
+
+const oldestOf = (messages: NonEmptyReadonlyArray<Message>) => {
+  let oldest = messages[0].createdAt.getTime()
+  for (const message of messages) oldest = Math.min(oldest, message.createdAt.getTime())
+  return oldest
 }
 
 /** Seconds from 1 ms to about 65 s, doubling. */
@@ -102,15 +145,16 @@ export class Batch {
   }
 
   static of(messages: NonEmptyReadonlyArray<Message>): Batch {
-    let oldest = messages[0].createdAt.getTime()
-    for (const message of messages) oldest = Math.min(oldest, message.createdAt.getTime())
-    return new Batch(
-      messages.map((message) => new Delivery(message)) as [
-        Delivery,
-        ...Array<Delivery>
-      ],
-      oldest
+    return new Batch(messages.map(Delivery.of) as [Delivery, ...Array<Delivery>], oldestOf(messages))
+  }
+
+  /** A batch encoded by another process: its frames are views of the one buffer, never copied. */
+  static decode(encoded: EncodedBatch): Batch {
+    const frames = Buffer.from(encoded.frames.buffer, encoded.frames.byteOffset, encoded.frames.byteLength)
+    const deliveries = encoded.ids.map((id, i) =>
+      new Delivery(id, encoded.channels[i]!, undefined, frames.subarray(i === 0 ? 0 : encoded.ends[i - 1], encoded.ends[i]))
     )
+    return new Batch(deliveries as [Delivery, ...Array<Delivery>], encoded.oldestCreatedAt)
   }
 
   /** The frames of the messages `selection` wants that come after `after`, joined into one chunk. */
@@ -194,6 +238,8 @@ export class Broadcast extends Context.Tag("pollcast/Broadcast")<Broadcast, {
    * published before.
    */
   readonly publish: (messages: NonEmptyReadonlyArray<Message>) => Effect.Effect<void>
+  /** The same for a batch made already (one a worker got from its primary). */
+  readonly publishBatch: (batch: Batch) => Effect.Effect<void>
   /**
    * Registers a sink until the scope closes, and returns the position fanned out so far: every
    * later batch is written to the sink (from after max(`after`, position)), every earlier one is
@@ -307,12 +353,11 @@ export const make = (start: MessageId) =>
       Effect.forkScoped
     )
 
+    const publishBatch = (batch: Batch) => PubSub.publish(pubsub, batch).pipe(Effect.zipRight(Deferred.await(batch.fannedOut)))
+
     return Broadcast.of({
-      publish: (messages) =>
-        Effect.suspend(() => {
-          const batch = Batch.of(messages)
-          return PubSub.publish(pubsub, batch).pipe(Effect.zipRight(Deferred.await(batch.fannedOut)))
-        }),
+      publish: (messages) => Effect.suspend(() => publishBatch(Batch.of(messages))),
+      publishBatch,
 
       // Scope.addFinalizer rather than acquireRelease: the latter keeps a copy of the fiber's
       // references for its finalizer, about 1 KB for every connected client.

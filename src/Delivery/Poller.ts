@@ -39,6 +39,17 @@ export class Poller extends Context.Tag("pollcast/Poller")<Poller, {
   readonly status: Effect.Effect<PollerStatus>
 }>() {}
 
+/**
+ * Whom the poller serves: where its batches go (`publish`, which completes once they are fanned
+ * out, so that polling keeps pace with the fan-out), and when writes made there have committed, so
+ * that it polls at once. In a single process, its Broadcast and its repo; in a node of several
+ * processes, the primary's workers (see Cluster/Primary).
+ */
+export class Fanout extends Context.Tag("pollcast/Fanout")<Fanout, {
+  readonly publish: (messages: NonEmptyReadonlyArray<Message>) => Effect.Effect<void>
+  readonly committed: Stream.Stream<void>
+}>() {}
+
 // Registered when defined, so that a scrape shows the series at 0 before anything happens.
 export const polls = counter("pollcast_polls_total", "Polls of the database that succeeded").register()
 export const pollFailures = counter("pollcast_poll_failures_total", "Polls of the database that failed (each is retried with backoff)").register()
@@ -60,7 +71,11 @@ const retryLogged = <A, E extends Error, R>(what: string, effect: Effect.Effect<
  * Polls forever, handing each non-empty batch to `deliver` (the fan-out) as it comes; `status`
  * follows along.
  */
-export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyReadonlyArray<Message>) => Effect.Effect<void>) =>
+export const run = (
+  status: Ref.Ref<PollerStatus>,
+  deliver: (messages: NonEmptyReadonlyArray<Message>) => Effect.Effect<void>,
+  committed: Stream.Stream<void>
+) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
     const repo = yield* MessageRepo
@@ -168,7 +183,7 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
     const ticks = yield* Queue.dropping<void>(1)
     yield* Stream.mergeAll([
       Stream.fromSchedule(Schedule.fixed(config.pollInterval)),
-      repo.committed,
+      committed,
       wakeups.ticks,
       probes
     ], { concurrency: "unbounded" }).pipe(
@@ -198,7 +213,7 @@ export const run = (status: Ref.Ref<PollerStatus>, deliver: (messages: NonEmptyR
 
 const make = (start: MessageId) =>
   Effect.gen(function*() {
-    const broadcast = yield* Broadcast.Broadcast
+    const fanout = yield* Fanout
     const status = yield* Ref.make<PollerStatus>({
       lastSuccessAt: yield* Clock.currentTimeMillis,
       consecutiveFailures: 0,
@@ -207,7 +222,7 @@ const make = (start: MessageId) =>
       position: start,
       restartNeeded: Option.none()
     })
-    yield* run(status, broadcast.publish).pipe(
+    yield* run(status, fanout.publish, fanout.committed).pipe(
       Effect.scoped,
       // Failures are retried inside; a defect (a bug) would otherwise end polling silently while
       // the process looks healthy, so it is logged and polling resumes from the same position.
@@ -223,11 +238,25 @@ const make = (start: MessageId) =>
     return Poller.of({ status: Ref.get(status) })
   })
 
-/** The Poller and the Broadcast it feeds, both starting at the newest final row. */
-export const layer = Layer.unwrapEffect(
+/** The Poller and the Fanout it feeds (made by `fanout`), both starting at the newest final row. */
+export const layerFeeding = <ROut, E, RIn>(fanout: (start: MessageId) => Layer.Layer<Fanout | ROut, E, RIn>) =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const repo = yield* MessageRepo
+      const start = yield* retryLogged("Reading the newest message", repo.head)
+      return Layer.scoped(Poller, make(start)).pipe(Layer.provideMerge(fanout(start)))
+    })
+  )
+
+/** This process's Broadcast as the Fanout, told of this process's commits by its repo. */
+export const broadcastFanout = Layer.effect(
+  Fanout,
   Effect.gen(function*() {
+    const broadcast = yield* Broadcast.Broadcast
     const repo = yield* MessageRepo
-    const start = yield* retryLogged("Reading the newest message", repo.head)
-    return Layer.scoped(Poller, make(start)).pipe(Layer.provideMerge(Broadcast.layer(start)))
+    return Fanout.of({ publish: broadcast.publish, committed: repo.committed })
   })
 )
+
+/** The Poller and the Broadcast it feeds, in one process. */
+export const layer = layerFeeding((start) => broadcastFanout.pipe(Layer.provideMerge(Broadcast.layer(start))))

@@ -61,6 +61,15 @@ const encoder = new TextEncoder()
 /** A message's frame: its SSE id, `event: message`, and the message as JSON in `data`. */
 export const messageFrame = (id: string, data: string): Uint8Array => encoder.encode(event({ id, event: "message", data }))
 
+const decoder = new TextDecoder()
+const dataField = "\ndata: "
+
+/** The data of a frame made by messageFrame (one line: JSON has no line breaks). */
+export const messageData = (frame: Uint8Array): string => {
+  const text = decoder.decode(frame)
+  return text.slice(text.indexOf(dataField) + dataField.length, text.length - 2)
+}
+
 /** Why a resuming client is sent a `reset` event. */
 export type ResetReason = "ahead" | "expired"
 

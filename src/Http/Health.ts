@@ -5,18 +5,14 @@
  * format) and `GET /stats` (this node's figures as JSON, for people and scripts), both for tokens
  * with the admin claim once access control is on. Both of the last say
  * whether wake-up is listening; without it delivery keeps to POLL_INTERVAL, slower but whole, so it
- * does not make a node unready.
+ * does not make a node unready. Every answer is the node's, over all its processes (NodeStatus).
  */
 import { HttpApiBuilder, type HttpServerRequest } from "@effect/platform"
 import { Clock, Duration, Effect, Option } from "effect"
 import type * as Api from "../Api.js"
-import { Broadcast } from "../Delivery/Broadcast.js"
 import { AppConfig } from "../Config.js"
-import { EventStream } from "../Delivery/EventStream.js"
+import { NodeStatus } from "../Cluster/NodeStatus.js"
 import { MessageRepo } from "../Storage/MessageRepo.js"
-import { Poller } from "../Delivery/Poller.js"
-import { Wakeups } from "../Delivery/Wakeups.js"
-import { Telemetry } from "../Telemetry.js"
 import { RequestPolicy } from "../Access/RequestPolicy.js"
 import * as Request from "./Request.js"
 
@@ -25,12 +21,8 @@ export const group = (api: Api.Routed) =>
     Effect.gen(function*() {
       const { pollInterval } = yield* AppConfig
       const repo = yield* MessageRepo
-      const poller = yield* Poller
-      const broadcast = yield* Broadcast
-      const eventStream = yield* EventStream
-      const wakeups = yield* Wakeups
+      const node = yield* NodeStatus
       const policy = yield* RequestPolicy
-      const telemetry = yield* Telemetry
       // A poll is overdue once three intervals have passed without one, plus room for a slow query.
       const stalePollAfter = Duration.toMillis(Duration.sum(Duration.times(pollInterval, 3), Duration.seconds(5)))
       // A node whose writes fail (a full disk: reads and pings go on) cannot take messages: not ready
@@ -39,8 +31,8 @@ export const group = (api: Api.Routed) =>
       const failedWriteFor = 30_000
 
       // Alive unless only a restart helps (the database was replaced under the node).
-      const liveness = Effect.flatMap(poller.status, (status) =>
-        Option.match(status.restartNeeded, {
+      const liveness = Effect.flatMap(node.polling, ({ poller }) =>
+        Option.match(poller.restartNeeded, {
           onNone: () => Effect.succeed({ status: "ok" as const }),
           onSome: (reason) => Effect.fail({ status: "restart needed" as const, reason })
         }))
@@ -50,22 +42,22 @@ export const group = (api: Api.Routed) =>
           Effect.timeout("2 seconds"),
           Effect.match({ onFailure: () => false, onSuccess: () => true })
         )
-        const status = yield* poller.status
+        const { poller, wakeup } = yield* node.polling
         const now = yield* Clock.currentTimeMillis
-        const lastPollMillisAgo = now - status.lastSuccessAt
+        const lastPollMillisAgo = now - poller.lastSuccessAt
         const polling = lastPollMillisAgo <= stalePollAfter
-        const writing = Option.match(yield* repo.failingWrite, {
-          onNone: () => true,
-          onSome: (failure) => now - failure.at > failedWriteFor
-        })
-        const ready = database && polling && writing && Option.isNone(status.restartNeeded)
+        // Any of the node's processes whose latest write failed lately.
+        const writing = (yield* node.processes).every((process) =>
+          process.writeFailedAt === undefined || now - process.writeFailedAt > failedWriteFor
+        )
+        const ready = database && polling && writing && Option.isNone(poller.restartNeeded)
         const readiness = {
           status: ready ? "ready" as const : "unavailable" as const,
           database: database ? "reachable" as const : "unreachable" as const,
           poller: polling ? "polling" as const : "overdue" as const,
           writes: writing ? "succeeding" as const : "failing" as const,
           lastPollMillisAgo,
-          wakeup: (yield* wakeups.status).state
+          wakeup: wakeup.state
         }
         return ready ? readiness : yield* Effect.fail(readiness)
       })
@@ -79,18 +71,23 @@ export const group = (api: Api.Routed) =>
         .handle("stats", ({ request }) =>
           Effect.gen(function*() {
             yield* operator(request)
-            const status = yield* poller.status
+            const { poller, wakeup } = yield* node.polling
+            const processes = yield* node.processes
+            const sum = (figure: (process: typeof processes[number]) => number) =>
+              processes.reduce((total, process) => total + figure(process), 0)
             return {
-              clients: yield* eventStream.connections,
-              subscribers: yield* broadcast.subscribers,
-              position: yield* broadcast.position,
-              polls: status.polls,
-              probes: status.probes,
-              lastPollAt: new Date(status.lastSuccessAt).toISOString(),
-              consecutivePollFailures: status.consecutiveFailures,
-              wakeup: yield* wakeups.status,
-              limits: yield* policy.figures
+              clients: sum((process) => process.clients),
+              subscribers: sum((process) => process.subscribers),
+              // What every process has fanned out through.
+              position: processes.reduce((lowest, process) => process.position < lowest ? process.position : lowest, poller.position),
+              polls: poller.polls,
+              probes: poller.probes,
+              lastPollAt: new Date(poller.lastSuccessAt).toISOString(),
+              consecutivePollFailures: poller.consecutiveFailures,
+              wakeup,
+              limits: yield* policy.figures,
+              processes: processes.map(({ clients, name, pid }) => ({ name, pid, clients }))
             }
           }))
-        .handle("metrics", ({ request }) => Effect.zipRight(operator(request), telemetry.scrape))
+        .handle("metrics", ({ request }) => Effect.zipRight(operator(request), node.scrape))
     }))

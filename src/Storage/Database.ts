@@ -87,7 +87,7 @@ export const migrate = PgMigrator.run({
 )
 
 /** Where the database is: DATABASE_URL, or an embedded server started for as long as the layer lives. */
-class DatabaseUrl extends Context.Tag("pollcast/DatabaseUrl")<DatabaseUrl, Redacted.Redacted>() {}
+export class DatabaseUrl extends Context.Tag("pollcast/DatabaseUrl")<DatabaseUrl, Redacted.Redacted>() {}
 
 const embedded = Layer.scoped(
   DatabaseUrl,
@@ -115,9 +115,10 @@ const databaseUrl = Layer.unwrapEffect(
 
 /**
  * The migrated database, with a pool of DATABASE_POOL_SIZE connections named `name`. Provided by
- * databaseUrl, the pool is closed before an embedded server is stopped.
+ * databaseUrl, the pool is closed before an embedded server is stopped. A worker process of a
+ * node (`migrating: false`) finds the schema up to date: its primary migrated it before starting it.
  */
-export const layerNamed = (name: string) =>
+export const layerNamed = (name: string, migrating = true) =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const config = yield* AppConfig
@@ -131,8 +132,8 @@ export const layerNamed = (name: string) =>
           })
         )
       )
-      return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(connected))
+      return migrating ? Layer.effectDiscard(migrate).pipe(Layer.provideMerge(connected)) : connected
     })
-  ).pipe(Layer.provide(databaseUrl))
+  ).pipe(Layer.provideMerge(databaseUrl))
 
 export const layer = layerNamed(applicationName)

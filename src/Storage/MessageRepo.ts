@@ -353,7 +353,10 @@ export const renumberRestored = Effect.gen(function*() {
 }).pipe(repoErrors)
 
 /** Needs a Scope: the writers live in it. */
-export const make = (announceCommits: boolean) => Effect.gen(function*() {
+/** A name for a node's announcements, unique among the nodes (its processes share it). */
+export const newAnnouncer = () => `pollcast ${process.pid} ${Math.random().toString(36).slice(2, 10)}`
+
+export const make = (announceCommits: boolean, announcer: string = newAnnouncer()) => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
   const rows = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) => Effect.flatMap(query, decodeMessages)
@@ -424,7 +427,6 @@ export const make = (announceCommits: boolean) => Effect.gen(function*() {
   // own, never holding a writer up: commits made while one is on its way make one more, not one
   // each. The payload names this node, whose own poller has been told already. Lost, it costs a
   // probe interval.
-  const announcer = `pollcast ${process.pid} ${Math.random().toString(36).slice(2, 10)}`
   const announcements = yield* Effect.acquireRelease(Queue.dropping<void>(1), Queue.shutdown)
   if (announceCommits) {
     yield* Queue.take(announcements).pipe(
@@ -670,13 +672,19 @@ const recordSettings = (maxBodyBytes: number) =>
       ON CONFLICT (singleton) DO UPDATE SET max_body_bytes = excluded.max_body_bytes
       WHERE pollcast_settings.max_body_bytes <> excluded.max_body_bytes`).pipe(repoErrors)
 
-/** The repo, once the stored messages are known to belong to this server (see RestoredDatabaseError). */
-export const layer = Layer.scoped(
-  MessageRepo,
-  Effect.gen(function*() {
-    const config = yield* AppConfig
-    yield* checkTransactionIds
-    yield* recordSettings(config.maxBodyBytes)
-    return yield* make(config.notifyWakeup)
-  })
-)
+/**
+ * The repo, once the stored messages are known to belong to this server (see RestoredDatabaseError),
+ * announcing its commits as `announcer` (the node's name; a new one by default).
+ */
+export const layerAs = (announcer?: string) =>
+  Layer.scoped(
+    MessageRepo,
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      yield* checkTransactionIds
+      yield* recordSettings(config.maxBodyBytes)
+      return yield* make(config.notifyWakeup, announcer)
+    })
+  )
+
+export const layer = layerAs()

@@ -11,6 +11,8 @@ import { Effect, Either, JSONSchema, Layer, Option, Schema, SchemaAST as AST } f
 import * as Http from "node:http"
 import * as Api from "../../src/Api.js"
 import * as HttpModule from "../../src/Http.js"
+import * as Admission from "../../src/Access/Admission.js"
+import * as NodeStatus from "../../src/Cluster/NodeStatus.js"
 import * as RequestPolicy from "../../src/Access/RequestPolicy.js"
 import { testConfig } from "../support/TestConfig.js"
 import * as TestDatabase from "../support/TestDatabase.js"
@@ -157,7 +159,10 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("the 
       const node = yield* TestNode.start()
       const served = yield* HttpModule.servedRoutes.pipe(
         Effect.provide(node.context),
-        Effect.provide(RequestPolicy.layer.pipe(Layer.provideMerge(testConfig())))
+        Effect.provide(Layer.merge(RequestPolicy.layer.pipe(Layer.provide(Admission.layer)), NodeStatus.local).pipe(
+          Layer.provide(Layer.succeedContext(node.context)),
+          Layer.provideMerge(testConfig())
+        ))
       )
       const described = declared.map((endpoint) => `${endpoint.method} ${endpoint.path}`)
       expect(served.filter((route) => !undeclared.has(route)).sort()).toEqual(described.sort())

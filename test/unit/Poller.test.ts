@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Option, Ref, TestClock } from "effect"
+import { Duration, Effect, Layer, Option, Ref, Stream, TestClock } from "effect"
 import { Broadcast } from "../../src/Delivery/Broadcast.js"
 import { Selection } from "../../src/Domain/Channels.js"
 import { beginning } from "../../src/Domain/Message.js"
@@ -277,7 +277,7 @@ describe("Poller", () => {
         })))
       return Effect.gen(function*() {
         const status = yield* Ref.make<Poller.PollerStatus>({ lastSuccessAt: 0, consecutiveFailures: 0, polls: 0, probes: 0, position: beginning, restartNeeded: Option.none() })
-        yield* Effect.forkScoped(Effect.scoped(Poller.run(status, deliver)))
+        yield* Effect.forkScoped(Effect.scoped(Poller.run(status, deliver, Stream.never)))
         yield* started
         yield* insertAnnounced(repo, wakeups, 2000, "1 millis")
         // Each 40 ms fan-out is followed by 120 ms of rest: about a poll every 160 ms, each
