@@ -6,7 +6,8 @@
  * de-chunks its stream and folds it into a CRC-32, natively; only "probe" clients parse events:
  * they time each message (its body carries its send time) and check that every message arrived
  * once. Clients following the same channels must end with identical CRCs: the same messages in
- * the same order, byte for byte.
+ * the same order, byte for byte. A client that gets no stream is counted by why: the answer's
+ * status, the socket's error (EMFILE, EADDRNOTAVAIL, ...), or no answer in time.
  */
 import * as Net from "node:net"
 import { crc32 } from "node:zlib"
@@ -30,8 +31,13 @@ export type Command =
     readonly headers: Readonly<Record<string, string>>
     readonly clients: ReadonlyArray<ClientSpec>
     readonly concurrency: number
+    /** A client without an answer this long gives up (default: it waits). */
+    readonly timeoutMs?: number | undefined
+    /** Sends a `progress` message this often while connecting (default: none). */
+    readonly progressEveryMs?: number | undefined
   }
   | { readonly type: "report" }
+  | { readonly type: "tally"; readonly expected: Readonly<Record<string, Expected>> }
   | { readonly type: "reset" }
   | { readonly type: "close" }
 
@@ -52,6 +58,47 @@ export interface Report {
   readonly latency: ReturnType<Histogram["toJSON"]>
   readonly lastReceiptAt: number
   readonly probeMessages: number
+  /** Clients that never got a stream, by why (`status 503`, `error EMFILE`, ...). */
+  readonly failures: Record<string, number>
+}
+
+/** What a probe on a group must have received: how many messages, and their sequence numbers' sum. */
+export interface Expected {
+  readonly count: number
+  readonly sequenceSum: number
+}
+
+/**
+ * Every probe checked against what it should have received, in a few numbers however many
+ * clients there are (a report lists each probe).
+ */
+export interface Tally {
+  readonly type: "tally"
+  readonly clients: number
+  readonly connected: number
+  readonly disconnected: number
+  /** Open probes with every message expected of their group, once each. */
+  readonly complete: number
+  /** Open probes with fewer messages than expected. */
+  readonly missing: number
+  /** Probes that received a message twice. */
+  readonly duplicated: number
+  /** Open probes with as many messages as expected but not the same ones. */
+  readonly wrong: number
+  /** The distinct streams (their CRCs) the open clients of each group received. */
+  readonly streams: Record<string, ReadonlyArray<number>>
+  readonly latency: ReturnType<Histogram["toJSON"]>
+  /** Time from starting a connection to its answer's headers. */
+  readonly connectLatency: ReturnType<Histogram["toJSON"]>
+  readonly lastReceiptAt: number
+  readonly probeMessages: number
+  readonly failures: Record<string, number>
+}
+
+export interface Progress {
+  readonly type: "progress"
+  readonly opened: number
+  readonly failed: number
 }
 
 const now = () => performance.timeOrigin + performance.now()
@@ -61,6 +108,8 @@ class Client {
   crc = 0
   open = false
   closed = false
+  /** Why it got no stream, if it did not. */
+  failure: string | undefined
   private headerText = ""
   private headersDone = false
   private chunked = true
@@ -83,7 +132,10 @@ class Client {
       this.headerText += data.toString("latin1")
       const end = this.headerText.indexOf("\r\n\r\n")
       if (end === -1) return
-      if (!this.headerText.startsWith("HTTP/1.1 200")) throw new Error(`unexpected response: ${this.headerText.split("\r\n")[0]}`)
+      if (!this.headerText.startsWith("HTTP/1.1 200")) {
+        this.failure = `status ${this.headerText.slice(9, 12)}`
+        throw new Error(`unexpected response: ${this.headerText.split("\r\n")[0]}`)
+      }
       this.chunked = /\r\ntransfer-encoding:\s*chunked/i.test(this.headerText.slice(0, end))
       this.headersDone = true
       this.open = true
@@ -168,6 +220,9 @@ const latency = new Histogram()
 const clients: Array<Client> = []
 const sockets: Array<Net.Socket> = []
 const connectMillis: Array<number> = []
+const connectLatency = new Histogram()
+let opened = 0
+let failed = 0
 let lastReceiptAt = 0
 let probeMessages = 0
 const onReceipt = (at: number) => {
@@ -202,6 +257,10 @@ const connectAll = async (command: Extract<Command, { type: "connect" }>) => {
           resolve()
         }
       }
+      const timeout = command.timeoutMs === undefined ? undefined : setTimeout(() => {
+        client.failure ??= `no answer in ${command.timeoutMs! / 1000} s`
+        socket.destroy()
+      }, command.timeoutMs)
       socket.on("data", (data: Buffer) => {
         const wasOpen = client.open
         try {
@@ -210,13 +269,26 @@ const connectAll = async (command: Extract<Command, { type: "connect" }>) => {
           socket.destroy()
         }
         if (!wasOpen && client.open) {
-          connectMillis.push(now() - started)
+          clearTimeout(timeout)
+          const millis = now() - started
+          connectMillis.push(millis)
+          connectLatency.record(millis)
+          opened++
           settle()
         }
       })
-      socket.on("error", () => undefined)
+      socket.on("error", (error: NodeJS.ErrnoException) => {
+        if (!client.open) client.failure ??= `error ${error.code ?? error.message}`
+      })
       socket.on("close", () => {
+        clearTimeout(timeout)
         client.closed = true
+        if (!client.open) {
+          client.failure ??= "closed before an answer"
+          failed++
+          // The first failure is told at once: how many streams were open then says where it stopped.
+          if (failed === 1 && command.progressEveryMs !== undefined) process.send!({ type: "progress", opened, failed } satisfies Progress)
+        }
         settle()
       })
     })
@@ -226,7 +298,57 @@ const connectAll = async (command: Extract<Command, { type: "connect" }>) => {
       await connectOne(spec)
     }
   }
+  const progress = command.progressEveryMs === undefined
+    ? undefined
+    : setInterval(() => process.send!({ type: "progress", opened, failed } satisfies Progress), command.progressEveryMs)
   await Promise.all(Array.from({ length: command.concurrency }, worker))
+  clearInterval(progress)
+}
+
+const failures = () => {
+  const counts: Record<string, number> = {}
+  for (const client of clients) if (client.failure !== undefined) counts[client.failure] = (counts[client.failure] ?? 0) + 1
+  return counts
+}
+
+const tally = (expected: Readonly<Record<string, Expected>>): Tally => {
+  let connected = 0
+  let complete = 0
+  let missing = 0
+  let duplicated = 0
+  let wrong = 0
+  const crcs: Record<string, Set<number>> = {}
+  for (const client of clients) {
+    if (client.open && !client.closed) {
+      connected++
+      const seen = crcs[client.spec.group] ?? new Set<number>()
+      seen.add(client.crc)
+      crcs[client.spec.group] = seen
+    }
+    if (!client.spec.probe) continue
+    if (client.duplicates > 0) duplicated++
+    if (!client.open || client.closed) continue
+    const want = expected[client.spec.group] ?? { count: 0, sequenceSum: 0 }
+    if (client.count < want.count) missing++
+    else if (client.count !== want.count || client.sequenceSum !== want.sequenceSum) wrong++
+    else if (client.duplicates === 0) complete++
+  }
+  return {
+    type: "tally",
+    clients: clients.length,
+    connected,
+    disconnected: clients.filter((client) => client.open && client.closed).length,
+    complete,
+    missing,
+    duplicated,
+    wrong,
+    streams: Object.fromEntries(Object.entries(crcs).map(([group, set]) => [group, [...set]])),
+    latency: latency.toJSON(),
+    connectLatency: connectLatency.toJSON(),
+    lastReceiptAt,
+    probeMessages,
+    failures: failures()
+  }
 }
 
 const report = (): Report => {
@@ -250,7 +372,8 @@ const report = (): Report => {
     })),
     latency: latency.toJSON(),
     lastReceiptAt,
-    probeMessages
+    probeMessages,
+    failures: failures()
   }
 }
 
@@ -261,6 +384,9 @@ process.on("message", (command: Command) => {
       return
     case "report":
       process.send!(report())
+      return
+    case "tally":
+      process.send!(tally(command.expected))
       return
     case "reset":
       // Starts a new measurement on the same connections: fresh latencies and checksums.
