@@ -2,13 +2,15 @@
  * One measurement of a target: a server on a fresh database, clients connected in two halves
  * (connection cost and memory), then a load published and waited for until every probe client
  * has it all (delivery latency, throughput, CPU, database queries), and every client's stream
- * checked: every message, once, in one order.
+ * checked: every message, once, in one order. A server's CPU and memory are those of all its
+ * processes (a node's primary and workers; serverProcesses.ts).
  */
-import { cpuSeconds, rss } from "../support/processStats.js"
+import { cpuSeconds } from "../support/processStats.js"
 import type { BenchDatabase } from "./database.js"
 import { Generators } from "./generators.js"
 import type { Target } from "./options.js"
 import { publish, type Published } from "./publisher.js"
+import { cpuOf, memory, metricSums, rssOf } from "./serverProcesses.js"
 import { percentile, round } from "./statistics.js"
 import type { BenchServer, RunOptions, StartTarget } from "./targets.js"
 
@@ -60,17 +62,26 @@ export interface Delivery {
   readonly rssAfterMB: number
 }
 
-interface PollerStats {
+export interface PollerStats {
   readonly polls: number
-  readonly wakeup: { readonly notifications: number }
+  readonly notifications: number
 }
 
-/** pollcast's poll and notification counts; undefined for the baseline, whose /stats has neither. */
-const pollerStats = async (server: BenchServer): Promise<PollerStats | undefined> => {
+/**
+ * pollcast's poll and notification counts: pollcast_polls_total and pollcast_wakeups_total, each
+ * summed over the node's processes, or where /metrics has no such series, /stats; undefined for
+ * the baseline, which has neither.
+ */
+export const pollerStats = async (server: BenchServer): Promise<PollerStats | undefined> => {
+  const metrics = await metricSums(server.url, server.headers, ["pollcast_polls_total", "pollcast_wakeups_total"])
+  const polls = metrics?.get("pollcast_polls_total")
+  if (polls !== undefined) return { polls, notifications: metrics?.get("pollcast_wakeups_total") ?? 0 }
   const response = await fetch(new URL("/stats", server.url), { headers: server.headers }).catch(() => undefined)
   if (response?.ok !== true) return undefined
-  const stats = (await response.json()) as Partial<PollerStats>
-  return typeof stats.polls === "number" && stats.wakeup !== undefined ? { polls: stats.polls, wakeup: stats.wakeup } : undefined
+  const stats = (await response.json()) as { polls?: unknown; wakeup?: { notifications?: unknown } }
+  return typeof stats.polls === "number" && typeof stats.wakeup?.notifications === "number"
+    ? { polls: stats.polls, notifications: stats.wakeup.notifications }
+    : undefined
 }
 
 /**
@@ -98,8 +109,9 @@ export const measureDelivery = async (
   })
   await sleep(500 + 2 * pollIntervalMs)
   await generators.reset()
-  const cpuBefore = cpuSeconds(server.pid)
-  const mainThreadCpuBefore = cpuSeconds(server.pid, server.pid)
+  const processes = await server.processes()
+  const cpuBefore = cpuOf(processes)
+  const mainThreadCpuBefore = cpuOf(processes, true)
   const generatorCpuBefore = generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
   const transactionsBefore = await bench.database.transactions(database)
   const statsBefore = await pollerStats(server)
@@ -125,8 +137,8 @@ export const measureDelivery = async (
       progressAt = now()
     }
   }
-  const serverCpuSeconds = cpuSeconds(server.pid) - cpuBefore
-  const serverMainThreadCpuSeconds = cpuSeconds(server.pid, server.pid) - mainThreadCpuBefore
+  const serverCpuSeconds = cpuOf(processes) - cpuBefore
+  const serverMainThreadCpuSeconds = cpuOf(processes, true) - mainThreadCpuBefore
   const generatorCpuSeconds = generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - generatorCpuBefore
   const elapsed = (now() - published.firstAt) / 1000
   const statsAfter = await pollerStats(server)
@@ -174,13 +186,15 @@ export const measureDelivery = async (
       : round((statsAfter.polls - statsBefore.polls) / elapsed),
     notificationsPerSecond: statsBefore === undefined || statsAfter === undefined
       ? undefined
-      : round((statsAfter.wakeup.notifications - statsBefore.wakeup.notifications) / elapsed),
-    rssAfterMB: round(rss(server.pid) / 1024 / 1024)
+      : round((statsAfter.notifications - statsBefore.notifications) / elapsed),
+    rssAfterMB: round(rssOf(processes) / 1024 / 1024)
   }
 }
 
 export interface Connection {
   readonly clients: number
+  /** The server's processes, over which memory and CPU are summed (a node's primary and workers). */
+  readonly processes?: number | undefined
   readonly connectSeconds: number
   readonly connectMs: { p50: number; p99: number; max: number }
   readonly rssIdleMB: number
@@ -195,20 +209,13 @@ export interface Connection {
   readonly idleQueriesPerSecond: number
 }
 
-/** The server's resident memory now, and after a full garbage collection (see collectOnSignal.mjs). */
-const memory = async (pid: number) => {
-  const raw = rss(pid)
-  process.kill(pid, "SIGUSR2")
-  await sleep(1000)
-  return { raw, live: rss(pid) }
-}
-
 /** Starts a server on a fresh database, connects the clients, and measures the idle state. */
 export const connectClients = async (bench: Bench, target: Target, load: Load, pollIntervalMs: number, idleSeconds: number, options: RunOptions = {}) => {
   const database = await bench.database.fresh()
   const server = await bench.startTarget(target, database.url, pollIntervalMs, options)
   await sleep(2000)
-  const idle = await memory(server.pid)
+  const processes = await server.processes()
+  const idle = await memory(processes)
   const rssIdle = idle.raw
   const generators = Generators.start(load.clients)
   // Clients connect in two halves. The first half also grows the heap's young generation to its
@@ -220,7 +227,7 @@ export const connectClients = async (bench: Bench, target: Target, load: Load, p
   await generators.connect(server, paths.slice(0, half))
   const halfConnectedAt = now()
   await sleep(2000)
-  const halfway = await memory(server.pid)
+  const halfway = await memory(processes)
   const rssHalf = halfway.raw
   const resumedAt = now()
   await generators.connect(server, paths.slice(half))
@@ -229,10 +236,11 @@ export const connectClients = async (bench: Bench, target: Target, load: Load, p
   const idleBefore = await bench.database.transactions(database.name)
   await sleep(idleSeconds * 1000)
   const idleQueriesPerSecond = ((await bench.database.transactions(database.name)) - idleBefore - 1) / idleSeconds
-  const withClients = await memory(server.pid)
+  const withClients = await memory(processes)
   const rssWithClients = withClients.raw
   const connection: Connection = {
     clients: report.connected,
+    processes: processes.length,
     connectSeconds: round(connectSeconds, 2),
     connectMs: {
       p50: round(percentile(report.connectMillis, 0.5)),

@@ -6,6 +6,7 @@
  * verified per connection and per POST; each stream has its expiry timer; publishes are
  * rate-limited and streams counted per client and node, with limits above the load so that they
  * never refuse), `baseline` (baseline-server.mjs) and `compare` (the build in --compare DIR).
+ * Every setting not named here passes through from the bench's environment (WORKERS too).
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -14,10 +15,14 @@ import * as Path from "node:path"
 import { root, startService } from "../support/ServiceProcess.js"
 import * as Tokens from "../support/Tokens.js"
 import type { Options, Target } from "./options.js"
+import * as ServerProcesses from "./serverProcesses.js"
 
 export interface BenchServer {
   readonly url: string
+  /** The process the bench started (a node of several processes: its primary). */
   readonly pid: number
+  /** Every process of the server as its /stats lists them, or the one started. */
+  readonly processes: () => Promise<ReadonlyArray<ServerProcesses.ServerProcess>>
   readonly output: () => string
   /** Headers every request to it carries (the token, with auth on). */
   readonly headers: Record<string, string>
@@ -72,9 +77,12 @@ export const targetStarter = async (options: Options): Promise<StartTarget> => {
 
   const start = async (env: Record<string, string>, entry: string | undefined, headers: Record<string, string>): Promise<BenchServer> => {
     const service = await startService(env, { nodeArgs, ...(entry === undefined ? {} : { entry }) })
+    // A node's workers may start listening after its primary says it listens.
+    await ServerProcesses.settled(service.url, headers)
     return {
       url: service.url,
       pid: service.pid,
+      processes: async () => (await ServerProcesses.listed(service.url, headers)) ?? [{ name: "main", pid: service.pid }],
       output: service.output,
       headers,
       stop: async () => {

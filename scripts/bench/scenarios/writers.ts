@@ -7,10 +7,10 @@
  * idle load with that node alone and with nine more on the database (pollcast and compare).
  */
 import pg from "pg"
-import { cpuSeconds } from "../../support/processStats.js"
 import { type Bench, connectClients, type Connection, type Delivery, measureDelivery, now, sleep } from "../measure.js"
 import type { Target } from "../options.js"
 import type { Scenario } from "../scenario.js"
+import { cpuOf, type ServerProcess } from "../serverProcesses.js"
 import { middleOf, round } from "../statistics.js"
 
 /** Single-row INSERTs a second into `table` from `connections` connections for `seconds`, each commit durable. */
@@ -50,7 +50,7 @@ export interface WriterRates {
   readonly nodeCpuPercent?: { readonly messages: number; readonly copy: number } | undefined
 }
 
-const writerRates = async (databaseUrl: string, tryTrigger: boolean, nodePid: number): Promise<WriterRates> => {
+const writerRates = async (databaseUrl: string, tryTrigger: boolean, node: ReadonlyArray<ServerProcess>): Promise<WriterRates> => {
   const client = new pg.Client({ connectionString: databaseUrl })
   await client.connect()
   try {
@@ -59,11 +59,11 @@ const writerRates = async (databaseUrl: string, tryTrigger: boolean, nodePid: nu
     const copy: Array<number> = []
     const nodeCpu = { messages: { cpu: 0, seconds: 0 }, copy: { cpu: 0, seconds: 0 } }
     const timedRate = async (table: "messages" | "messages_copy") => {
-      const cpuBefore = cpuSeconds(nodePid)
+      const cpuBefore = cpuOf(node)
       const started = now()
       const rate = await insertRate(databaseUrl, table)
       const spent = nodeCpu[table === "messages" ? "messages" : "copy"]
-      spent.cpu += cpuSeconds(nodePid) - cpuBefore
+      spent.cpu += cpuOf(node) - cpuBefore
       spent.seconds += (now() - started) / 1000
       return rate
     }
@@ -153,7 +153,7 @@ export const writers: Scenario = {
       ...(await bench.perTarget(["pollcast", "compare"], async (target): Promise<WritersRun> => {
         const run = await connectClients(bench, target, load, 1000, 3)
         try {
-          const inserts = await writerRates(run.database.url, target !== "compare", run.server.pid)
+          const inserts = await writerRates(run.database.url, target !== "compare", await run.server.processes())
           await run.generators.reset()
           const posts = await measureDelivery(bench, run.server, run.generators, run.database.name, load, 1000)
           await run.generators.reset()
