@@ -6,13 +6,18 @@
  * real SSE connections; runs the scenarios (scenarios/*.ts) the targets they compare, each
  * measured as measure.ts says; prints the table (table.ts) and draws the charts (chart.ts).
  *
- * Targets: `pollcast`, `interval`, `pollcast-auth`, `baseline` and `compare` (see targets.ts).
+ * Targets: `pollcast`, `interval`, `pollcast-auth`, `baseline`, `compare` and `pollcast-wN` (see targets.ts).
  * Scenarios: (a) latency at 100 msg/s, (b) 10,000 clients, (c) 100 channels, (d) clients per node,
  * (e) saturation, `fanout` (builds compared by their fan-out), `wakeup`, `writers` (what a node
  * costs the database's other writers), `polls`, `intervals` (latency against POLL_INTERVAL).
  *
- * Options: --scenarios a,b,c,d,e,fanout,wakeup,polls,intervals,writers (default: all)   --quick (smaller, shorter)
+ * Options: --scenarios a,b,c,d,e,fanout,wakeup,polls,intervals,writers (default: all)
+ *          --quick (smaller, shorter)
  *          --targets pollcast,interval,pollcast-auth,baseline,compare (default: all that apply)
+ *          --workers N,M,...: also run the pollcast target with WORKERS=N, M, ... (targets
+ *          pollcast-wN, columns "pollcast W=N"), wherever pollcast runs; with --workers and no
+ *          --targets, only those (and compare, with --compare). The table adds each one's figures
+ *          divided by the first one's, and by compare's
  *          --compare DIR: also run, in every scenario but polls and intervals, the pollcast built in DIR (another
  *          checkout, with `npm run build` done there) as the target `compare`, e.g. the previous
  *          commit, to measure what a change costs in the same run
@@ -41,7 +46,7 @@ import { machine } from "../support/processStats.js"
 import { build, root } from "../support/ServiceProcess.js"
 import { writeChart, writeIntervalChart } from "./chart.js"
 import * as Database from "./database.js"
-import { options, type Target } from "./options.js"
+import { baseOf, options, type Target } from "./options.js"
 import * as Results from "./results.js"
 import type { Round, Scenario } from "./scenario.js"
 import { a } from "./scenarios/a.js"
@@ -80,8 +85,10 @@ for (let index = 0; index < options.repeat; index++) {
     log,
     perTarget: async <A>(compared: ReadonlyArray<Target>, f: (target: Target) => Promise<A>) => {
       const out: Partial<Record<Target, A>> = {}
-      const order = index % 2 === 0 ? compared : [...compared].reverse()
-      for (const target of order) if (options.targets.includes(target)) out[target] = await f(target)
+      // Each of `compared` in turn, with the --workers targets where pollcast is.
+      const chosen = compared.flatMap((each) => options.targets.filter((target) => (each === "pollcast" ? baseOf(target) : target) === each))
+      const order = index % 2 === 0 ? chosen : [...chosen].reverse()
+      for (const target of order) out[target] = await f(target)
       return out
     }
   }
@@ -109,8 +116,13 @@ const output = {
   ...(options.repeat > 1 ? { rounds, pooled: pooled.map((earlier) => earlier.name), table: medians } : {})
 }
 const file = Results.write(output)
-if (output.results.d !== undefined) writeChart(Path.join(root, "docs", "bench-chart.svg"), output)
-if (output.results.intervals !== undefined) writeIntervalChart(Path.join(root, "docs", "bench-wakeup-chart.svg"), output)
+// The charts draw pollcast, interval-only and the baseline: a run of other targets leaves them as they are.
+const charted = (entries: ReadonlyArray<Partial<Record<Target, unknown>>>) =>
+  entries.some((entry) => (["pollcast", "interval", "baseline"] as const).some((target) => entry[target] !== undefined))
+const curves = output.results.d as Partial<Record<Target, unknown>> | undefined
+if (curves !== undefined && charted([curves])) writeChart(Path.join(root, "docs", "bench-chart.svg"), output)
+const sweep = output.results.intervals as { steps: ReadonlyArray<Partial<Record<Target, unknown>>> } | undefined
+if (sweep !== undefined && charted(sweep.steps)) writeIntervalChart(Path.join(root, "docs", "bench-wakeup-chart.svg"), output)
 
 Table.print({ targets: options.targets, targetNames: options.targetNames, roundTables, medians })
 console.log(

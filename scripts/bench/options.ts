@@ -2,7 +2,9 @@
 import * as Path from "node:path"
 import { argument, checkoutArgument, numberArgument } from "../support/arguments.js"
 
-export type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline" | "compare"
+/** The pollcast target run with WORKERS=N (--workers). */
+export type WorkersTarget = `pollcast-w${number}`
+export type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline" | "compare" | WorkersTarget
 
 export const scenarioNames = ["a", "b", "c", "d", "e", "fanout", "wakeup", "polls", "intervals", "writers"] as const
 
@@ -12,17 +14,41 @@ const flag = (name: string) => process.argv.includes(`--${name}`)
 const compareDir = checkoutArgument("compare")
 /** --pollcast DIR: the pollcast targets' build, if not this checkout's. */
 const pollcastDir = checkoutArgument("pollcast")
+const pollcastName = pollcastDir === undefined ? "pollcast" : `pollcast at ${Path.basename(pollcastDir)}`
+
+/** --workers 1,2: the pollcast target once per count, as `pollcast-w1`, `pollcast-w2` (WORKERS=1, 2). */
+const workerCounts = (argument("workers") ?? "").split(",").filter((count) => count !== "").map(Number)
+for (const count of workerCounts) if (!Number.isInteger(count) || count < 1) throw new Error(`--workers takes whole numbers from 1, not ${count}`)
+const workersTarget = (count: number): WorkersTarget => `pollcast-w${count}`
+const workersTargets = [...new Set(workerCounts)].map(workersTarget)
+
+/** N for `pollcast-wN`; undefined for the other targets. */
+export const workersOf = (target: Target): number | undefined => {
+  const match = /^pollcast-w(\d+)$/.exec(target)
+  return match === null ? undefined : Number(match[1])
+}
+/** A `pollcast-wN` target is `pollcast` with its WORKERS set: it runs wherever `pollcast` does. */
+export const baseOf = (target: Target): Target => (workersOf(target) === undefined ? target : "pollcast")
 
 const targetNames: Record<Target, string> = {
-  pollcast: pollcastDir === undefined ? "pollcast" : `pollcast at ${Path.basename(pollcastDir)}`,
+  pollcast: pollcastName,
   interval: "interval-only",
   "pollcast-auth": "pollcast, auth on",
   baseline: "baseline",
   compare: `pollcast at ${compareDir === undefined ? "" : Path.basename(compareDir)}`
 }
-
-const targets = (argument("targets") ?? `pollcast,interval,pollcast-auth,baseline${compareDir === undefined ? "" : ",compare"}`)
-  .split(",") as Array<Target>
+// With --workers, the targets are the worker counts (and compare) unless --targets names others.
+const givenTargets = argument("targets")?.split(",") as Array<Target> | undefined
+for (const target of [...workersTargets, ...(givenTargets ?? [])]) {
+  if (workersOf(target) !== undefined) targetNames[target] = `${pollcastName} W=${workersOf(target)}`
+}
+const targets: Array<Target> = [
+  ...(givenTargets ?? (workersTargets.length > 0
+    ? []
+    : ["pollcast", "interval", "pollcast-auth", "baseline"] as Array<Target>)),
+  ...workersTargets.filter((target) => !(givenTargets ?? []).includes(target)),
+  ...(givenTargets === undefined && compareDir !== undefined ? ["compare" as const] : [])
+]
 for (const target of targets) if (!(target in targetNames)) throw new Error(`Unknown target ${target}`)
 if (targets.includes("compare") && compareDir === undefined) throw new Error("The target compare needs --compare DIR")
 

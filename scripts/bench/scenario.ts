@@ -12,7 +12,10 @@ export interface Round extends Bench {
   readonly quick: boolean
   /** How long the scenarios with a fixed load publish (--seconds). */
   readonly seconds: number
-  /** Runs `f` for each of `compared` that --targets allows, in reverse order every other round. */
+  /**
+   * Runs `f` for each of `compared` that --targets allows, in reverse order every other round;
+   * where `compared` has `pollcast`, for each --workers target too.
+   */
   readonly perTarget: <A>(compared: ReadonlyArray<Target>, f: (target: Target) => Promise<A>) => Promise<Partial<Record<Target, A>>>
   readonly log: (text: string) => void
 }

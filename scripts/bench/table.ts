@@ -1,11 +1,12 @@
 /**
  * The bench's table: rows of figures for each scenario's results, one cell per target; the
  * median of each cell over the rounds (--repeat, --pool); and the printed table with its
- * comparison columns (auth on against off, against --compare, against the baseline) and, for the
- * fan-out figures, the differences between builds with their intervals.
+ * comparison columns (auth on against off, against --compare, against the baseline, and each
+ * --workers target's figures divided by the first's and by compare's) and, for the fan-out
+ * figures, the differences between builds with their intervals.
  */
 import type { Delivery, Load, RunResult } from "./measure.js"
-import type { Target } from "./options.js"
+import { type Target, workersOf } from "./options.js"
 import type { Curve } from "./scenarios/d.js"
 import type { Saturation } from "./scenarios/e.js"
 import { insertRates } from "./scenarios/polls.js"
@@ -63,6 +64,7 @@ export const tableOf = (targets: ReadonlyArray<Target>, results: Record<string, 
     return out
   }
   const runRows = (runs: Runs) => {
+    row("server processes (memory and CPU summed over them)", of(runs, (r) => r.connection.processes))
     row("connect: all clients (s)", of(runs, (r) => r.connection.connectSeconds), false)
     row("connect p99 (ms)", of(runs, (r) => r.connection.connectMs.p99), false)
     deliveryRows(deliveriesOf(runs))
@@ -89,7 +91,7 @@ export const tableOf = (targets: ReadonlyArray<Target>, results: Record<string, 
     runRows(wakeup)
     section(`(wakeup) the same clients, ${wakeup.burstRate} msg/s`)
     const bursts: Partial<Record<Target, Delivery>> = {}
-    for (const target of ["pollcast", "interval"] as const) {
+    for (const target of targets) {
       const burst = wakeup[target]?.burst
       if (burst !== undefined) bursts[target] = burst
     }
@@ -186,6 +188,16 @@ export const mediansOf = (targets: ReadonlyArray<Target>, roundTables: ReadonlyA
     return { ...first, values }
   })
 
+/** `value` divided by `by` (each part of "p50 / p99" by its own), as a factor: "" where either is not a number. */
+const quotient = (value: Value, by: Value): string => {
+  const parts = (cell: Value) => (typeof cell === "number" ? [cell] : typeof cell === "string" ? cell.split(" / ").map(Number) : [])
+  const values = parts(value)
+  const divisors = parts(by)
+  if (values.length === 0 || values.length !== divisors.length) return ""
+  if (!values.every(Number.isFinite) || !divisors.every((divisor) => Number.isFinite(divisor) && divisor > 0)) return ""
+  return `${values.map((part, i) => round(part / divisors[i]!, 2)).join(" / ")}×`
+}
+
 const percentChange = (from: Value, to: Value) =>
   typeof from === "number" && typeof to === "number" && from > 0 ? `${to >= from ? "+" : ""}${round(((to - from) / from) * 100)}%` : ""
 
@@ -206,37 +218,50 @@ export const print = (options: {
   readonly roundTables: ReadonlyArray<ReadonlyArray<Row>>
   readonly medians: ReadonlyArray<Row>
 }) => {
-  const { medians, roundTables, targetNames, targets } = options
+  const { medians, roundTables, targetNames } = options
   const rounds = roundTables.length
-  // Columns: each target that ran; then auth on against off, this checkout against --compare, and pollcast against the baseline.
+  // The targets that ran in the scenarios shown (each runs only the targets it compares).
+  const targets = options.targets.filter((target) => medians.some((row) => row.values[target] !== undefined))
+  // Columns: each target that ran; then auth on against off, this checkout against --compare, and
+  // pollcast against the baseline; then each --workers target divided by the first, and by compare.
   const compareAuth = targets.includes("pollcast") && targets.includes("pollcast-auth")
   const compareOther = targets.includes("pollcast") && targets.includes("compare")
   const compareBaseline = targets.includes("pollcast") && targets.includes("baseline")
+  const comparisons: Array<{ readonly heading: string; readonly cell: (row: Row) => string }> = []
+  if (compareAuth) comparisons.push({ heading: "auth on vs off", cell: (row) => percentChange(row.values.pollcast, row.values["pollcast-auth"]) })
+  // This checkout against the other: + means this one is higher.
+  if (compareOther) comparisons.push({ heading: "pollcast vs compare", cell: (row) => percentChange(row.values.compare, row.values.pollcast) })
+  if (compareBaseline) {
+    comparisons.push({
+      heading: "pollcast vs baseline",
+      cell: (row) => {
+        const p = row.values.pollcast
+        const b = row.values.baseline
+        return typeof p === "number" && typeof b === "number" && p > 0 && b > 0 && row.higherIsBetter !== undefined
+          ? row.higherIsBetter ? `${round(p / b, 2)}×` : `${round(b / p, 2)}×`
+          : ""
+      }
+    })
+  }
+  const workerTargets = targets.filter((target) => workersOf(target) !== undefined)
+  const short = (target: Target) => (workersOf(target) === undefined ? target : `W=${workersOf(target)}`)
+  for (const [index, target] of workerTargets.entries()) {
+    const first = workerTargets[0]!
+    if (index > 0) comparisons.push({ heading: `${short(target)} / ${short(first)}`, cell: (row) => quotient(row.values[target], row.values[first]) })
+  }
+  if (targets.includes("compare")) {
+    for (const target of workerTargets) comparisons.push({ heading: `${short(target)} / compare`, cell: (row) => quotient(row.values[target], row.values.compare) })
+  }
 
-  const lines = medians.map((row) => {
-    if (row.label === "") {
-      return [`— ${row.section}`, ...targets.map(() => ""), ...(compareAuth ? [""] : []), ...(compareOther ? [""] : []), ...(compareBaseline ? [""] : [])]
-    }
-    const p = row.values.pollcast
-    const b = row.values.baseline
-    const ratio = typeof p === "number" && typeof b === "number" && p > 0 && b > 0 && row.higherIsBetter !== undefined
-      ? row.higherIsBetter ? `${round(p / b, 2)}×` : `${round(b / p, 2)}×`
-      : ""
-    return [
-      row.label,
-      ...targets.map((target) => String(row.values[target] ?? "–")),
-      ...(compareAuth ? [percentChange(p, row.values["pollcast-auth"])] : []),
-      // This checkout against the other: + means this one is higher.
-      ...(compareOther ? [percentChange(row.values.compare, p)] : []),
-      ...(compareBaseline ? [ratio] : [])
-    ]
-  })
+  const lines = medians.map((row) =>
+    row.label === ""
+      ? [`— ${row.section}`, ...targets.map(() => ""), ...comparisons.map(() => "")]
+      : [row.label, ...targets.map((target) => String(row.values[target] ?? "–")), ...comparisons.map((comparison) => comparison.cell(row))]
+  )
   const headings = [
     rounds > 1 ? `medians of ${rounds} rounds` : "",
-    ...targets.map((target) => targetNames[target]),
-    ...(compareAuth ? ["auth on vs off"] : []),
-    ...(compareOther ? ["pollcast vs compare"] : []),
-    ...(compareBaseline ? ["pollcast vs baseline"] : [])
+    ...targets.map((target) => targetNames[target] ?? target),
+    ...comparisons.map((comparison) => comparison.heading)
   ]
   const widths = headings.map((heading, column) => Math.max(heading.length, ...lines.map((line) => line[column]!.length), 8))
   console.log(headings.map((cell, i) => cell.padEnd(widths[i]!)).join("  "))

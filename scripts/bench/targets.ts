@@ -5,8 +5,10 @@
  * `pollcast-auth` (access control on: every client and the publisher present a token, HS256,
  * verified per connection and per POST; each stream has its expiry timer; publishes are
  * rate-limited and streams counted per client and node, with limits above the load so that they
- * never refuse), `baseline` (baseline-server.mjs) and `compare` (the build in --compare DIR).
- * Every setting not named here passes through from the bench's environment (WORKERS too).
+ * never refuse), `baseline` (baseline-server.mjs), `compare` (the build in --compare DIR), and
+ * `pollcast-wN` (--workers): `pollcast` with WORKERS=N, a node:cluster primary and N workers.
+ * Every setting not named here passes through from the bench's environment (WORKERS too, for the
+ * targets that do not set it).
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -14,7 +16,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { root, startService } from "../support/ServiceProcess.js"
 import * as Tokens from "../support/Tokens.js"
-import type { Options, Target } from "./options.js"
+import { type Options, type Target, workersOf } from "./options.js"
 import * as ServerProcesses from "./serverProcesses.js"
 
 export interface BenchServer {
@@ -75,10 +77,15 @@ export const targetStarter = async (options: Options): Promise<StartTarget> => {
     { subject: "bench", expiresIn: "3h" }
   )
 
-  const start = async (env: Record<string, string>, entry: string | undefined, headers: Record<string, string>): Promise<BenchServer> => {
+  const start = async (
+    env: Record<string, string>,
+    entry: string | undefined,
+    headers: Record<string, string>,
+    workers?: number
+  ): Promise<BenchServer> => {
     const service = await startService(env, { nodeArgs, ...(entry === undefined ? {} : { entry }) })
     // A node's workers may start listening after its primary says it listens.
-    await ServerProcesses.settled(service.url, headers)
+    await ServerProcesses.settled(service.url, headers, workers === undefined || workers === 1 ? 1 : workers + 1)
     return {
       url: service.url,
       pid: service.pid,
@@ -98,6 +105,7 @@ export const targetStarter = async (options: Options): Promise<StartTarget> => {
     }
     const auth = target === "pollcast-auth"
     const build = target === "compare" ? options.compareDir : options.pollcastDir
+    const workers = workersOf(target)
     return start(
       {
         DATABASE_URL: databaseUrl,
@@ -106,10 +114,12 @@ export const targetStarter = async (options: Options): Promise<StartTarget> => {
         HEARTBEAT_INTERVAL: "1 hour",
         LOG_LEVEL: "Info",
         NOTIFY_WAKEUP: target === "interval" || runOptions.intervalOnly === true ? "false" : "true",
-        ...(auth ? { AUTH_SECRET: authSecret, ...highLimits } : noLimits)
+        ...(auth ? { AUTH_SECRET: authSecret, ...highLimits } : noLimits),
+        ...(workers === undefined ? {} : { WORKERS: String(workers) })
       },
       build === undefined ? undefined : Path.join(build, "dist/main.js"),
-      auth ? { authorization: `Bearer ${benchToken}` } : {}
+      auth ? { authorization: `Bearer ${benchToken}` } : {},
+      workers
     )
   }
 }
