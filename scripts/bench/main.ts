@@ -9,7 +9,8 @@
  * Targets: `pollcast`, `interval`, `pollcast-auth`, `baseline`, `compare` and `pollcast-wN` (see targets.ts).
  * Scenarios: (a) latency at 100 msg/s, (b) 10,000 clients, (c) 100 channels, (d) clients per node,
  * (e) saturation, `fanout` (builds compared by their fan-out), `wakeup`, `writers` (what a node
- * costs the database's other writers), `polls`, `intervals` (latency against POLL_INTERVAL).
+ * costs the database's other writers), `polls` (polls per second, idle and under load),
+ * `intervals` (latency against POLL_INTERVAL).
  *
  * Options: --scenarios a,b,c,d,e,fanout,wakeup,polls,intervals,writers (default: all)
  *          --quick (smaller, shorter)
@@ -26,7 +27,8 @@
  *          --repeat N: every scenario N times, targets interleaved; the table shows medians, and each
  *          round's differences in the fan-out figures are printed under it, with (from 6 rounds on)
  *          the median of those differences and its 95% interval
- *          --seconds N: how long (a), (b), (c), fanout, wakeup, writers and polls publish (default 12; 5 with --quick)
+ *          --seconds N: how long (a), (b), (c), fanout, wakeup, writers and polls publish, and polls idles
+ *          (default 12; 5 with --quick)
  *          --pool FILE,...: with --repeat, adds the rounds of earlier runs (their bench-results JSON)
  *          to this run's medians and intervals, when those runs measured the same builds
  *          --durable: the embedded PostgreSQL waits for every commit's flush (synchronous_commit=on)

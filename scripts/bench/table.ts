@@ -9,7 +9,7 @@ import type { Delivery, Load, RunResult } from "./measure.js"
 import { type Target, workersOf } from "./options.js"
 import type { Curve } from "./scenarios/d.js"
 import type { Saturation } from "./scenarios/e.js"
-import { insertRates } from "./scenarios/polls.js"
+import { insertRates, type PollsRun, postRate } from "./scenarios/polls.js"
 import type { WritersRun } from "./scenarios/writers.js"
 import { median, medianInterval, middleOf, round } from "./statistics.js"
 
@@ -131,21 +131,32 @@ export const tableOf = (targets: ReadonlyArray<Target>, results: Record<string, 
       row(`${nodes} node(s): PostgreSQL CPU (% of a core)`, of(writers, (run) => run.idle[index]?.databaseCpuPercent), false)
     }
   }
-  const polls = results.polls as (Partial<Record<Target, Array<Delivery>>> & { load: Load }) | undefined
+  // Runs from before the idle window and the POSTs were added hold their INSERT steps alone.
+  const polls = results.polls as (Partial<Record<Target, PollsRun | Array<Delivery>>> & { load: Load }) | undefined
   if (polls !== undefined) {
-    for (const [index, rate] of insertRates.entries()) {
-      section(`(polls) ${polls.load.clients} clients, plain INSERTs at ${rate}/s, POLL_INTERVAL 1000 ms`)
+    const runOf = (target: Target): Partial<PollsRun> | undefined => {
+      const run = polls[target]
+      return Array.isArray(run) ? { inserts: run } : run
+    }
+    section(`(polls) ${polls.load.clients} clients, idle for ${polls.load.seconds} s, POLL_INTERVAL 1000 ms`)
+    row("polls/s (pollcast_polls_total, summed over the node's processes)", (target) => runOf(target)?.idle?.pollsPerSecond)
+    row("DB queries/s", (target) => runOf(target)?.idle?.queriesPerSecond)
+    const stepRows = (title: string, what: string, step: (run: Partial<PollsRun>) => Delivery | undefined) => {
+      section(`(polls) ${polls.load.clients} clients, ${title}, POLL_INTERVAL 1000 ms`)
       const cell = (f: (delivery: Delivery) => Value) => (target: Target) => {
-        const delivery = polls[target]?.[index]
+        const run = runOf(target)
+        const delivery = run === undefined ? undefined : step(run)
         return delivery === undefined ? undefined : f(delivery)
       }
-      row("inserts/s achieved", cell((step) => step.publishedRate))
+      row(`${what}/s achieved`, cell((step) => step.publishedRate))
       row("polls/s", cell((step) => step.pollsPerSecond))
       row("notifications/s", cell((step) => step.notificationsPerSecond))
-      row("DB queries/s (inserts included)", cell((step) => step.databaseQueriesPerSecond))
+      row(`DB queries/s (${what} included)`, cell((step) => step.databaseQueriesPerSecond))
       row("latency p50 / p99 (ms)", cell((step) => `${step.latencyMs.p50} / ${step.latencyMs.p99}`))
       row("complete", cell((step) => String(step.complete)))
     }
+    stepRows(`POSTs at ${postRate}/s`, "POSTs", (run) => run.posts)
+    for (const [index, rate] of insertRates.entries()) stepRows(`plain INSERTs at ${rate}/s`, "inserts", (run) => run.inserts?.[index])
   }
   const intervalSweep = results.intervals as { steps: Array<{ pollIntervalMs: number } & Runs> } | undefined
   if (intervalSweep !== undefined) {
