@@ -10,16 +10,20 @@
  * Scenarios: (a) latency at 100 msg/s, (b) 10,000 clients, (c) 100 channels, (d) clients per node,
  * (e) saturation, `fanout` (builds compared by their fan-out), `wakeup`, `writers` (what a node
  * costs the database's other writers), `polls` (polls per second, idle and under load),
- * `intervals` (latency against POLL_INTERVAL).
+ * `intervals` (latency against POLL_INTERVAL), and `scale` (100,000 subscribers on one node of
+ * several processes; only when named).
  *
- * Options: --scenarios a,b,c,d,e,fanout,wakeup,polls,intervals,writers (default: all)
+ * Options: --scenarios a,b,c,d,e,fanout,wakeup,polls,intervals,writers,scale (default: all but scale)
  *          --quick (smaller, shorter)
  *          --targets pollcast,interval,pollcast-auth,baseline,compare (default: all that apply)
  *          --workers N,M,...: also run the pollcast target with WORKERS=N, M, ... (targets
  *          pollcast-wN, columns "pollcast W=N"), wherever pollcast runs; with --workers and no
  *          --targets, only those (and compare, with --compare). The table adds each one's figures
  *          divided by the first one's, and by compare's
- *          --compare DIR: also run, in every scenario but polls and intervals, the pollcast built in DIR (another
+ *          --subscribers N (default 100,000), --broadcasts N (default 10): `scale`'s load
+ *          --clients-per-generator N: `scale`'s streams per load generator process (default
+ *          15,000, at most 16,000), each generator connecting from a source address of its own
+ *          --compare DIR: also run, in every scenario but polls, intervals and scale, the pollcast built in DIR (another
  *          checkout, with `npm run build` done there) as the target `compare`, e.g. the previous
  *          commit, to measure what a change costs in the same run
  *          --pollcast DIR: the pollcast targets run the build in DIR instead of this checkout's (with
@@ -59,13 +63,14 @@ import { e } from "./scenarios/e.js"
 import { fanout } from "./scenarios/fanout.js"
 import { intervals } from "./scenarios/intervals.js"
 import { polls } from "./scenarios/polls.js"
+import { scale } from "./scenarios/scale.js"
 import { wakeup } from "./scenarios/wakeup.js"
 import { writers } from "./scenarios/writers.js"
 import * as Table from "./table.js"
 import { targetStarter } from "./targets.js"
 
 /** In the order they run. */
-const scenarios: ReadonlyArray<Scenario> = [a, fanout, b, c, d, e, wakeup, writers, polls, intervals]
+const scenarios: ReadonlyArray<Scenario> = [a, fanout, b, c, d, e, wakeup, writers, polls, intervals, scale]
 
 const log = (text: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}`)
 
@@ -84,6 +89,7 @@ for (let index = 0; index < options.repeat; index++) {
     index,
     quick: options.quick,
     seconds: options.seconds,
+    scale: options.scale,
     log,
     perTarget: async <A>(compared: ReadonlyArray<Target>, f: (target: Target) => Promise<A>) => {
       const out: Partial<Record<Target, A>> = {}

@@ -1,12 +1,15 @@
 /** `npm run bench`'s command line (the options are described in main.ts), read once and checked. */
 import * as Path from "node:path"
 import { argument, checkoutArgument, numberArgument } from "../support/arguments.js"
+import { maxClientsPerGenerator } from "./generators.js"
 
 /** The pollcast target run with WORKERS=N (--workers). */
 export type WorkersTarget = `pollcast-w${number}`
 export type Target = "pollcast" | "interval" | "pollcast-auth" | "baseline" | "compare" | WorkersTarget
 
-export const scenarioNames = ["a", "b", "c", "d", "e", "fanout", "wakeup", "polls", "intervals", "writers"] as const
+export const scenarioNames = ["a", "b", "c", "d", "e", "fanout", "wakeup", "polls", "intervals", "writers", "scale"] as const
+/** Every scenario but `scale`, which runs only when named: it opens 100,000 streams. */
+const defaultScenarios = scenarioNames.filter((name) => name !== "scale")
 
 const flag = (name: string) => process.argv.includes(`--${name}`)
 
@@ -54,12 +57,17 @@ if (targets.includes("compare") && compareDir === undefined) throw new Error("Th
 
 const quick = flag("quick")
 
+const clientsPerGenerator = numberArgument("clients-per-generator", 15_000)
+if (!(clientsPerGenerator >= 1 && clientsPerGenerator <= maxClientsPerGenerator)) {
+  throw new Error(`--clients-per-generator must be between 1 and ${maxClientsPerGenerator}`)
+}
+
 export const options = {
   compareDir,
   pollcastDir,
   targets,
   targetNames,
-  scenarios: new Set(argument("scenarios")?.split(",") ?? scenarioNames),
+  scenarios: new Set(argument("scenarios")?.split(",") ?? defaultScenarios),
   quick,
   /**
    * The embedded PostgreSQL runs with synchronous_commit=off unless --durable: this machine's disk
@@ -80,7 +88,13 @@ export const options = {
   /** --seconds N: how long (a), (b), (c), `fanout`, `wakeup`, `writers` and `polls` publish (longer: steadier tail percentiles). */
   seconds: numberArgument("seconds", quick ? 5 : 12),
   /** --pool FILE,...: earlier runs' results, whose rounds join this run's (see results.ts). */
-  pool: (argument("pool") ?? "").split(",").filter((name) => name !== "")
+  pool: (argument("pool") ?? "").split(",").filter((name) => name !== ""),
+  /** `scale`: --subscribers, --broadcasts, and how many streams each load generator holds. */
+  scale: {
+    subscribers: numberArgument("subscribers", 100_000),
+    broadcasts: numberArgument("broadcasts", 10),
+    clientsPerGenerator
+  }
 }
 
 export type Options = typeof options

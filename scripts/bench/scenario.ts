@@ -4,7 +4,7 @@
  * round: the JSON file keeps them, and table.ts reads them.
  */
 import type { Bench } from "./measure.js"
-import type { Target } from "./options.js"
+import type { Options, Target } from "./options.js"
 
 export interface Round extends Bench {
   /** From 0: which round of --repeat this is. */
@@ -12,6 +12,8 @@ export interface Round extends Bench {
   readonly quick: boolean
   /** How long the scenarios with a fixed load publish (--seconds). */
   readonly seconds: number
+  /** `scale`'s subscribers, broadcasts and clients per load generator. */
+  readonly scale: Options["scale"]
   /**
    * Runs `f` for each of `compared` that --targets allows, in reverse order every other round;
    * where `compared` has `pollcast`, for each --workers target too.

@@ -10,6 +10,7 @@ import { type Target, workersOf } from "./options.js"
 import type { Curve } from "./scenarios/d.js"
 import type { Saturation } from "./scenarios/e.js"
 import { insertRates, type PollsRun, postRate } from "./scenarios/polls.js"
+import type { ScaleRun } from "./scenarios/scale.js"
 import type { WritersRun } from "./scenarios/writers.js"
 import { median, medianInterval, middleOf, round } from "./statistics.js"
 
@@ -157,6 +158,28 @@ export const tableOf = (targets: ReadonlyArray<Target>, results: Record<string, 
     }
     stepRows(`POSTs at ${postRate}/s`, "POSTs", (run) => run.posts)
     for (const [index, rate] of insertRates.entries()) stepRows(`plain INSERTs at ${rate}/s`, "inserts", (run) => run.inserts?.[index])
+  }
+  const scale = results.scale as (Partial<Record<Target, ScaleRun>> & { subscribers: number; broadcasts: number }) | undefined
+  if (scale !== undefined) {
+    section(`(scale) ${scale.subscribers} subscribers on one channel, ${scale.broadcasts} broadcasts, POLL_INTERVAL 1000 ms`)
+    const cell = (f: (run: ScaleRun) => Value) => of(scale, f)
+    row("server processes (memory and CPU summed over them)", cell((run) => run.processes.length))
+    row("streams held", cell((run) => run.held), true)
+    row("  as the node counts them (pollcast_event_streams_open)", cell((run) => run.serverStreams))
+    row("  stopped short: streams open when failures began (about)", cell((run) => run.shortfall?.failuresBegan?.opened))
+    row("  stopped short: why clients failed", cell((run) => run.shortfall === undefined ? undefined : Object.entries(run.shortfall.failures).map(([why, count]) => `${why} ×${count}`).join(", ")))
+    row("connect: all streams (s)", cell((run) => run.connect.seconds), false)
+    row("connect: streams/s", cell((run) => run.connect.perSecond), true)
+    row("connect p50 / p99 / max (ms)", cell((run) => `${run.connect.ms.p50} / ${run.connect.ms.p99} / ${run.connect.ms.max}`))
+    row("complete (every subscriber, every broadcast, once, checked per subscriber)", cell((run) => String(run.delivery.complete)))
+    row("  subscribers with every broadcast", cell((run) => run.delivery.subscribersComplete), true)
+    row("broadcast latency p50 (ms)", cell((run) => run.delivery.latencyMs.p50), false)
+    row("broadcast latency p99 (ms)", cell((run) => run.delivery.latencyMs.p99), false)
+    row("broadcast latency max (ms)", cell((run) => run.delivery.latencyMs.max), false)
+    row("server CPU s (broadcasts)", cell((run) => run.delivery.serverCpuSeconds), false)
+    row("server RSS before / with the streams (MB)", cell((run) => `${run.memory.rssBeforeMB} / ${run.memory.rssWithStreamsMB}`))
+    row("server KB per connection", cell((run) => run.memory.kbPerConnection), false)
+    row("server KB per connection, live (after a full GC)", cell((run) => run.memory.liveKbPerConnection), false)
   }
   const intervalSweep = results.intervals as { steps: Array<{ pollIntervalMs: number } & Runs> } | undefined
   if (intervalSweep !== undefined) {

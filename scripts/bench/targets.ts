@@ -39,6 +39,8 @@ export interface RunOptions {
   readonly inserts?: boolean
   /** Publish at random times (see publisher.ts). */
   readonly poissonSeed?: number
+  /** Settings for the pollcast targets, over the bench's own (e.g. MAX_STREAMS for `scale`). */
+  readonly env?: Record<string, string>
 }
 
 export type StartTarget = (target: Target, databaseUrl: string, pollIntervalMs: number, options?: RunOptions) => Promise<BenchServer>
@@ -115,7 +117,8 @@ export const targetStarter = async (options: Options): Promise<StartTarget> => {
         LOG_LEVEL: "Info",
         NOTIFY_WAKEUP: target === "interval" || runOptions.intervalOnly === true ? "false" : "true",
         ...(auth ? { AUTH_SECRET: authSecret, ...highLimits } : noLimits),
-        ...(workers === undefined ? {} : { WORKERS: String(workers) })
+        ...(workers === undefined ? {} : { WORKERS: String(workers) }),
+        ...runOptions.env
       },
       build === undefined ? undefined : Path.join(build, "dist/main.js"),
       auth ? { authorization: `Bearer ${benchToken}` } : {},
