@@ -12,6 +12,11 @@ export type DatabasePooler = "none" | "session" | "transaction"
 export interface Settings {
   readonly host: string
   readonly port: number
+  /**
+   * The node's worker processes, which share its port (see Cluster/Primary); none: enough for the
+   * machine's cores and for MAX_STREAMS within the open-file limit. 1: a single process.
+   */
+  readonly workers: Option.Option<number>
   /** An external PostgreSQL; when absent an embedded server is started in `dataDir`. */
   readonly databaseUrl: Option.Option<Redacted.Redacted>
   readonly dataDir: string
@@ -279,6 +284,12 @@ const otlpEndpoint = Config.option(
 export const settings: Config.Config<Settings> = Config.all({
   host: nonEmpty("HOST", "0.0.0.0"),
   port: integerBetween("PORT", 8080, 0, 65_535),
+  workers: Config.option(
+    Config.integer().pipe(
+      Config.validate({ message: "must be a whole number of processes from 1 to 256", validation: (value) => value >= 1 && value <= 256 }),
+      Config.nested("WORKERS")
+    )
+  ),
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
     Config.map(Option.filter((url) => Redacted.value(url).trim() !== ""))
   ),

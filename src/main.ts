@@ -1,8 +1,13 @@
 /**
- * The composition root: the app on its database, with settings from the environment.
+ * The composition root: the app on its database, with settings from the environment, as one
+ * process or as a node's primary or worker (WORKERS, see Cluster/Sizing).
  */
 import { Cause, ConfigError, Effect, FiberRef, HashSet, Layer, Logger } from "effect"
+import * as Cluster from "node:cluster"
 import * as App from "./App.js"
+import * as Primary from "./Cluster/Primary.js"
+import * as Sizing from "./Cluster/Sizing.js"
+import * as Worker from "./Cluster/Worker.js"
 import { AppConfig } from "./Config.js"
 import * as Database from "./Storage/Database.js"
 import * as Lifecycle from "./Lifecycle.js"
@@ -11,8 +16,16 @@ import * as Runtime from "./Runtime.js"
 
 const logging = Layer.unwrapEffect(Effect.map(AppConfig, (config) => Logging.layer(config.logFormat, config.logLevel)))
 
-const main = App.layer.pipe(
-  Layer.provide(Database.layer),
+/** A single process, a node's primary, or one of its workers (see Cluster/Primary). */
+const node = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    if (Cluster.default.isWorker) return Worker.layer.pipe(Layer.provide(Database.layerNamed(Database.applicationName, false)))
+    const { workers } = yield* Sizing.plan
+    return workers === 1 ? App.layer.pipe(Layer.provide(Database.layer)) : Primary.layer(workers).pipe(Layer.provide(Database.layer))
+  })
+)
+
+const main = node.pipe(
   Layer.provide(Lifecycle.layer),
   Layer.provide(logging),
   Layer.provide(AppConfig.layer)

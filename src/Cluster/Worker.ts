@@ -1,0 +1,173 @@
+/**
+ * A worker process of a node (see Primary.ts): it serves every route on the node's shared port,
+ * holds its own clients' event streams, replays from the database for those that resume, and
+ * writes with a pool of its own. What a node has once is its primary's: batches come from its
+ * poller, already encoded; the limits are its counts; /stats, /readyz and /metrics are gathered by
+ * it from every process.
+ *
+ * A worker whose primary is gone (killed with -9, say) notices its channel closing and stops as
+ * on SIGTERM, draining its clients, who reconnect once a node is back.
+ */
+import { Config, Context, Effect, Layer, Queue, Schema, Scope, Stream } from "effect"
+import * as Admission from "../Access/Admission.js"
+import * as RequestPolicy from "../Access/RequestPolicy.js"
+import { AppConfig } from "../Config.js"
+import { Batch, Broadcast, type EncodedBatch } from "../Delivery/Broadcast.js"
+import * as BroadcastModule from "../Delivery/Broadcast.js"
+import * as EventStream from "../Delivery/EventStream.js"
+import { ServiceUnavailable } from "../Domain/Errors.js"
+import { beginning } from "../Domain/Message.js"
+import * as Http from "../Http.js"
+import { MessageRepo } from "../Storage/MessageRepo.js"
+import * as MessageRepoModule from "../Storage/MessageRepo.js"
+import * as Telemetry from "../Telemetry.js"
+import * as Ipc from "./Ipc.js"
+import { figuresOf, NodeStatus, PollingStatus } from "./NodeStatus.js"
+import {
+  nodeNameVariable,
+  type PrimaryCalls,
+  type PrimaryEvent,
+  type WorkerCalls,
+  type WorkerEvent,
+  workerSlotVariable
+} from "./Protocol.js"
+
+/** Which worker this is, and the node's name (its announcements'), as the primary started it. */
+export const identity = Config.all({
+  slot: Config.integer(workerSlotVariable),
+  nodeName: Config.string(nodeNameVariable)
+})
+
+class PrimaryLink extends Context.Tag("pollcast/Cluster/PrimaryLink")<PrimaryLink, {
+  readonly link: Ipc.Link<PrimaryCalls, WorkerEvent>
+  /** Batches from the primary, in order (at most 16 are unacknowledged: see Primary.ts). */
+  readonly batches: Queue.Dequeue<EncodedBatch>
+  /** Answers the primary's calls from now on (before, it is told nothing is here yet). */
+  readonly answer: (handlers: Ipc.Handlers<WorkerCalls>) => void
+}>() {}
+
+const processPort: Ipc.Port = {
+  send: (message) => process.send?.(message),
+  on: (event, listener) => process.on(event, listener),
+  off: (event, listener) => process.off(event, listener)
+}
+
+const linkLayer = (slot: number) =>
+  Layer.scoped(
+    PrimaryLink,
+    Effect.gen(function*() {
+      const batches = yield* Effect.acquireRelease(Queue.unbounded<EncodedBatch>(), Queue.shutdown)
+      let answering: Ipc.Handlers<WorkerCalls> | undefined
+      const handlers: Ipc.Handlers<WorkerCalls> = {
+        figures: (request) =>
+          answering?.figures(request) ??
+            Effect.succeed({ name: `worker ${slot}`, pid: process.pid, clients: 0, subscribers: 0, selections: 0, position: beginning }),
+        metrics: (request) => answering?.metrics(request) ?? Effect.succeed([])
+      }
+      const link = yield* Effect.acquireRelease(
+        Ipc.link<PrimaryCalls, WorkerCalls, WorkerEvent, PrimaryEvent>(processPort, handlers, (event) => {
+          if (event._tag === "Batch") batches.unsafeOffer(event.batch)
+        }),
+        (link) => Effect.sync(link.close)
+      )
+      // The primary is gone: stop as on SIGTERM (Runtime.ts), draining the clients.
+      const orphaned = () => process.kill(process.pid, "SIGTERM")
+      yield* Effect.acquireRelease(
+        Effect.sync(() => process.once("disconnect", orphaned)),
+        () => Effect.sync(() => process.off("disconnect", orphaned))
+      )
+      return { link, batches, answer: (given) => (answering = given) }
+    })
+  )
+
+/** The worker's Broadcast, from where the primary's poller is, fed by its batches. */
+const broadcastLayer = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const { link } = yield* PrimaryLink
+    const { position } = yield* Effect.orDie(link.call("subscribe", null))
+    return BroadcastModule.layer(position)
+  })
+)
+
+/** Fans out each batch from the primary and says so; tells it of this worker's commits; answers its calls. */
+const feedLayer = (slot: number) =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const { answer, batches, link } = yield* PrimaryLink
+      const broadcast = yield* Broadcast
+      const repo = yield* MessageRepo
+      const telemetry = yield* Telemetry.Telemetry
+      yield* Queue.take(batches).pipe(
+        Effect.flatMap((batch) => {
+          const decoded = Batch.decode(batch)
+          return Effect.zipRight(
+            broadcast.publishBatch(decoded),
+            Effect.sync(() => link.emit({ _tag: "FannedOut", last: decoded.last }))
+          )
+        }),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      yield* Effect.forkScoped(Stream.runForEach(repo.committed, () => Effect.sync(() => link.emit({ _tag: "Committed" }))))
+      const figures = yield* figuresOf(`worker ${slot}`)
+      answer({ figures: () => figures, metrics: () => telemetry.collect })
+    })
+  )
+
+/** The node's limits, kept by the primary. */
+const admissionLayer = Layer.effect(
+  Admission.Admission,
+  Effect.gen(function*() {
+    const { link } = yield* PrimaryLink
+    const { limits } = yield* AppConfig
+    const unreachable = () =>
+      new ServiceUnavailable({ retryAfter: 1, message: "This node is restarting a process; try again shortly" })
+    return Admission.Admission.of({
+      publish: (subject, address) =>
+        limits.publishRate === 0 ? Effect.void : link.call("publish", { publisher: Admission.publisherKey(subject, address) }).pipe(
+          Effect.mapError(unreachable),
+          Effect.flatMap((wait) => wait > 0 ? Effect.fail(Admission.publishRefused(limits, wait)) : Effect.void)
+        ),
+      stream: (address) =>
+        Effect.gen(function*() {
+          const client = Admission.limitKey(address)
+          const refusal = yield* Effect.mapError(link.call("admitStream", { client }), unreachable)
+          if (refusal !== null) return yield* Admission.streamRefused(limits, refusal)
+          yield* Effect.scopeWith((scope) =>
+            Scope.addFinalizer(scope, Effect.sync(() => link.emit({ _tag: "StreamClosed", client })))
+          )
+        }),
+      figures: Effect.orDie(link.call("admission", null))
+    })
+  })
+)
+
+/** What the node knows of itself, asked of the primary. */
+const nodeStatusLayer = Layer.effect(
+  NodeStatus,
+  Effect.gen(function*() {
+    const { link } = yield* PrimaryLink
+    return NodeStatus.of({
+      polling: link.call("polling", null).pipe(Effect.flatMap(Schema.decode(PollingStatus)), Effect.orDie),
+      processes: Effect.orElseSucceed(link.call("processes", null), () => []),
+      scrape: Effect.orDie(link.call("scrape", null))
+    })
+  })
+)
+
+/** A worker of the node, on a database its primary has migrated. */
+export const layer = Layer.unwrapEffect(
+  Effect.map(identity, ({ nodeName, slot }) =>
+    Http.layer.pipe(
+      Layer.provide(RequestPolicy.layer),
+      Layer.provide(Layer.merge(admissionLayer, nodeStatusLayer)),
+      Layer.provideMerge(feedLayer(slot)),
+      Layer.provideMerge(EventStream.layer),
+      Layer.provideMerge(broadcastLayer),
+      Layer.provideMerge(MessageRepoModule.layerAs(nodeName)),
+      Layer.provideMerge(linkLayer(slot)),
+      Layer.provideMerge(Telemetry.layer),
+      Layer.annotateLogs("worker", slot)
+    )
+  )
+)
