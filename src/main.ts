@@ -16,19 +16,22 @@ import * as Runtime from "./Runtime.js"
 
 const logging = Layer.unwrapEffect(Effect.map(AppConfig, (config) => Logging.layer(config.logFormat, config.logLevel)))
 
-/** A single process, a node's primary, or one of its workers (see Cluster/Primary). */
-const node = Layer.unwrapEffect(
-  Effect.gen(function*() {
-    if (Cluster.default.isWorker) return Worker.layer.pipe(Layer.provide(Database.layerNamed(Database.applicationName, false)))
-    const { workers } = yield* Sizing.plan
-    return workers === 1 ? App.layer.pipe(Layer.provide(Database.layer)) : Primary.layer(workers).pipe(Layer.provide(Database.layer))
-  })
-)
+/** Runs as a single process, a node's primary, or one of its workers (see Cluster/Primary). */
+const node = Effect.gen(function*() {
+  if (Cluster.default.isWorker) {
+    return yield* Layer.launch(Worker.layer.pipe(Layer.provide(Database.layerNamed(Database.applicationName, false))))
+  }
+  const { workers } = yield* Sizing.plan
+  return yield* workers === 1
+    ? Layer.launch(App.layer.pipe(Layer.provide(Database.layer)))
+    : Layer.launch(Primary.layer(workers).pipe(Layer.provide(Database.layer)))
+})
 
+// Lifecycle first: built before the node's layers and released after them, while the log is open.
 const main = node.pipe(
-  Layer.provide(Lifecycle.layer),
-  Layer.provide(logging),
-  Layer.provide(AppConfig.layer)
+  Effect.provide(Lifecycle.layer),
+  Effect.provide(logging),
+  Effect.provide(AppConfig.layer)
 )
 
 /** Expected start-up failures get one plain line; anything else, the whole cause. */
@@ -51,7 +54,7 @@ const report = (cause: Cause.Cause<unknown>) => {
 const reported = (cause: Cause.Cause<unknown>) =>
   Effect.locally(report(cause), FiberRef.currentLoggers, HashSet.make(Logger.defaultLogger))
 
-Runtime.runMain(Layer.launch(main).pipe(Effect.tapErrorCause(reported)), {
+Runtime.runMain(main.pipe(Effect.tapErrorCause(reported)), {
   disableErrorReporting: true,
   disablePrettyLogger: true
 })

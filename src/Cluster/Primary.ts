@@ -16,7 +16,7 @@
  * (see Worker.ts).
  */
 import * as Cluster from "node:cluster"
-import { Array as Arr, Context, Deferred, Duration, Effect, Exit, FiberId, Layer, PubSub, Redacted, Runtime, Schema, Stream } from "effect"
+import { Array as Arr, Context, Data, Deferred, Duration, Effect, Exit, FiberId, Layer, PubSub, Redacted, Runtime, Schema, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Admission from "../Access/Admission.js"
 import { AppConfig } from "../Config.js"
@@ -51,8 +51,12 @@ interface Member {
   /** Its open event streams by client, given back to the node's counts if it dies. */
   readonly streams: Map<string, number>
   readonly exited: Deferred.Deferred<void>
+  /** Done once it listens; failed if it exits before. */
+  readonly listening: Deferred.Deferred<void, WorkerStartError>
   readonly startedAt: number
 }
+
+export class WorkerStartError extends Data.TaggedError("WorkerStartError")<{ readonly message: string }> {}
 
 /** Batches a worker may leave unacknowledged before it is stopped as stuck. */
 const maxUnacked = 16
@@ -153,6 +157,8 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
     const members = new Map<number, Member>()
     const deaths = new Map<number, number>()
     let stopping = false
+    // Until every first worker listens, a worker that exits fails the start rather than being replaced.
+    let running = false
 
     // A terminal's Ctrl-C reaches the workers too, which exit: none is replaced from the first signal on.
     const onSignal = () => {
@@ -238,10 +244,12 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
           unacked: [],
           streams: new Map(),
           exited: Deferred.unsafeMake<void>(FiberId.none),
+          listening: Deferred.unsafeMake<void, WorkerStartError>(FiberId.none),
           startedAt: Date.now()
         }
         members.set(slot, self)
         const started = self
+        worker.once("listening", () => Deferred.unsafeDone(started.listening, Exit.void))
         worker.once("exit", (code, signal) => runFork(exited(started, code, signal)))
       })
 
@@ -255,7 +263,11 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
         member.streams.clear()
         if (members.get(member.slot) === member) members.delete(member.slot)
         Deferred.unsafeDone(member.exited, Exit.void)
-        if (stopping) return
+        Deferred.unsafeDone(
+          member.listening,
+          Exit.fail(new WorkerStartError({ message: `worker ${member.slot} exited before it listened (${signal ?? `code ${code}`}); its log says why` }))
+        )
+        if (stopping || !running) return
         const lived = Date.now() - member.startedAt
         const died = lived < Duration.toMillis(youngDeath) ? (deaths.get(member.slot) ?? 0) + 1 : 0
         deaths.set(member.slot, died)
@@ -277,26 +289,33 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
     cluster.schedulingPolicy = cluster.SCHED_NONE
     cluster.setupPrimary({ serialization: "advanced" })
     for (let slot = 1; slot <= count; slot++) yield* start(slot)
+    const first = [...members.values()]
 
     // Runs first at shutdown: the workers drain their clients and requests, then the poller and
     // the database stop.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         stopping = true
-        const running = [...members.values()]
-        yield* Effect.logInfo(`Stopping ${running.length} worker(s)`)
-        for (const member of running) member.worker.process.kill("SIGTERM")
-        const allExited = Effect.forEach(running, (member) => Deferred.await(member.exited), { discard: true })
+        const alive = [...members.values()]
+        yield* Effect.logInfo(`Stopping ${alive.length} worker(s)`)
+        for (const member of alive) member.worker.process.kill("SIGTERM")
+        const allExited = Effect.forEach(alive, (member) => Deferred.await(member.exited), { discard: true })
         const stopped = yield* allExited.pipe(
           Effect.interruptible,
           Effect.timeoutTo({ duration: Duration.sum(config.shutdownTimeout, Duration.seconds(5)), onSuccess: () => true, onTimeout: () => false })
         )
         if (stopped) return
         yield* Effect.logWarning("Some workers had not stopped in time; killing them")
-        for (const member of running) member.worker.process.kill("SIGKILL")
+        for (const member of alive) member.worker.process.kill("SIGKILL")
         yield* allExited.pipe(Effect.interruptible, Effect.timeoutOption("2 seconds"))
       })
     )
+
+    // Started once every first worker listens; a start that fails in one (a port in use, a
+    // database refusing it) fails the node's, as it would a single process's.
+    yield* Effect.forEach(first, (member) => Deferred.await(member.listening), { discard: true })
+    running = true
+    yield* Effect.logInfo(`All ${count} workers listen`)
   })
 
 /**
