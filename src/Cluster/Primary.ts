@@ -16,7 +16,7 @@
  * (see Worker.ts).
  */
 import * as Cluster from "node:cluster"
-import { Array as Arr, Context, Data, Deferred, Duration, Effect, Exit, FiberId, Layer, PubSub, Redacted, Runtime, Schema, Stream } from "effect"
+import { Array as Arr, Context, Data, Deferred, Duration, Effect, Exit, FiberId, Layer, Option, PubSub, Redacted, Runtime, Schema, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Admission from "../Access/Admission.js"
 import { AppConfig } from "../Config.js"
@@ -47,7 +47,7 @@ interface Member {
   readonly worker: Cluster.Worker
   readonly link: Ipc.Link<WorkerCalls, PrimaryEvent>
   /** Batches sent to it and not fanned out yet, oldest first. */
-  readonly unacked: Array<{ readonly last: MessageId; readonly done: Deferred.Deferred<void> }>
+  readonly unacked: Array<{ readonly last: MessageId; readonly done: Deferred.Deferred<number> }>
   /** Its open event streams by client, given back to the node's counts if it dies. */
   readonly streams: Map<string, number>
   readonly exited: Deferred.Deferred<void>
@@ -75,21 +75,23 @@ class Workers {
       const batch = encodeBatch(messages)
       const last = batch.ids[batch.ids.length - 1]!
       this.position = last
-      const waits: Array<Effect.Effect<void>> = []
+      const waits: Array<Effect.Effect<number>> = []
       for (const member of this.members) {
         if (member.unacked.length >= maxUnacked) {
           this.leave(member)
           this.stuck.push(member)
           continue
         }
-        const done = Deferred.unsafeMake<void>(FiberId.none)
+        const done = Deferred.unsafeMake<number>(FiberId.none)
         member.unacked.push({ last, done })
         member.link.emit({ _tag: "Batch", batch })
         waits.push(Deferred.await(done))
       }
-      return Effect.all(waits, { concurrency: "unbounded", discard: true }).pipe(
+      // The slowest worker's fan-out paces the poller; a worker that dies meanwhile counts as 0.
+      return Effect.all(waits, { concurrency: "unbounded" }).pipe(
         Effect.timeoutOption(fanOutWait),
-        Effect.zipRight(this.stopStuck)
+        Effect.map(Option.match({ onNone: () => fanOutWait, onSome: (millis) => Duration.millis(Math.max(0, ...millis)) })),
+        Effect.zipLeft(this.stopStuck)
       )
     })
 
@@ -115,15 +117,15 @@ class Workers {
     return this.position
   }
 
-  fannedOut(member: Member, last: MessageId) {
+  fannedOut(member: Member, last: MessageId, millis: number) {
     while (member.unacked.length > 0 && member.unacked[0]!.last <= last) {
-      Deferred.unsafeDone(member.unacked.shift()!.done, Exit.void)
+      Deferred.unsafeDone(member.unacked.shift()!.done, Exit.succeed(millis))
     }
   }
 
   leave(member: Member) {
     this.members.delete(member)
-    for (const { done } of member.unacked.splice(0)) Deferred.unsafeDone(done, Exit.void)
+    for (const { done } of member.unacked.splice(0)) Deferred.unsafeDone(done, Exit.succeed(0))
   }
 }
 
@@ -223,7 +225,7 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
     const onEvent = (member: () => Member) => (event: WorkerEvent) => {
       switch (event._tag) {
         case "FannedOut":
-          return workers.fannedOut(member(), event.last)
+          return workers.fannedOut(member(), event.last, event.millis)
         case "Committed":
           return workers.commit()
         case "StreamClosed":

@@ -35,7 +35,8 @@ export type WorkerCalls = {
 
 /** What a worker tells its primary. */
 export type WorkerEvent =
-  | { readonly _tag: "FannedOut"; readonly last: MessageId }
+  /** Through `last`, in `millis` of its fan-out (which paces the poller, as a process's own does). */
+  | { readonly _tag: "FannedOut"; readonly last: MessageId; readonly millis: number }
   | { readonly _tag: "Committed" }
   | { readonly _tag: "StreamClosed"; readonly client: string }
 

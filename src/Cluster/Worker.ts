@@ -8,7 +8,7 @@
  * A worker whose primary is gone (killed with -9, say) notices its channel closing and stops as
  * on SIGTERM, draining its clients, who reconnect once a node is back.
  */
-import { Config, Context, Effect, Layer, Queue, Schema, Scope, Stream } from "effect"
+import { Config, Context, Duration, Effect, Layer, Queue, Schema, Scope, Stream } from "effect"
 import * as Admission from "../Access/Admission.js"
 import * as RequestPolicy from "../Access/RequestPolicy.js"
 import { AppConfig } from "../Config.js"
@@ -100,9 +100,9 @@ const feedLayer = (slot: number) =>
       yield* Queue.take(batches).pipe(
         Effect.flatMap((batch) => {
           const decoded = Batch.decode(batch)
-          return Effect.zipRight(
-            broadcast.publishBatch(decoded),
-            Effect.sync(() => link.emit({ _tag: "FannedOut", last: decoded.last }))
+          return Effect.map(
+            Effect.timed(broadcast.publishBatch(decoded)),
+            ([elapsed]) => link.emit({ _tag: "FannedOut", last: decoded.last, millis: Duration.toMillis(elapsed) })
           )
         }),
         Effect.forever,

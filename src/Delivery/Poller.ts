@@ -41,12 +41,12 @@ export class Poller extends Context.Tag("pollcast/Poller")<Poller, {
 
 /**
  * Whom the poller serves: where its batches go (`publish`, which completes once they are fanned
- * out, so that polling keeps pace with the fan-out), and when writes made there have committed, so
- * that it polls at once. In a single process, its Broadcast and its repo; in a node of several
- * processes, the primary's workers (see Cluster/Primary).
+ * out with the time that took, so that polling keeps pace with the fan-out), and when writes made
+ * there have committed, so that it polls at once. In a single process, its Broadcast and its repo;
+ * in a node of several processes, the primary's workers (see Cluster/Primary).
  */
 export class Fanout extends Context.Tag("pollcast/Fanout")<Fanout, {
-  readonly publish: (messages: NonEmptyReadonlyArray<Message>) => Effect.Effect<void>
+  readonly publish: (messages: NonEmptyReadonlyArray<Message>) => Effect.Effect<Duration.Duration>
   readonly committed: Stream.Stream<void>
 }>() {}
 
@@ -73,7 +73,7 @@ const retryLogged = <A, E extends Error, R>(what: string, effect: Effect.Effect<
  */
 export const run = (
   status: Ref.Ref<PollerStatus>,
-  deliver: (messages: NonEmptyReadonlyArray<Message>) => Effect.Effect<void>,
+  deliver: (messages: NonEmptyReadonlyArray<Message>) => Effect.Effect<Duration.Duration>,
   committed: Stream.Stream<void>
 ) =>
   Effect.gen(function*() {
@@ -145,7 +145,7 @@ export const run = (
       )).pipe(
         Stream.filter(isNonEmptyReadonlyArray),
         Stream.tap((messages) =>
-          Effect.map(Effect.timed(deliver(messages)), ([elapsed]) => {
+          Effect.map(deliver(messages), (elapsed) => {
             fanOutMillis += Duration.toMillis(elapsed)
           })
         ),
@@ -254,7 +254,10 @@ export const broadcastFanout = Layer.effect(
   Effect.gen(function*() {
     const broadcast = yield* Broadcast.Broadcast
     const repo = yield* MessageRepo
-    return Fanout.of({ publish: broadcast.publish, committed: repo.committed })
+    return Fanout.of({
+      publish: (messages) => Effect.map(Effect.timed(broadcast.publish(messages)), ([elapsed]) => elapsed),
+      committed: repo.committed
+    })
   })
 )
 

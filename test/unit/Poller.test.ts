@@ -274,6 +274,7 @@ describe("Poller", () => {
         Effect.sleep("40 millis").pipe(Effect.zipRight(Effect.sync(() => {
           fanningOut += 40
           delivered += messages.length
+          return Duration.millis(40)
         })))
       return Effect.gen(function*() {
         const status = yield* Ref.make<Poller.PollerStatus>({ lastSuccessAt: 0, consecutiveFailures: 0, polls: 0, probes: 0, position: beginning, restartNeeded: Option.none() })
