@@ -13,7 +13,7 @@ export interface Settings {
   readonly host: string
   readonly port: number
   /**
-   * The node's worker processes, which share its port (see Cluster/Primary); none: enough for the
+   * The node's worker processes, which serve its port (see Cluster/Primary); none: enough for the
    * machine's cores and for MAX_STREAMS within the open-file limit. 1: a single process.
    */
   readonly workers: Option.Option<number>

@@ -4,7 +4,7 @@
  */
 import { HttpApiBuilder, HttpApiError, HttpMiddleware, HttpServer, HttpServerError } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Deferred, Duration, Effect, Layer } from "effect"
+import { Deferred, Duration, Effect, Layer, type Scope } from "effect"
 import * as NodeHttp from "node:http"
 import { AppConfig } from "./Config.js"
 import { EventStream } from "./Delivery/EventStream.js"
@@ -135,7 +135,7 @@ const requestsSettled = (server: NodeHttp.Server) => {
  * handled. The finalizer runs uninterruptibly, so each wait in it is made interruptible for its
  * timeout to be able to end it.
  */
-const shutdownGracefully = (server: NodeHttp.Server, settled: Effect.Effect<void>) =>
+const shutdownGracefully = (server: NodeHttp.Server, settled: Effect.Effect<void>, announce: boolean) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
     const eventStream = yield* EventStream
@@ -166,26 +166,44 @@ const shutdownGracefully = (server: NodeHttp.Server, settled: Effect.Effect<void
         )
       })
     )
-    yield* HttpServer.logAddress
+    if (announce) yield* HttpServer.logAddress
   })
 
+/**
+ * Where a server's connections come from: the port it listens on (and says so), or, in a worker
+ * of a node, its primary, which hands it each connection (`receive` installs what takes them, and
+ * the server listens only on a private address of its own, unannounced).
+ */
+export type ConnectionSource =
+  | { readonly _tag: "Port" }
+  | { readonly _tag: "Handed"; readonly receive: (server: NodeHttp.Server) => Effect.Effect<void, never, Scope.Scope> }
+
 /** Built in this order: request handlers, then the listening server, then the graceful shutdown. */
-export const layer = Layer.unwrapEffect(
-  Effect.gen(function*() {
-    const config = yield* AppConfig
-    // An idle keep-alive connection is closed by the server only after KEEP_ALIVE_TIMEOUT (Node
-    // advertises it in a Keep-Alive header). Node's 5 s default races clients and proxies that
-    // reuse a connection just as it closes (ECONNRESET); proxies and load balancers expect the
-    // server to wait longer than they do (60 s is common), and the headers timeout to be longer still.
-    const keepAlive = Duration.toMillis(config.keepAliveTimeout)
-    const server = NodeHttp.createServer()
-    server.keepAliveTimeout = keepAlive
-    server.headersTimeout = keepAlive + 1000
-    const settled = requestsSettled(server)
-    return Layer.scopedDiscard(shutdownGracefully(server, settled)).pipe(
-      // A long accept queue: after a restart every client reconnects within SSE_RETRY.
-      Layer.provideMerge(NodeHttpServer.layer(() => server, { port: config.port, host: config.host, backlog: 4096 })),
-      Layer.provide(Layer.scopedDiscard(listen(server)).pipe(Layer.provide(routerLayer)))
-    )
-  })
-)
+export const layerWith = (connections: ConnectionSource) =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const config = yield* AppConfig
+      // An idle keep-alive connection is closed by the server only after KEEP_ALIVE_TIMEOUT (Node
+      // advertises it in a Keep-Alive header). Node's 5 s default races clients and proxies that
+      // reuse a connection just as it closes (ECONNRESET); proxies and load balancers expect the
+      // server to wait longer than they do (60 s is common), and the headers timeout to be longer still.
+      const keepAlive = Duration.toMillis(config.keepAliveTimeout)
+      const server = NodeHttp.createServer()
+      server.keepAliveTimeout = keepAlive
+      server.headersTimeout = keepAlive + 1000
+      const settled = requestsSettled(server)
+      const listening = connections._tag === "Port"
+        ? { port: config.port, host: config.host, backlog: 4096 }
+        // Its own (exclusive), not the node's shared port: nothing connects to it.
+        : { port: 0, host: "127.0.0.1", exclusive: true }
+      return Layer.scopedDiscard(shutdownGracefully(server, settled, connections._tag === "Port")).pipe(
+        // A long accept queue: after a restart every client reconnects within SSE_RETRY.
+        Layer.provideMerge(NodeHttpServer.layer(() => server, listening)),
+        Layer.provide(Layer.scopedDiscard(
+          Effect.zipRight(listen(server), connections._tag === "Handed" ? connections.receive(server) : Effect.void)
+        ).pipe(Layer.provide(routerLayer)))
+      )
+    })
+  )
+
+export const layer = layerWith({ _tag: "Port" })

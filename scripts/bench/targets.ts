@@ -107,7 +107,8 @@ export const targetStarter = async (options: Options): Promise<StartTarget> => {
     }
     const auth = target === "pollcast-auth"
     const build = target === "compare" ? options.compareDir : options.pollcastDir
-    const workers = workersOf(target)
+    const given = runOptions.env?.WORKERS
+    const workers = workersOf(target) ?? (given === undefined ? undefined : Number(given))
     return start(
       {
         DATABASE_URL: databaseUrl,

@@ -5,7 +5,7 @@
  *
  * Not @effect/platform's Worker nor @effect/rpc: those run requests from a parent to its child,
  * while here each side calls the other (a worker asks its primary to admit a stream, the primary
- * asks its workers for their figures), over the channel node:cluster opened for the shared port.
+ * asks its workers for their figures), over the channel node:cluster opens to each worker.
  */
 import type { Serializable } from "node:child_process"
 import { Data, Deferred, Duration, Effect, Exit, FiberId, Runtime } from "effect"

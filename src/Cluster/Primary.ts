@@ -1,6 +1,7 @@
 /**
- * A node of several processes (WORKERS > 1): this primary and its workers, which share the HTTP
- * port through node:cluster (each worker accepts from the one listening socket).
+ * A node of several processes (WORKERS > 1): this primary and its workers (node:cluster
+ * processes). The primary listens on the node's port and hands each connection to the worker with
+ * the fewest open (see `front`).
  *
  * The primary owns what a node has once: the embedded PostgreSQL when used, the poller and its
  * wake-ups, retention, and the node's limits. The database sees one poller per node, whatever the
@@ -16,6 +17,7 @@
  * (see Worker.ts).
  */
 import * as Cluster from "node:cluster"
+import * as Net from "node:net"
 import { Array as Arr, Context, Data, Deferred, Duration, Effect, Exit, FiberId, Layer, Option, PubSub, Redacted, Runtime, Schema, Stream } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Admission from "../Access/Admission.js"
@@ -31,6 +33,7 @@ import * as Telemetry from "../Telemetry.js"
 import * as Ipc from "./Ipc.js"
 import { PollingStatus, pollingOf, type ProcessFigures } from "./NodeStatus.js"
 import {
+  handOff,
   nodeNameVariable,
   type PrimaryCalls,
   type PrimaryEvent,
@@ -43,6 +46,12 @@ const cluster = Cluster.default
 
 /** A worker as the primary sees it. */
 interface Member {
+  /** Connections handed to it and still open. */
+  connections: number
+  /** Connections on their way to it: their sockets are the primary's until sent. */
+  readonly handing: Set<Net.Socket>
+  /** It takes connections (its HTTP server is up). */
+  ready: boolean
   readonly slot: number
   readonly worker: Cluster.Worker
   readonly link: Ipc.Link<WorkerCalls, PrimaryEvent>
@@ -143,6 +152,57 @@ const fanout = (start: MessageId) =>
     ))
   )
 
+/**
+ * The node's port, in the primary: each connection is handed to the worker with the fewest open
+ * (and room for more), which serves it as its own (see Worker.ts).
+ *
+ * Not node:cluster's shared port. Its round-robin hands a connection to a worker and closes its own
+ * copy only once the worker says it took it: one handed to a worker at the moment it dies is then
+ * never answered nor closed, and an EventSource waiting on it never reconnects (seen in the
+ * worker-kill test). Its other mode, every worker accepting from the socket itself, leaves the
+ * kernel to choose: at 96,000 streams over 6 workers they held from 12,747 to 19,979, the last at
+ * its open-file limit, refusing the rest. Here every connection on its way to a worker that dies
+ * is closed (see `exited`), and the counts stay even (1,500 / 1,500 of 3,000 streams).
+ */
+const front = (members: () => Iterable<Member>) =>
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    const server = Net.createServer({ pauseOnConnect: true })
+    server.on("connection", (socket) => {
+      let chosen: Member | undefined
+      for (const member of members()) {
+        if (member.ready && (chosen === undefined || member.connections < chosen.connections)) chosen = member
+      }
+      if (chosen === undefined) {
+        socket.destroy()
+        return
+      }
+      const to = chosen
+      to.connections++
+      to.handing.add(socket)
+      // Once sent, the primary's copy is closed (the connection lives on in the worker's); one that
+      // could not be sent is closed with it, and its client reconnects. (With keepOpen false,
+      // Node would keep an unsendable connection open for ever.)
+      to.worker.send(handOff, socket, { keepOpen: true }, () => {
+        to.handing.delete(socket)
+        socket.destroy()
+      })
+    })
+    // The server's errors come through listen; a connection's, with its socket.
+    server.on("error", () => undefined)
+    yield* Effect.acquireRelease(
+      Effect.async<void, WorkerStartError>((resume) => {
+        server.once("error", (error) => resume(Effect.fail(new WorkerStartError({ message: error.message }))))
+        server.listen({ host: config.host, port: config.port, backlog: 4096 }, () => resume(Effect.void))
+      }),
+      // Stops accepting at once; the connections are the workers' (close would wait for them).
+      () => Effect.sync(() => server.close())
+    )
+    const address = server.address()
+    const where = typeof address === "object" && address !== null ? `${address.address}:${address.port}` : String(address)
+    yield* Effect.logInfo(`Listening on http://${where}`)
+  })
+
 /** A replacement for a worker that lived less than this waits, longer each time (1 s doubling, up to 30 s). */
 const youngDeath = Duration.seconds(10)
 const maxRestartDelay = Duration.seconds(30)
@@ -230,6 +290,14 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
           return workers.commit()
         case "StreamClosed":
           return release(member(), event.client)
+        case "Ready": {
+          const ready = member()
+          ready.ready = true
+          return Deferred.unsafeDone(ready.listening, Exit.void)
+        }
+        case "ConnectionClosed":
+          member().connections--
+          return
       }
     }
 
@@ -240,6 +308,9 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
         const member = () => self!
         const link = yield* Ipc.link<WorkerCalls, PrimaryCalls, PrimaryEvent, WorkerEvent>(worker, handlers(member), onEvent(member))
         self = {
+          connections: 0,
+          handing: new Set(),
+          ready: false,
           slot,
           worker,
           link,
@@ -251,12 +322,16 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
         }
         members.set(slot, self)
         const started = self
-        worker.once("listening", () => Deferred.unsafeDone(started.listening, Exit.void))
         worker.once("exit", (code, signal) => runFork(exited(started, code, signal)))
       })
 
     const exited = (member: Member, code: number | null, signal: string | null) =>
       Effect.gen(function*() {
+        // Node passes one socket at a time and queues the rest until the worker acknowledges the
+        // last; a worker that dies leaves that queue behind, open: closed here, their clients
+        // reconnect.
+        for (const socket of member.handing) socket.destroy()
+        member.handing.clear()
         member.link.close()
         workers.leave(member)
         for (const [client, open] of member.streams) {
@@ -284,11 +359,6 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
         if (!stopping) yield* start(member.slot)
       })
 
-    // Each worker accepts from the shared socket itself. node:cluster's default here, round-robin
-    // through the primary, hands a connection to a worker and closes it only once the worker says
-    // it took it: one handed to a worker at the moment it dies is never answered nor closed, and an
-    // EventSource waiting on it never reconnects. Measured balanced (505 / 512 of 1,017 idle streams).
-    cluster.schedulingPolicy = cluster.SCHED_NONE
     cluster.setupPrimary({ serialization: "advanced" })
     for (let slot = 1; slot <= count; slot++) yield* start(slot)
     const first = [...members.values()]
@@ -317,7 +387,8 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
     // database refusing it) fails the node's, as it would a single process's.
     yield* Effect.forEach(first, (member) => Deferred.await(member.listening), { discard: true })
     running = true
-    yield* Effect.logInfo(`All ${count} workers listen`)
+    // Opened last, so closed first: no connection is handed to a worker that is stopping.
+    yield* front(() => members.values())
   })
 
 /**

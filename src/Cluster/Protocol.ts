@@ -39,9 +39,19 @@ export type WorkerEvent =
   | { readonly _tag: "FannedOut"; readonly last: MessageId; readonly millis: number }
   | { readonly _tag: "Committed" }
   | { readonly _tag: "StreamClosed"; readonly client: string }
+  /** Its HTTP server is up: it takes connections. */
+  | { readonly _tag: "Ready" }
+  /** A connection handed to it has closed. */
+  | { readonly _tag: "ConnectionClosed" }
 
 /** What the primary tells a worker. */
 export type PrimaryEvent = { readonly _tag: "Batch"; readonly batch: EncodedBatch }
+
+/** The message a connection's socket is handed to a worker with (beside the Ipc channel's). */
+export const handOff = { pollcast: "connection" } as const
+
+export const isHandOff = (message: unknown): boolean =>
+  typeof message === "object" && message !== null && "pollcast" in message && message.pollcast === handOff.pollcast
 
 /** Environment the primary gives each worker it starts. */
 export const workerSlotVariable = "POLLCAST_WORKER"

@@ -55,7 +55,7 @@ export const plan = Effect.gen(function*() {
   yield* Effect.logInfo(
     planned.workers === 1
       ? `Running as one process (${chosen})`
-      : `Running as a primary and ${planned.workers} workers sharing the port (${chosen})`
+      : `Running as a primary and ${planned.workers} workers (${chosen})`
   )
   const capacity = Option.map(planned.streamsPerProcess, (perProcess) => perProcess * planned.workers)
   if (Option.isSome(capacity) && (maxStreams === 0 || maxStreams > capacity.value)) {

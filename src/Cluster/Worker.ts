@@ -1,13 +1,16 @@
 /**
- * A worker process of a node (see Primary.ts): it serves every route on the node's shared port,
- * holds its own clients' event streams, replays from the database for those that resume, and
- * writes with a pool of its own. What a node has once is its primary's: batches come from its
+ * A worker process of a node (see Primary.ts): it serves every route on the connections its
+ * primary hands it, holds its own clients' event streams, replays from the database for those that
+ * resume, and writes with a pool of its own. What a node has once is its primary's: batches come from its
  * poller, already encoded; the limits are its counts; /stats, /readyz and /metrics are gathered by
  * it from every process.
  *
  * A worker whose primary is gone (killed with -9, say) notices its channel closing and stops as
  * on SIGTERM, draining its clients, who reconnect once a node is back.
  */
+import { HttpServer } from "@effect/platform"
+import * as NodeHttp from "node:http"
+import * as Net from "node:net"
 import { Config, Context, Duration, Effect, Layer, Queue, Schema, Scope, Stream } from "effect"
 import * as Admission from "../Access/Admission.js"
 import * as RequestPolicy from "../Access/RequestPolicy.js"
@@ -24,6 +27,7 @@ import * as Telemetry from "../Telemetry.js"
 import * as Ipc from "./Ipc.js"
 import { figuresOf, NodeStatus, PollingStatus } from "./NodeStatus.js"
 import {
+  isHandOff,
   nodeNameVariable,
   type PrimaryCalls,
   type PrimaryEvent,
@@ -155,10 +159,43 @@ const nodeStatusLayer = Layer.effect(
   })
 )
 
+/**
+ * Takes the connections the primary hands over as the server's own, and tells it when each
+ * closes (it hands the next to the worker with the fewest).
+ */
+const receive = (link: Ipc.Link<PrimaryCalls, WorkerEvent>) => (server: NodeHttp.Server) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const onMessage = (message: unknown, socket: unknown) => {
+        if (!isHandOff(message) || !(socket instanceof Net.Socket)) return
+        socket.once("close", () => link.emit({ _tag: "ConnectionClosed" }))
+        server.emit("connection", socket)
+        socket.resume()
+      }
+      process.on("message", onMessage)
+      return onMessage
+    }),
+    (onMessage) => Effect.sync(() => process.off("message", onMessage))
+  )
+
+/** Tells the primary that the worker takes connections, once its server is up. */
+const readyLayer = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    yield* HttpServer.HttpServer
+    const { link } = yield* PrimaryLink
+    link.emit({ _tag: "Ready" })
+  })
+)
+
+const httpLayer = Layer.unwrapEffect(
+  Effect.map(PrimaryLink, ({ link }) => Http.layerWith({ _tag: "Handed", receive: receive(link) }))
+)
+
 /** A worker of the node, on a database its primary has migrated. */
 export const layer = Layer.unwrapEffect(
   Effect.map(identity, ({ nodeName, slot }) =>
-    Http.layer.pipe(
+    readyLayer.pipe(
+      Layer.provideMerge(httpLayer),
       Layer.provide(RequestPolicy.layer),
       Layer.provide(Layer.merge(admissionLayer, nodeStatusLayer)),
       Layer.provideMerge(feedLayer(slot)),

@@ -14,13 +14,21 @@
  */
 import { Generators, type MergedTally } from "../generators.js"
 import { now, sleep } from "../measure.js"
-import type { Target } from "../options.js"
+import { Effect, Option } from "effect"
+import * as Os from "node:os"
+import * as Sizing from "../../../src/Cluster/Sizing.js"
+import { type Target, workersOf } from "../options.js"
 import { publish } from "../publisher.js"
 import type { Round, Scenario } from "../scenario.js"
 import { cpuOf, memory, metricSums, type ServerProcess } from "../serverProcesses.js"
 import { round } from "../statistics.js"
 
 const channel = "scale"
+
+/** The WORKERS a node takes by default for `maxStreams` on this machine (src/Cluster/Sizing.ts). */
+const defaultWorkers = (maxStreams: number) =>
+  Effect.runPromise(Effect.map(Sizing.openFileLimit, (openFiles) =>
+    Sizing.planFor(Option.none(), Os.availableParallelism(), maxStreams, openFiles).workers))
 /** The service's default: what a node holding this many streams would run with. */
 const defaultPollIntervalMs = 1000
 const broadcastsPerSecond = 1
@@ -125,8 +133,11 @@ const problemsOf = (tally: MergedTally, broadcasts: number) => {
 const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
   const { broadcasts, clientsPerGenerator, subscribers } = bench.scale
   const database = await bench.database.fresh()
+  const maxStreams = Math.min(1_000_000, subscribers)
+  // The node's own default for that many streams on this machine, unless --workers names a count.
+  const workers = workersOf(target) ?? await defaultWorkers(maxStreams)
   const server = await bench.startTarget(target, database.url, defaultPollIntervalMs, {
-    env: { MAX_STREAMS: String(Math.min(1_000_000, subscribers)), MAX_STREAMS_PER_CLIENT: "0", MAX_CONNECTIONS_PER_CLIENT: "0" }
+    env: { MAX_STREAMS: String(maxStreams), MAX_STREAMS_PER_CLIENT: "0", MAX_CONNECTIONS_PER_CLIENT: "0", WORKERS: String(workers) }
   })
   const generators = Generators.start(subscribers, clientsPerGenerator)
   try {
