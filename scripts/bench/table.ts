@@ -177,8 +177,9 @@ export const tableOf = (targets: ReadonlyArray<Target>, results: Record<string, 
     row("broadcast latency p99 (ms)", cell((run) => run.delivery.latencyMs.p99), false)
     row("broadcast latency max (ms)", cell((run) => run.delivery.latencyMs.max), false)
     row("server CPU s (broadcasts)", cell((run) => run.delivery.serverCpuSeconds), false)
+    row("load generators' CPU s meanwhile (same cores)", cell((run) => run.delivery.generatorCpuSeconds ?? "–"), false)
     row("server RSS before / with the streams (MB)", cell((run) => `${run.memory.rssBeforeMB} / ${run.memory.rssWithStreamsMB}`))
-    row("server KB per connection", cell((run) => run.memory.kbPerConnection), false)
+    row("server KB per connection (all / second half)", cell((run) => `${run.memory.kbPerConnection} / ${run.memory.secondHalfKbPerConnection ?? "–"}`), false)
     row("server KB per connection, live (after a full GC)", cell((run) => run.memory.liveKbPerConnection), false)
   }
   const intervalSweep = results.intervals as { steps: Array<{ pollIntervalMs: number } & Runs> } | undefined

@@ -42,7 +42,9 @@ export const ProcessFigures = Schema.Struct({
   /** What it has fanned out through. */
   position: Schema.String,
   /** When its latest write failed, if its latest write did fail (epoch milliseconds). */
-  writeFailedAt: Schema.optional(Schema.Number)
+  writeFailedAt: Schema.optional(Schema.Number),
+  /** Its memory in bytes: resident, the JavaScript heap in use, and what lies outside it (buffers). */
+  memory: Schema.Struct({ rss: Schema.Number, heapUsed: Schema.Number, external: Schema.Number })
 })
 export type ProcessFigures = typeof ProcessFigures.Type
 
@@ -53,6 +55,12 @@ export class NodeStatus extends Context.Tag("pollcast/NodeStatus")<NodeStatus, {
   /** Every metric of every process, in Prometheus' text format. */
   readonly scrape: Effect.Effect<string>
 }>() {}
+
+/** This process's memory, as ProcessFigures gives it. */
+export const memoryNow = () => {
+  const { external, heapUsed, rss } = process.memoryUsage()
+  return { rss, heapUsed, external }
+}
 
 /** This process's figures, as `name`. */
 export const figuresOf = (name: string) =>
@@ -69,6 +77,7 @@ export const figuresOf = (name: string) =>
         subscribers: yield* broadcast.subscribers,
         selections: yield* eventStream.selections,
         position: yield* broadcast.position,
+        memory: memoryNow(),
         ...(Option.isSome(failing) ? { writeFailedAt: failing.value.at } : {})
       } satisfies ProcessFigures
     })

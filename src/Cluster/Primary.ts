@@ -31,7 +31,7 @@ import * as MessageRepo from "../Storage/MessageRepo.js"
 import * as Retention from "../Storage/Retention.js"
 import * as Telemetry from "../Telemetry.js"
 import * as Ipc from "./Ipc.js"
-import { PollingStatus, pollingOf, type ProcessFigures } from "./NodeStatus.js"
+import { memoryNow, PollingStatus, pollingOf, type ProcessFigures } from "./NodeStatus.js"
 import {
   handOff,
   nodeNameVariable,
@@ -237,7 +237,8 @@ const supervise = (count: number, nodeName: string, workerEnv: Record<string, st
       clients: 0,
       subscribers: 0,
       selections: 0,
-      position: workers.position
+      position: workers.position,
+      memory: memoryNow()
     }))
 
     /** What every worker answers in time; the others are left out. */

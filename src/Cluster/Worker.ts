@@ -25,7 +25,7 @@ import { MessageRepo } from "../Storage/MessageRepo.js"
 import * as MessageRepoModule from "../Storage/MessageRepo.js"
 import * as Telemetry from "../Telemetry.js"
 import * as Ipc from "./Ipc.js"
-import { figuresOf, NodeStatus, PollingStatus } from "./NodeStatus.js"
+import { figuresOf, memoryNow, NodeStatus, PollingStatus } from "./NodeStatus.js"
 import {
   isHandOff,
   nodeNameVariable,
@@ -65,7 +65,15 @@ const linkLayer = (slot: number) =>
       const handlers: Ipc.Handlers<WorkerCalls> = {
         figures: (request) =>
           answering?.figures(request) ??
-            Effect.succeed({ name: `worker ${slot}`, pid: process.pid, clients: 0, subscribers: 0, selections: 0, position: beginning }),
+            Effect.succeed({
+              name: `worker ${slot}`,
+              pid: process.pid,
+              clients: 0,
+              subscribers: 0,
+              selections: 0,
+              position: beginning,
+              memory: memoryNow()
+            }),
         metrics: (request) => answering?.metrics(request) ?? Effect.succeed([])
       }
       const link = yield* Effect.acquireRelease(

@@ -86,7 +86,7 @@ export const group = (api: Api.Routed) =>
               consecutivePollFailures: poller.consecutiveFailures,
               wakeup,
               limits: yield* policy.figures,
-              processes: processes.map(({ clients, name, pid }) => ({ name, pid, clients }))
+              processes: processes.map(({ clients, memory, name, pid }) => ({ name, pid, clients, memory }))
             }
           }))
         .handle("metrics", ({ request }) => Effect.zipRight(operator(request), node.scrape))

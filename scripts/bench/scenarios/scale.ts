@@ -12,6 +12,7 @@
  * how many were open when failures began and why each client failed (the answer's status, the
  * socket's error, or no answer), with the node's warnings.
  */
+import { cpuSeconds } from "../../support/processStats.js"
 import { Generators, type MergedTally } from "../generators.js"
 import { now, sleep } from "../measure.js"
 import { Effect, Option } from "effect"
@@ -20,7 +21,7 @@ import * as Sizing from "../../../src/Cluster/Sizing.js"
 import { type Target, workersOf } from "../options.js"
 import { publish } from "../publisher.js"
 import type { Round, Scenario } from "../scenario.js"
-import { cpuOf, memory, metricSums, type ServerProcess } from "../serverProcesses.js"
+import { cpuOf, memory, metricSums, rssOf, type ServerProcess } from "../serverProcesses.js"
 import { round } from "../statistics.js"
 
 const channel = "scale"
@@ -73,6 +74,8 @@ export interface ScaleRun {
     readonly kbPerConnection: number
     /** The same with RSS measured after a full garbage collection in each process. */
     readonly liveKbPerConnection: number
+    /** The same over the second half of the streams alone (what each more stream costs, past the start-up growth). */
+    readonly secondHalfKbPerConnection: number | undefined
     /** The processes that ran that collection (those that handle SIGUSR2), of all. */
     readonly collected: number
   }
@@ -87,6 +90,8 @@ export interface ScaleRun {
     readonly deliveries: number
     /** CPU of all the node's processes from the first broadcast to the last delivery. */
     readonly serverCpuSeconds: number
+    /** CPU the load generators took meanwhile, on the same cores (each parses every event it gets). */
+    readonly generatorCpuSeconds: number
   }
 }
 
@@ -148,12 +153,17 @@ const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
     const paths = Array.from({ length: subscribers }, () => ({ path: `/events?channel=${channel}`, group: channel, probe: true }))
     let failuresBegan: Shortfall["failuresBegan"]
     let loggedAt = 0
+    // Memory when half the streams are open, for what the second half costs.
+    let half: Promise<{ readonly opened: number; readonly rss: number }> | undefined
     const started = now()
     await generators.connect(server, paths, {
       concurrency: Math.max(1, Math.min(256, Math.floor(inFlight / generators.pids.length))),
       timeoutMs: answerTimeoutMs,
       onProgress: ({ failed, opened }) => {
         if (failed > 0 && failuresBegan === undefined) failuresBegan = { opened, seconds: round((now() - started) / 1000) }
+        if (half === undefined && opened >= subscribers / 2) {
+          half = server.processes().then((processes) => ({ opened, rss: rssOf(processes) }))
+        }
         if (now() - loggedAt >= 10_000) {
           loggedAt = now()
           bench.log(`  ${target}: ${opened} streams open, ${failed} failed`)
@@ -183,6 +193,7 @@ const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
     await sleep(2000)
     const processes = await server.processes()
     const withStreams = await memory(processes)
+    const halfway = await half
     const perStream = (bytes: number) => round(bytes / 1024 / Math.max(1, held), 2)
 
     // Two broadcasts first (JIT, the pools), then the ones measured, on the same streams.
@@ -190,6 +201,8 @@ const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
     await awaitDelivery(generators, { [channel]: warmUp.byChannel.get(channel) ?? { count: 0, sequenceSum: 0 } })
     await generators.reset()
     const cpuBefore = cpuOf(processes)
+    const generatorCpu = () => generators.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
+    const generatorCpuBefore = generatorCpu()
     const published = await publish({
       url: server.url,
       headers: server.headers,
@@ -199,6 +212,7 @@ const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
     })
     const tally = await awaitDelivery(generators, { [channel]: published.byChannel.get(channel) ?? { count: 0, sequenceSum: 0 } })
     const serverCpuSeconds = cpuOf(processes) - cpuBefore
+    const generatorCpuSeconds = generatorCpu() - generatorCpuBefore
     const problems = problemsOf(tally, published.accepted)
     if (published.failed > 0) problems.push(`${published.failed} broadcasts refused`)
     const run: ScaleRun = {
@@ -222,6 +236,9 @@ const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
         rssWithStreamsMB: round(withStreams.raw / 1024 / 1024),
         kbPerConnection: perStream(withStreams.raw - before.raw),
         liveKbPerConnection: perStream(withStreams.live - before.live),
+        secondHalfKbPerConnection: halfway === undefined || held <= halfway.opened
+          ? undefined
+          : round((withStreams.raw - halfway.rss) / 1024 / (held - halfway.opened), 2),
         collected: withStreams.collected
       },
       delivery: {
@@ -236,7 +253,8 @@ const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
           max: round(tally.latency.max / 1000)
         },
         deliveries: tally.probeMessages,
-        serverCpuSeconds: round(serverCpuSeconds, 2)
+        serverCpuSeconds: round(serverCpuSeconds, 2),
+        generatorCpuSeconds: round(generatorCpuSeconds, 2)
       }
     }
     bench.log(
