@@ -26,28 +26,20 @@ import * as MessageRepoModule from "../Storage/MessageRepo.js"
 import * as Telemetry from "../Telemetry.js"
 import * as Ipc from "./Ipc.js"
 import { figuresOf, memoryNow, NodeStatus, PollingStatus } from "./NodeStatus.js"
-import {
-  isHandOff,
-  nodeNameVariable,
-  type PrimaryCalls,
-  type PrimaryEvent,
-  type WorkerCalls,
-  type WorkerEvent,
-  workerSlotVariable
-} from "./Protocol.js"
+import * as Protocol from "./Protocol.js"
 
 /** Which worker this is, and the node's name (its announcements'), as the primary started it. */
 export const identity = Config.all({
-  slot: Config.integer(workerSlotVariable),
-  nodeName: Config.string(nodeNameVariable)
+  slot: Config.integer(Protocol.workerSlotVariable),
+  nodeName: Config.string(Protocol.nodeNameVariable)
 })
 
 class PrimaryLink extends Context.Tag("pollcast/Cluster/PrimaryLink")<PrimaryLink, {
-  readonly link: Ipc.Link<PrimaryCalls, WorkerEvent>
+  readonly link: Ipc.Link<Protocol.PrimaryCalls, Protocol.WorkerEvent>
   /** Batches from the primary, in order (at most 16 are unacknowledged: see Primary.ts). */
   readonly batches: Queue.Dequeue<EncodedBatch>
   /** Answers the primary's calls from now on (before, it is told nothing is here yet). */
-  readonly answer: (handlers: Ipc.Handlers<WorkerCalls>) => void
+  readonly answer: (handlers: Ipc.Handlers<Protocol.WorkerCalls>) => void
 }>() {}
 
 const processPort: Ipc.Port = {
@@ -61,8 +53,8 @@ const linkLayer = (slot: number) =>
     PrimaryLink,
     Effect.gen(function*() {
       const batches = yield* Effect.acquireRelease(Queue.unbounded<EncodedBatch>(), Queue.shutdown)
-      let answering: Ipc.Handlers<WorkerCalls> | undefined
-      const handlers: Ipc.Handlers<WorkerCalls> = {
+      let answering: Ipc.Handlers<Protocol.WorkerCalls> | undefined
+      const handlers: Ipc.Handlers<Protocol.WorkerCalls> = {
         figures: (request) =>
           answering?.figures(request) ??
             Effect.succeed({
@@ -77,7 +69,7 @@ const linkLayer = (slot: number) =>
         metrics: (request) => answering?.metrics(request) ?? Effect.succeed([])
       }
       const link = yield* Effect.acquireRelease(
-        Ipc.link<PrimaryCalls, WorkerCalls, WorkerEvent, PrimaryEvent>(processPort, handlers, (event) => {
+        Ipc.link<Protocol.PrimaryCalls, Protocol.WorkerCalls, Protocol.WorkerEvent, Protocol.PrimaryEvent>(processPort, handlers, (event) => {
           if (event._tag === "Batch") batches.unsafeOffer(event.batch)
         }),
         (link) => Effect.sync(link.close)
@@ -171,11 +163,11 @@ const nodeStatusLayer = Layer.effect(
  * Takes the connections the primary hands over as the server's own, and tells it when each
  * closes (it hands the next to the worker with the fewest).
  */
-const receive = (link: Ipc.Link<PrimaryCalls, WorkerEvent>) => (server: NodeHttp.Server) =>
+const receive = (link: Ipc.Link<Protocol.PrimaryCalls, Protocol.WorkerEvent>) => (server: NodeHttp.Server) =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const onMessage = (message: unknown, socket: unknown) => {
-        if (!isHandOff(message) || !(socket instanceof Net.Socket)) return
+        if (!Protocol.isHandOff(message) || !(socket instanceof Net.Socket)) return
         socket.once("close", () => link.emit({ _tag: "ConnectionClosed" }))
         server.emit("connection", socket)
         socket.resume()

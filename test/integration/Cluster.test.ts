@@ -7,24 +7,16 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule, Schema } from "effect"
 import * as Fs from "node:fs"
 import * as NodeHttp from "node:http"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import * as ServiceProcess from "../../scripts/support/ServiceProcess.js"
+import * as DataDir from "../support/DataDir.js"
 import { freePort } from "../support/freePort.js"
 import { request } from "../support/Http.js"
 import { scrape } from "../support/Scrape.js"
 import * as SseClient from "../support/SseClient.js"
 import { eventually } from "../support/SseClient.js"
 
-const dataDir = Effect.acquireRelease(
-  Effect.sync(() => {
-    const folder = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-cluster-"))
-    // The embedded server runs as another user when the tests run as root.
-    Fs.chmodSync(folder, 0o755)
-    return folder
-  }),
-  (folder) => Effect.sync(() => Fs.rmSync(folder, { recursive: true, force: true }))
-)
+const dataDir = DataDir.dataDir("pollcast-cluster-")
 
 const Stats = Schema.Struct({
   clients: Schema.Number,

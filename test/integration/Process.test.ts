@@ -6,21 +6,13 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Os from "node:os"
 import * as Path from "node:path"
+import * as DataDir from "../support/DataDir.js"
 import { freePort } from "../support/freePort.js"
 import * as ServiceProcess from "../../scripts/support/ServiceProcess.js"
 import { eventually } from "../support/SseClient.js"
 
-const dataDir = Effect.acquireRelease(
-  Effect.sync(() => {
-    const folder = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pollcast-process-"))
-    // The embedded server runs as another user when the tests run as root.
-    Fs.chmodSync(folder, 0o755)
-    return folder
-  }),
-  (folder) => Effect.sync(() => Fs.rmSync(folder, { recursive: true, force: true }))
-)
+const dataDir = DataDir.dataDir("pollcast-process-")
 
 const settings = Effect.gen(function*() {
   return {
