@@ -31,6 +31,20 @@ export const listed = async (url: string, headers: Record<string, string>): Prom
 }
 
 /**
+ * The JavaScript heap in use, in bytes, summed over the processes a server's /stats lists with
+ * their memory; undefined where it gives none.
+ */
+export const heapUsedOf = async (url: string, headers: Record<string, string>): Promise<number | undefined> => {
+  const response = await fetch(new URL("/stats", url), { headers }).catch(() => undefined)
+  if (response?.ok !== true) return undefined
+  const stats = (await response.json().catch(() => undefined)) as { processes?: ReadonlyArray<{ memory?: { heapUsed?: unknown } }> } | undefined
+  const heaps = (stats?.processes ?? []).map((process) => process.memory?.heapUsed)
+  return heaps.length > 0 && heaps.every((heap): heap is number => typeof heap === "number")
+    ? heaps.reduce((sum, heap) => sum + heap, 0)
+    : undefined
+}
+
+/**
  * Waits until the list of processes stops growing (two reads alike, half a second apart) and
  * holds at least `expected` of them, for 30 s at most: workers start after the primary listens.
  * Returns at once for a server that lists none.

@@ -181,6 +181,7 @@ export const tableOf = (targets: ReadonlyArray<Target>, results: Record<string, 
     row("server RSS before / with the streams (MB)", cell((run) => `${run.memory.rssBeforeMB} / ${run.memory.rssWithStreamsMB}`))
     row("server KB per connection (all / second half)", cell((run) => `${run.memory.kbPerConnection} / ${run.memory.secondHalfKbPerConnection ?? "–"}`), false)
     row("server KB per connection, live (after a full GC)", cell((run) => run.memory.liveKbPerConnection), false)
+    row("  of which the JavaScript heap in use (after a full GC)", cell((run) => run.memory.heapKbPerConnection ?? "–"), false)
   }
   const intervalSweep = results.intervals as { steps: Array<{ pollIntervalMs: number } & Runs> } | undefined
   if (intervalSweep !== undefined) {

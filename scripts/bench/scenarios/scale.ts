@@ -21,7 +21,7 @@ import * as Sizing from "../../../src/Cluster/Sizing.js"
 import { type Target, workersOf } from "../options.js"
 import { publish } from "../publisher.js"
 import type { Round, Scenario } from "../scenario.js"
-import { cpuOf, memory, metricSums, rssOf, type ServerProcess } from "../serverProcesses.js"
+import { cpuOf, heapUsedOf, memory, metricSums, rssOf, type ServerProcess } from "../serverProcesses.js"
 import { round } from "../statistics.js"
 
 const channel = "scale"
@@ -74,6 +74,8 @@ export interface ScaleRun {
     readonly kbPerConnection: number
     /** The same with RSS measured after a full garbage collection in each process. */
     readonly liveKbPerConnection: number
+    /** The JavaScript heap in use after a full GC, over the processes, per stream (from /stats). */
+    readonly heapKbPerConnection: number | undefined
     /** The same over the second half of the streams alone (what each more stream costs, past the start-up growth). */
     readonly secondHalfKbPerConnection: number | undefined
     /** The processes that ran that collection (those that handle SIGUSR2), of all. */
@@ -148,6 +150,7 @@ const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
   try {
     await sleep(2000)
     const before = await memory(await server.processes())
+    const heapBefore = await heapUsedOf(server.url, server.headers)
     bench.log(`  ${target}: ${before.processes.length} process(es), ${round(before.raw / 1024 / 1024)} MB; ${subscribers} subscribers from ${generators.pids.length} generator(s)`)
 
     const paths = Array.from({ length: subscribers }, () => ({ path: `/events?channel=${channel}`, group: channel, probe: true }))
@@ -194,6 +197,7 @@ const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
     const processes = await server.processes()
     const withStreams = await memory(processes)
     const halfway = await half
+    const heapWith = await heapUsedOf(server.url, server.headers)
     const perStream = (bytes: number) => round(bytes / 1024 / Math.max(1, held), 2)
 
     // Two broadcasts first (JIT, the pools), then the ones measured, on the same streams.
@@ -236,6 +240,7 @@ const scaleRun = async (bench: Round, target: Target): Promise<ScaleRun> => {
         rssWithStreamsMB: round(withStreams.raw / 1024 / 1024),
         kbPerConnection: perStream(withStreams.raw - before.raw),
         liveKbPerConnection: perStream(withStreams.live - before.live),
+        heapKbPerConnection: heapBefore === undefined || heapWith === undefined ? undefined : perStream(heapWith - heapBefore),
         secondHalfKbPerConnection: halfway === undefined || held <= halfway.opened
           ? undefined
           : round((withStreams.raw - halfway.rss) / 1024 / (held - halfway.opened), 2),
