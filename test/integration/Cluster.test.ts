@@ -9,14 +9,13 @@ import * as Fs from "node:fs"
 import * as NodeHttp from "node:http"
 import * as Path from "node:path"
 import * as ServiceProcess from "../../scripts/support/ServiceProcess.js"
-import * as DataDir from "../support/DataDir.js"
 import { freePort } from "../support/freePort.js"
 import { request } from "../support/Http.js"
 import { scrape } from "../support/Scrape.js"
 import * as SseClient from "../support/SseClient.js"
 import { eventually } from "../support/SseClient.js"
 
-const dataDir = DataDir.dataDir("pollcast-cluster-")
+const dataDir = ServiceProcess.temporaryFolder("pollcast-cluster-")
 
 const Stats = Schema.Struct({
   clients: Schema.Number,

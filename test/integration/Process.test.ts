@@ -7,12 +7,11 @@ import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import * as DataDir from "../support/DataDir.js"
 import { freePort } from "../support/freePort.js"
 import * as ServiceProcess from "../../scripts/support/ServiceProcess.js"
 import { eventually } from "../support/SseClient.js"
 
-const dataDir = DataDir.dataDir("pollcast-process-")
+const dataDir = ServiceProcess.temporaryFolder("pollcast-process-")
 
 const settings = Effect.gen(function*() {
   return {
