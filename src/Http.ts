@@ -1,17 +1,20 @@
 /**
  * The HTTP server: every route, JSON errors, and a shutdown that stops accepting connections, ends
- * the event streams, and gives in-flight requests SHUTDOWN_TIMEOUT to finish before cutting them.
+ * the event streams, and gives in-flight requests and ending streams SHUTDOWN_TIMEOUT to finish
+ * before cutting them.
  */
 import { HttpApiBuilder, HttpApiError, HttpMiddleware, HttpServer, HttpServerError } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Deferred, Duration, Effect, Layer, type Scope } from "effect"
 import * as NodeHttp from "node:http"
+import type * as Net from "node:net"
 import { AppConfig } from "./Config.js"
 import { EventStream } from "./Delivery/EventStream.js"
 import * as Connections from "./Http/Connections.js"
 import * as Docs from "./Http/Docs.js"
 import * as Events from "./Http/Events.js"
 import * as Health from "./Http/Health.js"
+import { InFlight } from "./Http/InFlight.js"
 import * as Answer from "./Http/Answer.js"
 import * as Messages from "./Http/Messages.js"
 import * as Page from "./Http/Page.js"
@@ -76,7 +79,7 @@ export const servedRoutes = Effect.map(HttpApiBuilder.Router.router, (router) =>
  * their own (see Http/Events.ts). Registered before the server listens: a request that arrived in
  * between would find no handler and wait forever.
  */
-const listen = (server: NodeHttp.Server) =>
+const listen = (server: NodeHttp.Server, streams: InFlight<Net.Socket>) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
     const policy = yield* RequestPolicy
@@ -86,7 +89,7 @@ const listen = (server: NodeHttp.Server) =>
     const handleApp = yield* NodeHttpServer.makeHandler(yield* HttpApiBuilder.httpApp).pipe(
       Effect.locally(HttpMiddleware.currentTracerDisabledWhen, (request) => hasTokenInQuery(request.url))
     )
-    const handleEvents = yield* Events.handler
+    const handleEvents = yield* Events.handler(streams)
     const api = Api.make(config.maxBodyBytes)
     const crossOrigin = Api.crossOriginRoutes(api)
     const record = yield* RequestLog.make([...Api.paths(api), ...Page.paths, ...Docs.paths])
@@ -111,22 +114,14 @@ const listen = (server: NodeHttp.Server) =>
     )
   })
 
-/** Completes whenever no request is in flight on `server` (at once if none is). */
-const requestsSettled = (server: NodeHttp.Server) => {
-  let inFlight = 0
-  const waiting = new Set<() => void>()
+/** Counts the requests of `server` in flight, each from its arrival until its response closes. */
+const countRequests = (server: NodeHttp.Server, requests: InFlight<NodeHttp.ServerResponse>) => {
+  function left(this: NodeHttp.ServerResponse) {
+    requests.leave(this)
+  }
   server.on("request", (_request, response: NodeHttp.ServerResponse) => {
-    inFlight++
-    response.once("close", () => {
-      inFlight--
-      if (inFlight === 0) for (const wake of waiting) wake()
-    })
-  })
-  return Effect.async<void>((resume) => {
-    if (inFlight === 0) return resume(Effect.void)
-    const wake = () => resume(Effect.void)
-    waiting.add(wake)
-    return Effect.sync(() => waiting.delete(wake))
+    requests.enter(response)
+    response.on("close", left)
   })
 }
 
@@ -135,7 +130,12 @@ const requestsSettled = (server: NodeHttp.Server) => {
  * handled. The finalizer runs uninterruptibly, so each wait in it is made interruptible for its
  * timeout to be able to end it.
  */
-const shutdownGracefully = (server: NodeHttp.Server, settled: Effect.Effect<void>, announce: boolean) =>
+const shutdownGracefully = (
+  server: NodeHttp.Server,
+  requests: InFlight<NodeHttp.ServerResponse>,
+  streams: InFlight<Net.Socket>,
+  announce: boolean
+) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
     const eventStream = yield* EventStream
@@ -145,7 +145,7 @@ const shutdownGracefully = (server: NodeHttp.Server, settled: Effect.Effect<void
         yield* Effect.sync(() => server.close(() => Deferred.unsafeDone(allClosed, Effect.void)))
         yield* Effect.logInfo("Shutting down: refusing new connections, ending event streams")
         yield* eventStream.drain
-        const finished = yield* settled.pipe(
+        const finished = yield* Effect.zip(requests.settled, streams.settled, { concurrent: true }).pipe(
           Effect.interruptible,
           Effect.timeoutTo({ duration: config.shutdownTimeout, onSuccess: () => true, onTimeout: () => false })
         )
@@ -153,8 +153,10 @@ const shutdownGracefully = (server: NodeHttp.Server, settled: Effect.Effect<void
           yield* Effect.logWarning("Requests still open after SHUTDOWN_TIMEOUT; closing their connections")
         }
         // Whatever is left carries no request: idle keep-alive connections, and connections
-        // that clients opened ahead of a request they never sent.
+        // that clients opened ahead of a request they never sent. And streams whose clients
+        // have not taken their last bytes.
         server.closeAllConnections()
+        for (const socket of streams.values()) socket.destroy()
         yield* Deferred.await(allClosed).pipe(
           Effect.interruptible,
           Effect.timeoutTo({
@@ -191,16 +193,18 @@ export const layerWith = (connections: ConnectionSource) =>
       const server = NodeHttp.createServer()
       server.keepAliveTimeout = keepAlive
       server.headersTimeout = keepAlive + 1000
-      const settled = requestsSettled(server)
+      const requests = new InFlight<NodeHttp.ServerResponse>()
+      const streams = new InFlight<Net.Socket>()
+      countRequests(server, requests)
       const listening = connections._tag === "Port"
         ? { port: config.port, host: config.host, backlog: 4096 }
         // Its own (exclusive), not the node's shared port: nothing connects to it.
         : { port: 0, host: "127.0.0.1", exclusive: true }
-      return Layer.scopedDiscard(shutdownGracefully(server, settled, connections._tag === "Port")).pipe(
+      return Layer.scopedDiscard(shutdownGracefully(server, requests, streams, connections._tag === "Port")).pipe(
         // A long accept queue: after a restart every client reconnects within SSE_RETRY.
         Layer.provideMerge(NodeHttpServer.layer(() => server, listening)),
         Layer.provide(Layer.scopedDiscard(
-          Effect.zipRight(listen(server), connections._tag === "Handed" ? connections.receive(server) : Effect.void)
+          Effect.zipRight(listen(server, streams), connections._tag === "Handed" ? connections.receive(server) : Effect.void)
         ).pipe(Layer.provide(routerLayer)))
       )
     })

@@ -21,6 +21,8 @@ import type { Channels } from "../Domain/Channels.js"
 import { InvalidRequest } from "../Domain/Errors.js"
 import { parseResumePoint, type ResumePoint } from "../Domain/Snapshot.js"
 import * as Answer from "./Answer.js"
+import type { InFlight } from "./InFlight.js"
+import * as Takeover from "./Takeover.js"
 import * as Request from "./Request.js"
 
 const decodeParams = Schema.decodeUnknownEither(Api.EventsParams)
@@ -61,30 +63,40 @@ const streamHeaders: NodeHttp.OutgoingHttpHeaders = {
   connection: "close"
 }
 
-/** The response as the EventStream sees it (a class: thousands of these are alive at once). */
+/**
+ * The stream's connection as the EventStream sees it (a class: thousands of these are alive at
+ * once). Once the head is sent, the connection is taken over from the HTTP server (Takeover.ts)
+ * and events go to its socket: through the response, each write would also cork the socket and
+ * queue a callback to uncork it (thousands per fan-out), and the system call would happen after
+ * the fan-out rather than during it, where its cost is counted.
+ */
 class NodeConnection implements ClientConnection {
   private written = 0
-  /**
-   * Once the head is sent, events go to the socket itself: through the response, each write
-   * would also cork the socket and queue a callback to uncork it (thousands per fan-out), and the
-   * system call would happen after the fan-out rather than during it, where its cost is counted.
-   */
   private socket: Net.Socket | null = null
 
-  constructor(private readonly response: NodeHttp.ServerResponse) {}
+  constructor(private response: NodeHttp.ServerResponse | null) {}
 
-  /** Sends the response's head; from now on, events are written to its socket. */
-  start(headers: NodeHttp.OutgoingHttpHeaders) {
+  /**
+   * Sends the response's head, then takes the connection over; `started` is told its socket at
+   * once, before the response, its part done, closes.
+   */
+  start(request: NodeHttp.IncomingMessage, headers: NodeHttp.OutgoingHttpHeaders, started: (socket: Net.Socket) => void) {
+    const response = this.response!
     // The stream ends only with its connection, so it needs no chunked encoding.
-    this.response.useChunkedEncodingByDefault = false
-    this.response.writeHead(200, headers)
-    this.response.flushHeaders()
-    this.socket = this.response.socket
+    response.useChunkedEncodingByDefault = false
+    response.writeHead(200, headers)
+    response.flushHeaders()
+    this.socket = response.socket!
+    this.response = null
+    started(this.socket)
+    // Not while Node's parser may still be running on the request (as it is when the stream was
+    // admitted at once): a parser freed then would be listed again as the message completes.
+    setImmediate(takeOver, request, response)
   }
 
   write(bytes: Uint8Array) {
     const socket = this.socket
-    if (socket === null || socket.destroyed || this.response.writableEnded) return true
+    if (socket === null || socket.destroyed || socket.writableEnded) return true
     this.written += bytes.length
     return socket.write(bytes)
   }
@@ -110,15 +122,68 @@ class NodeConnection implements ClientConnection {
     })
   }
 
+  /** Ends the stream once what is queued is sent, and closes the connection (as Node does for a response with `connection: close`). */
   end() {
-    if (!this.response.writableEnded) this.response.end()
+    if (this.socket !== null && !this.socket.writableEnded) this.socket.destroySoon()
   }
 
   destroy() {
-    this.response.destroy()
+    if (this.socket !== null) this.socket.destroy()
+    else this.response?.destroy()
   }
 }
 
+/**
+ * What a stream's end ends: the fiber still opening it, if any, then its scope (which gives back
+ * what it was admitted with and unsubscribes it). Until the stream starts, its request's response
+ * closing (the client went away) is its end; from then on, its connection closing.
+ */
+class StreamEnd {
+  opening: Fiber.RuntimeFiber<void> | undefined = undefined
+  private started = false
+  private socket: Net.Socket | undefined = undefined
+
+  constructor(
+    private readonly scope: Scope.CloseableScope,
+    private readonly runFork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
+  ) {}
+
+  /** The connection is the stream's: its closing ends the stream, and shutdown waits for it. */
+  start(socket: Net.Socket, streams: InFlight<Net.Socket>) {
+    this.started = true
+    this.socket = socket
+    // A client that went away while its stream was admitted: its connection closed already.
+    if (socket.destroyed) return this.end()
+    streams.enter(socket)
+    socket.on("close", () => {
+      streams.leave(socket)
+      this.end()
+    })
+  }
+
+  /** Drops the connection: the stream failed to open. */
+  destroy(response: NodeHttp.ServerResponse) {
+    if (this.socket !== undefined) this.socket.destroy()
+    else response.destroy()
+  }
+
+  responseClosed() {
+    if (!this.started) this.end()
+  }
+
+  private end() {
+    const running = this.opening
+    this.runFork(Effect.zipRight(running === undefined ? Effect.void : Fiber.interrupt(running), Scope.close(this.scope, Exit.void)))
+  }
+}
+
+function takeOver(request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) {
+  if (Takeover.takeOver(request, response) !== undefined) response.emit("close")
+}
+
+function destroyResponse(this: NodeHttp.ServerResponse) {
+  this.destroy()
+}
 
 interface StreamRequest {
   readonly channels: Channels
@@ -136,7 +201,8 @@ const admitThenOpen = (
   parts: RequestParts,
   request: NodeHttp.IncomingMessage,
   response: NodeHttp.ServerResponse,
-  { channels, lastEventId }: StreamRequest
+  { channels, lastEventId }: StreamRequest,
+  started: (socket: Net.Socket) => void
 ) =>
   policy.admitStream(parts, channels).pipe(
     Effect.matchEffect({
@@ -152,7 +218,7 @@ const admitThenOpen = (
           Effect.annotateCurrentSpan("http.response.status_code", 200),
           Effect.suspend(() => {
             const connection = new NodeConnection(response)
-            connection.start(streamHeaders)
+            connection.start(request, streamHeaders, started)
             return eventStream.open({ channels, lastEventId, connection, expiresAt })
           })
         )
@@ -178,34 +244,37 @@ const traced = (request: NodeHttp.IncomingMessage) => <A, E, R>(effect: Effect.E
     }
   })
 
-/** A Node request handler for `GET /events`, running the streams on the current runtime. */
-export const handler = Effect.gen(function*() {
-  const eventStream = yield* EventStream
-  const policy = yield* RequestPolicy
-  const runtime = yield* Effect.runtime<never>()
-  const runFork = Runtime.runFork(runtime)
-  const runSync = Runtime.runSync(runtime)
+/**
+ * A Node request handler for `GET /events`, running the streams on the current runtime; the
+ * connections it takes over are in `streams` until they close.
+ */
+export const handler = (streams: InFlight<Net.Socket>) =>
+  Effect.gen(function*() {
+    const eventStream = yield* EventStream
+    const policy = yield* RequestPolicy
+    const runtime = yield* Effect.runtime<never>()
+    const runFork = Runtime.runFork(runtime)
+    const runSync = Runtime.runSync(runtime)
 
-  return (parts: RequestParts, request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
-    const parsed = parse(request)
-    if (parsed instanceof InvalidRequest) return Answer.write(response, Answer.answerOf(parsed))
-    const scope = runSync(Scope.make())
-    let opening: Fiber.RuntimeFiber<void> | undefined = runFork(
-      admitThenOpen(policy, eventStream, parts, request, response, parsed).pipe(
-        Scope.extend(scope),
-        Effect.tapErrorCause((cause) =>
-          Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("An event stream failed", cause)
+    return (parts: RequestParts, request: NodeHttp.IncomingMessage, response: NodeHttp.ServerResponse) => {
+      const parsed = parse(request)
+      if (parsed instanceof InvalidRequest) return Answer.write(response, Answer.answerOf(parsed))
+      const scope = runSync(Scope.make())
+      const end = new StreamEnd(scope, runFork)
+      const opening = runFork(
+        admitThenOpen(policy, eventStream, parts, request, response, parsed, (socket) => end.start(socket, streams)).pipe(
+          Scope.extend(scope),
+          Effect.tapErrorCause((cause) =>
+            Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("An event stream failed", cause)
+          )
         )
       )
-    )
-    opening.addObserver((exit) => {
-      opening = undefined
-      if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) response.destroy()
-    })
-    response.once("close", () => {
-      const running = opening
-      runFork(Effect.zipRight(running === undefined ? Effect.void : Fiber.interrupt(running), Scope.close(scope, Exit.void)))
-    })
-    response.on("error", () => response.destroy())
-  }
-})
+      end.opening = opening
+      opening.addObserver((exit) => {
+        end.opening = undefined
+        if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) end.destroy(response)
+      })
+      response.on("close", () => end.responseClosed())
+      response.on("error", destroyResponse)
+    }
+  })

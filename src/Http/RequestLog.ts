@@ -4,8 +4,10 @@
  * response is done — method, path without its query (which may hold a token), status, duration,
  * client address (ClientAddress.ts, with TRUST_PROXY) — and the HTTP metrics.
  *
- * An event stream's line comes when it closes, with the stream's whole duration; its duration is
- * kept out of the duration histogram, which is about answers.
+ * An event stream's line comes once it is open (its head sent, its connection taken over from the
+ * HTTP server, see Http/Takeover.ts), with the time it took to open; how long the stream lasted
+ * and how it ended are EventStream's to count and log. Its duration is kept out of the duration
+ * histogram, which is about answers.
  *
  * Lines are handed through a bounded queue to one fiber that writes them at most 20 times a second,
  * all those waiting at once: a request pays for a queue offer, not for a fiber of its own or a
@@ -19,7 +21,7 @@ import type { RequestParts } from "../Access/Request.js"
 import { AppConfig } from "../Config.js"
 import { counter, histogram } from "../Metrics.js"
 
-export const requests = counter("pollcast_http_requests_total", "HTTP requests answered, by method, route and status (event streams counted when they close)")
+export const requests = counter("pollcast_http_requests_total", "HTTP requests answered, by method, route and status (event streams counted once open)")
 export const requestDuration = histogram("pollcast_http_request_duration_seconds", "Time from a request's arrival to the end of its answer, by method and route (not GET /events)", MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 16 }))
 
 /**

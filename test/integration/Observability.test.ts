@@ -126,8 +126,11 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("obse
         expect(yield* post(node, { body: "logged" }, "/messages?access_token=secret-in-the-url")).toBe(201)
         const scope = yield* Scope.make()
         yield* SseClient.connected(node.url("/events?channel=logged&access_token=another-secret")).pipe(Scope.extend(scope))
-        yield* Scope.close(scope, Exit.void)
+        // A stream's line comes once it is open, while it lasts: its connection was taken over
+        // from Node's HTTP server (Http/Takeover.ts; checked on Node 20), its request done.
         yield* SseClient.waitUntil(() => logs.some((line) => line.startsWith("INFO GET /events 200")), "5 seconds", "the stream's line")
+        yield* Scope.close(scope, Exit.void)
+        yield* SseClient.waitUntil(() => logs.some((line) => line.startsWith("DEBUG Event stream closed")), "5 seconds", "the stream's end")
         const access = logs.filter((line) => /^INFO (GET|POST) \//.test(line))
         expect(access.filter((line) => line.startsWith("INFO POST /messages 201"))).toHaveLength(1)
         expect(access.filter((line) => line.startsWith("INFO GET /events 200"))).toHaveLength(1)
