@@ -111,8 +111,9 @@ export const local = (limits: AdmissionSettings, kept: Counts = counts(limits)) 
         const client = limitKey(address)
         const refusal = kept.addStream(client)
         if (refusal !== undefined) return Effect.fail(streamRefused(limits, refusal))
-        // A plain finalizer: acquireRelease would keep a copy of the fiber's references per stream.
-        return Effect.scopeWith((scope) => Scope.addFinalizer(scope, Effect.sync(() => kept.removeStream(client))))
+        // A plain finalizer: acquireRelease would keep a copy of the fiber's references per stream,
+        // and an effect made ahead would be kept as long.
+        return Effect.scopeWith((scope) => Scope.addFinalizerExit(scope, () => Effect.sync(() => kept.removeStream(client))))
       }),
     figures: Effect.sync(kept.figures)
   })

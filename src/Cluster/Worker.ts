@@ -119,6 +119,13 @@ const feedLayer = (slot: number) =>
   )
 
 /** The node's limits, kept by the primary. */
+/**
+ * A stream's finalizer: tells the primary the stream closed. Made apart from the admission, so
+ * that it keeps alive only the link and the client's key (as EventStream's `closing`).
+ */
+const streamClosed = (link: Ipc.Link<Protocol.PrimaryCalls, Protocol.WorkerEvent>, client: string) => () =>
+  Effect.sync(() => link.emit({ _tag: "StreamClosed", client }))
+
 const admissionLayer = Layer.effect(
   Admission.Admission,
   Effect.gen(function*() {
@@ -137,9 +144,8 @@ const admissionLayer = Layer.effect(
           const client = Admission.limitKey(address)
           const refusal = yield* Effect.mapError(link.call("admitStream", { client }), unreachable)
           if (refusal !== null) return yield* Admission.streamRefused(limits, refusal)
-          yield* Effect.scopeWith((scope) =>
-            Scope.addFinalizer(scope, Effect.sync(() => link.emit({ _tag: "StreamClosed", client })))
-          )
+          // Its effect made when it runs, not kept for the stream's life (as in Admission.local).
+          yield* Effect.scopeWith((scope) => Scope.addFinalizerExit(scope, streamClosed(link, client)))
         }),
       figures: Effect.orDie(link.call("admission", null))
     })
@@ -166,9 +172,11 @@ const nodeStatusLayer = Layer.effect(
 const receive = (link: Ipc.Link<Protocol.PrimaryCalls, Protocol.WorkerEvent>) => (server: NodeHttp.Server) =>
   Effect.acquireRelease(
     Effect.sync(() => {
+      // One listener for every connection ("close" comes once): none made per connection.
+      const closed = () => link.emit({ _tag: "ConnectionClosed" })
       const onMessage = (message: unknown, socket: unknown) => {
         if (!Protocol.isHandOff(message) || !(socket instanceof Net.Socket)) return
-        socket.once("close", () => link.emit({ _tag: "ConnectionClosed" }))
+        socket.on("close", closed)
         server.emit("connection", socket)
         socket.resume()
       }

@@ -353,14 +353,21 @@ export const make = (start: MessageId) =>
       Effect.forkScoped
     )
 
+    /**
+     * A subscriber's finalizer, made apart from `subscribe` so that it keeps alive only the
+     * subscriber (a closure keeps what the function that made it can see); its effect is made
+     * when it runs, not kept for the stream's life.
+     */
+    const unsubscribe = (subscriber: Subscriber) => () => Effect.sync(() => subscribers.delete(subscriber))
+
     const publishBatch = (batch: Batch) => PubSub.publish(pubsub, batch).pipe(Effect.zipRight(Deferred.await(batch.fannedOut)))
 
     return Broadcast.of({
       publish: (messages) => Effect.suspend(() => publishBatch(Batch.of(messages))),
       publishBatch,
 
-      // Scope.addFinalizer rather than acquireRelease: the latter keeps a copy of the fiber's
-      // references for its finalizer, about 1 KB for every connected client.
+      // A finalizer rather than acquireRelease: the latter keeps a copy of the fiber's references
+      // for its finalizer, about 1 KB for every connected client (and see `unsubscribe`).
       subscribe: ({ after, selection, sink, snapshot }) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.scopeWith((scope) => {
           const floor = Option.match(after, { onNone: () => position, onSome: (id) => maxId(id, position) })
@@ -375,7 +382,7 @@ export const make = (start: MessageId) =>
           }
           if (closed) sink.end()
           else subscribers.add(subscriber)
-          return Effect.as(Scope.addFinalizer(scope, Effect.sync(() => subscribers.delete(subscriber))), position)
+          return Effect.as(Scope.addFinalizerExit(scope, unsubscribe(subscriber)), position)
         })),
 
       position: Effect.sync(() => position),

@@ -320,6 +320,23 @@ export const make = Effect.gen(function*() {
       return { position: start, snapshot }
     })
 
+  /**
+   * What a stream's scope does as it closes. Made here, not in `open`: a finalizer keeps what the
+   * function that made it can see alive for as long as the stream lasts, and this one sees only
+   * what it needs. It is the finalizer itself (Scope.addFinalizerExit): an effect made ahead
+   * for it would be kept as long too.
+   */
+  const closing = (client: ClientStream, shared: SharedSelection) => () =>
+    Effect.suspend(() => {
+      connections--
+      releaseSelection(shared)
+      client.release()
+      const reason = client.endReason ?? "closed"
+      streamsEnded.unsafeUpdate(1, endLabels[reason])
+      openStreams.unsafeUpdate(connections, [])
+      return Effect.logDebug("Event stream closed").pipe(Effect.annotateLogs({ reason, streams: connections }))
+    })
+
   const open = ({ channels, connection, expiresAt, lastEventId }: OpenOptions) => {
     const client = new ClientStream(connection)
     return Effect.gen(function*() {
@@ -330,20 +347,7 @@ export const make = Effect.gen(function*() {
       yield* Effect.logDebug("Event stream opened").pipe(
         Effect.annotateLogs({ channels: channels === "all" ? "*" : channels.join(","), streams: connections })
       )
-      yield* Effect.scopeWith((scope) =>
-        Scope.addFinalizer(
-          scope,
-          Effect.suspend(() => {
-            connections--
-            releaseSelection(shared)
-            client.release()
-            const reason = client.endReason ?? "closed"
-            streamsEnded.unsafeUpdate(1, endLabels[reason])
-            openStreams.unsafeUpdate(connections, [])
-            return Effect.logDebug("Event stream closed").pipe(Effect.annotateLogs({ reason, streams: connections }))
-          })
-        )
-      )
+      yield* Effect.scopeWith((scope) => Scope.addFinalizerExit(scope, closing(client, shared)))
       if (expiresAt !== undefined) client.expireAt(expiresAt)
       client.push(retryFrame)
       bytesWritten.unsafeUpdate(retryFrame.length, controlBytes)

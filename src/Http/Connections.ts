@@ -58,14 +58,17 @@ export const guard = (server: NodeHttp.Server) =>
         socket.destroy()
       }, firstRequestTimeout)
       awaitingRequest.set(socket, timer)
-      socket.once("close", () => {
-        clearTimeout(awaitingRequest.get(socket))
-        awaitingRequest.delete(socket)
+      socket.on("close", closedFrom(address))
+    }
+    // "close" comes once. The listener sees only the address (the socket is `this`).
+    const closedFrom = (address: string) =>
+      function(this: Net.Socket) {
+        clearTimeout(awaitingRequest.get(this))
+        awaitingRequest.delete(this)
         const left = openByAddress.get(address)! - 1
         if (left === 0) openByAddress.delete(address)
         else openByAddress.set(address, left)
-      })
-    }
+      }
     const onRequest = (request: NodeHttp.IncomingMessage) => {
       const timer = awaitingRequest.get(request.socket)
       if (timer === undefined) return
