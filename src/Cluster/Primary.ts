@@ -180,6 +180,10 @@ const front = (members: () => Iterable<Member>) =>
       const to = chosen
       to.connections++
       to.handing.add(socket)
+      // Sent as a connection of no server (`server`, set by Node, is not in its types): Node would
+      // otherwise have the worker track it for this server's connection count (a listener and its
+      // state per connection, for as long as it lasts, in the worker), a count nothing here reads.
+      ;(socket as Net.Socket & { server: Net.Server | null }).server = null
       // Once sent, the primary's copy is closed (the connection lives on in the worker's); one that
       // could not be sent is closed with it, and its client reconnects. (With keepOpen false,
       // Node would keep an unsendable connection open for ever.)
