@@ -5,9 +5,10 @@
  * a response handled by the platform keeps a suspended fiber with its whole continuation for as
  * long as it lasts: this very handler, mounted as an HttpRouter route that waits for its
  * connection to close, measured 28.7 KB per idle connection (live, at 10,000 clients) against
- * 6.0 KB here, and a connection may cost 10 KB. The Effect parts stay: parameters are decoded
- * with the same schemas and answered with the same JSON errors, and each stream's resources live
- * in a Scope closed with its connection.
+ * 6.0 KB here, and a connection may cost 10 KB. Once its head is sent, the stream's connection is
+ * taken over from Node's HTTP server (Takeover.ts): 4.2 KB at 10,000 clients. The Effect parts
+ * stay: parameters are decoded with the same schemas and answered with the same JSON errors, and
+ * each stream's resources live in a Scope closed with its connection.
  */
 import { Headers, HttpTraceContext } from "@effect/platform"
 import { Cause, type Context, Effect, Either, Exit, Fiber, Option, Runtime, Schema, Scope } from "effect"
