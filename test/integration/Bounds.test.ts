@@ -91,6 +91,38 @@ layer(TestDatabase.layer, { timeout: 300_000, excludeTestServices: true })("boun
       expect(stream.opens()).toBe(1)
     }))
 
+  it.scoped("keeps a stream whose client sends more after its request, holding none of it, and frees one whose client ends its side", () =>
+    Effect.gen(function*() {
+      const node = yield* TestNode.start()
+      const port = Number(new URL(node.url("/")).port)
+      const { closed, socket } = yield* silentSocket(port)
+      let received = ""
+      socket.on("data", (chunk: Buffer) => {
+        received += chunk.toString()
+      })
+      socket.write("GET /events?channel=raw HTTP/1.1\r\nHost: pollcast\r\n\r\n")
+      yield* eventually(Effect.sync(() => received), (text) => text.includes("retry:"), "5 seconds", "the stream's head")
+      expect(received.startsWith("HTTP/1.1 200")).toBe(true)
+      const before = yield* liveHeap
+      // 8 MB more: another request, then bytes that are none. Read and dropped, never answered.
+      socket.write("POST /messages HTTP/1.1\r\nHost: pollcast\r\ncontent-type: application/json\r\ncontent-length: 30\r\n\r\n")
+      const junk = Buffer.alloc(64 * 1024, "x")
+      for (let i = 0; i < 128; i++) {
+        yield* Effect.async<void>((resume) => {
+          socket.write(junk, () => resume(Effect.void))
+        })
+      }
+      yield* TestClient.publish(node, { channel: "raw", body: "after the junk" })
+      yield* eventually(Effect.sync(() => received), (text) => text.includes("after the junk"), "5 seconds", "the message")
+      expect(megabytes((yield* liveHeap) - before), "MB of live heap kept").toBeLessThan(3)
+      expect(received).not.toContain("HTTP/1.1 201")
+      expect(yield* node.connections).toBe(1)
+      // The client ends its side: the node closes the connection and frees the stream.
+      socket.end()
+      yield* closed.pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the connection stayed open") }))
+      yield* eventually(node.connections, (open) => open === 0, "5 seconds", "the stream to be freed")
+    }))
+
   it.scoped("refuses connections beyond MAX_CONNECTIONS_PER_CLIENT from one address, and serves other addresses", () =>
     Effect.gen(function*() {
       const node = yield* TestNode.start({ MAX_CONNECTIONS_PER_CLIENT: "50" })
