@@ -6,12 +6,18 @@
  * de-chunks its stream and folds it into a CRC-32, natively; only "probe" clients parse events:
  * they time each message (its body carries its send time) and check that every message arrived
  * once. Clients following the same channels must end with identical CRCs: the same messages in
- * the same order, byte for byte. A client that gets no stream is counted by why: the answer's
+ * the same order, byte for byte, heartbeats left out (each process of a node sends its own, on its
+ * own timer, so clients of two workers see them at different places among the same messages;
+ * pollcast's own heartbeat, a comment frame, is recognised, not a baseline's). A client that gets no stream is counted by why: the answer's
  * status, the socket's error (EMFILE, EADDRNOTAVAIL, ...), or no answer in time.
  */
 import * as Net from "node:net"
 import { crc32 } from "node:zlib"
+import { heartbeatFrame } from "../../src/Delivery/Sse.js"
 import { Histogram } from "./statistics.js"
+
+const heartbeat = Buffer.from(heartbeatFrame)
+const colon = 58
 
 export interface ClientSpec {
   /** e.g. `/events?channel=bench-3` */
@@ -106,6 +112,8 @@ const frameBody = /"body":"t=([0-9.]+);s=(\d+);/g
 
 class Client {
   crc = 0
+  /** The end of the bytes taken so far, held back from the CRC while it may begin a heartbeat. */
+  pending: Buffer = Buffer.alloc(0)
   open = false
   closed = false
   /** Why it got no stream, if it did not. */
@@ -177,10 +185,24 @@ class Client {
     }
   }
 
-  /** Body bytes, de-chunked. */
+  /** Body bytes, de-chunked: into the CRC but for heartbeats (see the header). */
   private take(slice: Buffer) {
-    this.crc = crc32(slice, this.crc)
     if (this.spec.probe) this.parse(slice)
+    const data = this.pending.length === 0 ? slice : Buffer.concat([this.pending, slice])
+    let from = 0
+    for (let at = data.indexOf(heartbeat); at !== -1; at = data.indexOf(heartbeat, from)) {
+      this.crc = crc32(data.subarray(from, at), this.crc)
+      from = at + heartbeat.length
+    }
+    let keep = data.length
+    for (let k = Math.max(from, data.length - heartbeat.length + 1); k < data.length; k++) {
+      if (data[k] === colon && data.subarray(k).equals(heartbeat.subarray(0, data.length - k))) {
+        keep = k
+        break
+      }
+    }
+    this.crc = crc32(data.subarray(from, keep), this.crc)
+    this.pending = data.subarray(keep)
   }
 
   private parse(slice: Buffer) {
@@ -395,6 +417,7 @@ process.on("message", (command: Command) => {
       probeMessages = 0
       for (const client of clients) {
         client.crc = 0
+        client.pending = Buffer.alloc(0)
         client.count = 0
         client.duplicates = 0
         client.sequenceSum = 0
