@@ -6,7 +6,7 @@
  * long as it lasts: this very handler, mounted as an HttpRouter route that waits for its
  * connection to close, measured 28.7 KB per idle connection (live, at 10,000 clients) against
  * 6.0 KB here, and a connection may cost 10 KB. Once its head is sent, the stream's connection is
- * taken over from Node's HTTP server (Takeover.ts): 4.2 KB at 10,000 clients. The Effect parts
+ * taken over from Node's HTTP server (Takeover.ts): 4.2–5.1 KB at 10,000 clients. The Effect parts
  * stay: parameters are decoded with the same schemas and answered with the same JSON errors, and
  * each stream's resources live in a Scope closed with its connection.
  */
