@@ -118,7 +118,6 @@ const feedLayer = (slot: number) =>
     })
   )
 
-/** The node's limits, kept by the primary. */
 /**
  * A stream's finalizer: tells the primary the stream closed. Made apart from the admission, so
  * that it keeps alive only the link and the client's key (as EventStream's `closing`).
@@ -126,6 +125,7 @@ const feedLayer = (slot: number) =>
 const streamClosed = (link: Ipc.Link<Protocol.PrimaryCalls, Protocol.WorkerEvent>, client: string) => () =>
   Effect.sync(() => link.emit({ _tag: "StreamClosed", client }))
 
+/** The node's limits, kept by the primary. */
 const admissionLayer = Layer.effect(
   Admission.Admission,
   Effect.gen(function*() {

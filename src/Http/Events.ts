@@ -75,20 +75,21 @@ class NodeConnection implements ClientConnection {
   private written = 0
   private socket: Net.Socket | null = null
 
-  constructor(private response: NodeHttp.ServerResponse | null) {}
-
   /**
    * Sends the response's head, then takes the connection over; `started` is told its socket at
    * once, before the response, its part done, closes.
    */
-  start(request: NodeHttp.IncomingMessage, headers: NodeHttp.OutgoingHttpHeaders, started: (socket: Net.Socket) => void) {
-    const response = this.response!
+  start(
+    request: NodeHttp.IncomingMessage,
+    response: NodeHttp.ServerResponse,
+    headers: NodeHttp.OutgoingHttpHeaders,
+    started: (socket: Net.Socket) => void
+  ) {
     // The stream ends only with its connection, so it needs no chunked encoding.
     response.useChunkedEncodingByDefault = false
     response.writeHead(200, headers)
     response.flushHeaders()
     this.socket = response.socket!
-    this.response = null
     started(this.socket)
     // Not while Node's parser may still be running on the request (as it is when the stream was
     // admitted at once): a parser freed then would be listed again as the message completes.
@@ -129,8 +130,7 @@ class NodeConnection implements ClientConnection {
   }
 
   destroy() {
-    if (this.socket !== null) this.socket.destroy()
-    else this.response?.destroy()
+    this.socket?.destroy()
   }
 }
 
@@ -218,8 +218,8 @@ const admitThenOpen = (
         Effect.zipRight(
           Effect.annotateCurrentSpan("http.response.status_code", 200),
           Effect.suspend(() => {
-            const connection = new NodeConnection(response)
-            connection.start(request, streamHeaders, started)
+            const connection = new NodeConnection()
+            connection.start(request, response, streamHeaders, started)
             return eventStream.open({ channels, lastEventId, connection, expiresAt })
           })
         )

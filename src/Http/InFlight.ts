@@ -18,10 +18,6 @@ export class InFlight<A> {
     if (this.open.delete(item) && this.open.size === 0) for (const wake of this.waiting) wake()
   }
 
-  get size() {
-    return this.open.size
-  }
-
   /** What is in flight now. */
   values() {
     return [...this.open]

@@ -52,11 +52,8 @@ const serverListeners: ReadonlyArray<readonly [event: string, name: string]> = [
   ["pause", "onSocketPause"]
 ]
 
-function destroyOnEnd(this: Net.Socket) {
-  this.destroy()
-}
-
-function destroyOnError(this: Net.Socket) {
+/** On the client's end of the connection (it closes only its side) or an error. */
+function destroy(this: Net.Socket) {
   this.destroy()
 }
 
@@ -83,8 +80,8 @@ export const takeOver = (request: NodeHttp.IncomingMessage, response: NodeHttp.S
   socket.on = Net.Socket.prototype.on
   socket.addListener = Net.Socket.prototype.addListener
   socket.prependListener = Net.Socket.prototype.prependListener
-  socket.on("end", destroyOnEnd)
-  socket.on("error", destroyOnError)
+  socket.on("end", destroy)
+  socket.on("error", destroy)
   socket.resume()
   return socket
 }
