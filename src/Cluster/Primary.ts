@@ -187,9 +187,11 @@ const front = (members: () => Iterable<Member>) =>
       // Once sent, the primary's copy is closed (the connection lives on in the worker's); one that
       // could not be sent is closed with it, and its client reconnects. (With keepOpen false,
       // Node would keep an unsendable connection open for ever.)
-      to.worker.send(handOff, socket, { keepOpen: true }, () => {
+      to.worker.send(handOff, socket, { keepOpen: true }, (error) => {
         to.handing.delete(socket)
         socket.destroy()
+        // Never the worker's: it will not say it closed.
+        if (error) to.connections--
       })
     })
     // The server's errors come through listen; a connection's, with its socket.
