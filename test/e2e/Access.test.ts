@@ -100,7 +100,9 @@ layer(Layer.merge(TestDatabase.layer, Browser.Browser.layer), { timeout: 120_000
       Effect.gen(function*() {
         const node = yield* TestNode.start({ AUTH_SECRET: Tokens.secret, AUTH_CLOCK_TOLERANCE: "0 seconds", SSE_RETRY: "200 millis" })
         const publisher = yield* token({ publish: ["*"] })
-        const shortLived = yield* token({ subscribe: ["expiry"] }, { expiresIn: 2 })
+        // Long enough for the browser to start and the page to go live on a loaded machine (at 2 s, the
+        // token had sometimes expired before the page connected: it never showed live).
+        const shortLived = yield* token({ subscribe: ["expiry"] }, { expiresIn: 6 })
         const { page } = yield* Browser.open(node.url(`/#expiry&token=${shortLived}`))
         yield* state(page, "live")
         yield* post(node, publisher, { channel: "expiry", body: "before expiry" })

@@ -61,7 +61,7 @@ layer(Layer.merge(TestDatabase.layer, Browser.Browser.layer), { timeout: 120_000
           Effect.forEach(tabs, ({ channel, page }) =>
             Effect.gen(function*() {
               const wanted = posted.filter((message) => message.channel === channel).map((message) => message.body)
-              yield* SseClient.eventually(received(page), (got) => got.length >= wanted.length, "10 seconds", `${channel} in a tab`)
+              yield* SseClient.eventually(received(page), (got) => got.length >= wanted.length, "20 seconds", `${channel} in a tab`)
               yield* Effect.sleep("300 millis")
               const got = yield* received(page)
               expect(got.map((message) => message.body)).toEqual(wanted)
