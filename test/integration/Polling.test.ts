@@ -61,12 +61,16 @@ layer(TestDatabase.layer, { timeout: 120_000, excludeTestServices: true })("poll
       )
       const busy = yield* measure(node, "3 seconds")
 
-      // About 15 polls and 30 probes in 3 seconds either way (at most one per interval of the
-      // window as measured, plus the one under way at its start), and the database saw those
-      // queries and no more: not one per client or per channel (that would be hundreds).
+      // About 15 polls and 30 probes in 3 seconds either way, and the database saw those queries
+      // and no more: not one per client or per channel (that would be hundreds). The interval's
+      // ticks fall on fixed boundaries, at most floor(millis / 200) + 1 of them in the window as
+      // measured. Besides those, the count may take in a poll that began before the window (under
+      // way at its start), and a tick due before the window that fired late inside it
+      // (Schedule.fixed runs a late tick at once, then keeps to its boundaries). CI, loaded,
+      // counted 17 in a window of 3,000-3,199 ms.
       for (const run of [idle, busy]) {
         expect(run.polls).toBeGreaterThanOrEqual(8)
-        expect(run.polls).toBeLessThanOrEqual(Math.floor(run.millis / 200) + 1)
+        expect(run.polls).toBeLessThanOrEqual(Math.floor(run.millis / 200) + 3)
         expect(run.probes).toBeGreaterThanOrEqual(15)
         expect(run.probes).toBeLessThanOrEqual(Math.floor(run.millis / 100) + 1)
         expect(Math.abs(run.transactions - run.polls - run.probes)).toBeLessThanOrEqual(20)
